@@ -1,0 +1,17 @@
+# Two commands do all the set-up on a fresh machine (the first run builds the environment, ~10 min):
+#   make sample   run the whole pipeline on the embedded sample dataset
+#   make test     run the test suite
+.PHONY: sample test ui catalog
+
+sample:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli run-sample
+
+test:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+ui:
+	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \
+	  "$$venv/bin/dagster" dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+catalog:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli catalog

@@ -1,0 +1,115 @@
+"""Real Dagster: definitions load, partitions materialize in process, sensors and staleness work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+
+from visit_assets.defs.ingest.sensors import dataset_folder_sensor
+from visit_assets.defs.partitions import dataset_partitions, shard_partitions
+from visit_assets.defs.resources import DatasetsResource, StoreResource
+from visit_assets.definitions import defs
+from visit_assets.lib.catalog import build_catalog
+from visit_assets.lib.storage import ParquetStore
+from visit_assets.runner import run_dataset
+
+INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def test_definitions_load_with_every_ingest_asset():
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(INGEST) <= keys
+
+
+def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
+    run_dataset(defs, "sample", instance, log=lambda _: None)
+    store = ParquetStore(home / "store")
+    grouped = pl.concat([store.read("grouped_metadata", "sample", int(s)) for s in shard_partitions.get_partition_keys()])
+    assert grouped.height >= 12
+    assert {"dataset", "dataset_version", "code_version", "source_record_ids"} <= set(grouped.columns)
+    # Checks ran and passed for every shard.
+    n_shards = len(shard_partitions.get_partition_keys())
+    for check in ("records_accounted_for", "unique_image_ids"):
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("grouped_metadata"), check), limit=50)
+        assert len(history) == n_shards
+        assert all(r.event.dagster_event.event_specific_data.passed for r in history)
+    meta = instance.get_latest_materialization_event(dg.AssetKey("source_records")).asset_materialization.metadata
+    assert meta["dagster/row_count"].value > 0 and meta["dataset_version"].value
+    # The catalog answers lineage questions across assets.
+    con = duckdb.connect(str(build_catalog(home / "store")), read_only=True)
+    n = con.sql("SELECT count(DISTINCT image_id) FROM image_lineage").fetchone()[0]
+    assert n == grouped.height
+    reasons = dict(con.sql("SELECT reason, sum(records) FROM rejects_by_reason GROUP BY 1").fetchall())
+    assert reasons.get("image_too_small") and reasons.get("duplicate_caption")
+
+
+def _stale(instance, key: str, partition: str | dg.MultiPartitionKey) -> StaleStatus:
+    resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+    return resolver.get_status(dg.AssetKey(key), partition)
+
+
+def test_changed_metadata_gives_new_version_and_stale_downstream(home, instance):
+    run_dataset(defs, "sample", instance, log=lambda _: None)
+    store = ParquetStore(home / "store")
+    before = store.current("source_records", "sample")["dataset_version"]
+    captions = home / "datasets" / "sample" / "annotations" / "captions.json"
+    data = json.loads(captions.read_text())
+    data["annotations"][0]["caption"] = "A completely rewritten caption for this photograph."
+    captions.write_text(json.dumps(data))
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, partition_key="sample",
+                                  asset_selection=[dg.AssetKey("source_records")]).success
+    after = store.current("source_records", "sample")["dataset_version"]
+    assert after != before
+    shard = dg.MultiPartitionKey({"dataset": "sample", "shard": "0"})
+    assert _stale(instance, "grouped_metadata", shard) == StaleStatus.STALE
+    assert len(store.versions("source_records", "sample")) == 2  # the old version is kept
+
+
+def test_sensor_adds_new_dataset_partition_and_requests_ingest(home, instance):
+    resources = {"datasets": DatasetsResource(root=str(home / "datasets"))}
+    ctx = dg.build_sensor_context(instance=instance, resources=resources)
+    result = dataset_folder_sensor(ctx)
+    assert [r.partition_key for r in result.run_requests] == ["sample"]
+    assert result.dynamic_partitions_requests[0].partition_keys == ["sample"]
+    instance.add_dynamic_partitions(dataset_partitions.name, ["sample"])
+    quiet = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
+    (home / "datasets" / "sample" / "qa_pairs.jsonl").write_text(
+        '{"id": "new", "image": "coffee.jpg", "captions": ["A cup of coffee on a saucer, seen from above."]}\n')
+    changed = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert [r.partition_key for r in changed.run_requests] == ["sample"]
+
+
+def test_automation_regenerates_only_the_changed_datasets_partitions(home, instance):
+    import shutil
+
+    shutil.copytree(home / "datasets" / "sample", home / "datasets" / "other")
+    run_dataset(defs, "sample", instance, log=lambda _: None)
+    run_dataset(defs, "other", instance, log=lambda _: None)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    # Change one dataset's metadata and re-ingest it, as the folder sensor would.
+    qa = home / "datasets" / "sample" / "qa_pairs.jsonl"
+    qa.write_text(qa.read_text() + '{"id": "extra", "image": "coffee.jpg", "ocr": ["EXTRA"]}\n')
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, partition_key="sample",
+                                  asset_selection=[dg.AssetKey("source_records")]).success
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    requested = result.get_requested_partitions(dg.AssetKey("grouped_metadata"))
+    assert requested, "the changed dataset's per-image partitions must be requested"
+    assert {k.keys_by_dimension["dataset"] for k in requested} == {"sample"}

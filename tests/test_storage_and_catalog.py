@@ -1,0 +1,45 @@
+import duckdb
+import polars as pl
+import pytest
+
+from visit_assets.lib.catalog import build_catalog, view_names
+from visit_assets.lib.storage import ParquetStore
+
+
+def frame(version, n):
+    return pl.DataFrame({"image_id": [f"i{k}" for k in range(n)], "dataset": "d1", "dataset_version": version})
+
+
+def test_versions_are_kept_and_current_moves(tmp_path):
+    store = ParquetStore(tmp_path)
+    store.write("grouped_metadata", "d1", "v1", frame("v1", 2), shard=0, dataset_version="v1")
+    store.write("grouped_metadata", "d1", "v2", frame("v2", 3), shard=0, dataset_version="v2")
+    assert store.versions("grouped_metadata", "d1") == ["v1", "v2"]
+    assert store.read("grouped_metadata", "d1", 0).height == 3
+    assert store.current("grouped_metadata", "d1", 0)["data_version"] == "v2"
+    assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temp files
+
+
+def test_unsafe_names_are_refused(tmp_path):
+    store = ParquetStore(tmp_path)
+    for bad in ("../x", "a'; DROP TABLE x; --", "", "a/b"):
+        with pytest.raises(ValueError):
+            store.write("grouped_metadata", bad, "v1", frame("v1", 1))
+
+
+def test_missing_partition_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not been materialized"):
+        ParquetStore(tmp_path).read("grouped_metadata", "d1", 0)
+
+
+def test_catalog_has_current_and_all_versions(tmp_path):
+    store = ParquetStore(tmp_path)
+    store.write("grouped_metadata", "d1", "v1", frame("v1", 2), shard=0, dataset_version="v1")
+    store.write("grouped_metadata", "d1", "v2", frame("v2", 3), shard=0, dataset_version="v2")
+    store.write("grouped_metadata", "d1", "v2", frame("v2", 1), shard=1, dataset_version="v2")
+    path = build_catalog(tmp_path)
+    assert {"grouped_metadata", "grouped_metadata_all", "current_partitions"} <= set(view_names(path))
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.sql("SELECT count(*) FROM grouped_metadata").fetchone()[0] == 4
+    assert con.sql("SELECT count(*) FROM grouped_metadata_all").fetchone()[0] == 6
+    assert con.sql("SELECT count(DISTINCT dataset_version) FROM grouped_metadata").fetchone()[0] == 1

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per domain; pure logic lives in visit_assets.lib."""

@@ -1,0 +1,150 @@
+"""Ingest domain: metadata files -> source_records -> grouped_metadata (+ rejects) -> image_descriptions."""
+
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from ... import settings
+from ...lib.code_version import code_version
+from ...lib.ids import content_hash
+from ...lib.metadata import dataset as dataset_mod
+from ...lib.metadata import describe as describe_mod
+from ...lib.metadata import grouping, images, paths
+from ...lib.metadata import loaders as loaders_pkg
+from ...lib.metadata.describe import describe, fact_count
+from ...lib.metadata.loaders import coco, llava, records_format
+from ..metadata import counts_by, preview
+from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
+from ..resources import DatasetsResource, StoreResource
+from . import checks
+
+LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths)
+GROUPING_VERSION = code_version(grouping, images, paths)
+DESCRIBE_VERSION = code_version(describe_mod)
+
+# Per-image stages follow their parents: a new or changed dataset regenerates only its partitions.
+follow_parents = dg.AutomationCondition.eager()
+
+
+class GroupingConfig(dg.Config):
+    """Quality-control thresholds (defaults from MM-Instruct's filters; see lib.metadata.grouping)."""
+
+    check_images: bool = True  # open and decode every image; False trusts metadata sizes (bulk ingest)
+    min_side: int = 100
+    min_caption_words: int = 3
+    min_caption_chars: int = 10
+    max_text_chars: int = 4000
+    box_tolerance: float = 0.01
+    max_pixels: int = images.PIL_DEFAULT_MAX_PIXELS
+    max_reject_rate: float = 0.5  # the reject_rate_bounded check warns above this share
+
+    def qc(self) -> grouping.QCConfig:
+        return grouping.QCConfig(self.min_side, self.min_caption_words, self.min_caption_chars,
+                                 self.max_text_chars, self.box_tolerance, self.max_pixels)
+
+
+def _lineage(dataset: str, dataset_version: str, code: str) -> list[pl.Expr]:
+    return [pl.lit(dataset).alias("dataset"), pl.lit(dataset_version).alias("dataset_version"),
+            pl.lit(code).alias("code_version")]
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=LOADING_VERSION, group_name="ingest",
+          kinds={"parquet", "polars"})
+def source_records(context: dg.AssetExecutionContext, store: StoreResource,
+                   datasets: DatasetsResource) -> dg.MaterializeResult:
+    """Every input record of a dataset's metadata files in one table (rejected ones flagged, never dropped)."""
+    dataset = context.partition_key
+    layout = datasets.layout(dataset)
+    version = dataset_mod.dataset_version(layout)
+    frame = dataset_mod.load_dataset(layout, settings.n_shards()).with_columns(
+        *_lineage(dataset, version, LOADING_VERSION),
+        pl.lit(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).alias("ingested_at"),
+    )
+    data_version = content_hash(version, LOADING_VERSION)
+    store.store().write("source_records", dataset, data_version, frame,
+                        dataset_version=version, code_version=LOADING_VERSION)
+    flagged = frame.filter(pl.col("reject_reason").is_not_null())
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(data_version),
+        metadata={
+            "dataset_version": version,
+            "dagster/row_count": frame.height,
+            "records_by_kind": counts_by(frame, "kind"),
+            "loader_rejects_by_reason": counts_by(flagged, "reject_reason"),
+            "sources": [layout.source_name(p) for p, _ in layout.sources],
+            "preview": preview(frame, ["record_id", "kind", "image_key", "text", "label", "reject_reason"]),
+        },
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("grouped_metadata", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
+                     description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
+                     automation_condition=follow_parents, kinds={"parquet", "polars"}, group_name="ingest"),
+        dg.AssetSpec("metadata_rejects", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
+                     description="Every source record that did not reach grouped_metadata, with its reason.",
+                     automation_condition=follow_parents, kinds={"parquet"}, group_name="ingest"),
+    ],
+    partitions_def=image_partitions, check_specs=checks.grouping_check_specs, code_version=GROUPING_VERSION,
+)
+def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, store: StoreResource,
+                     datasets: DatasetsResource):
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("source_records", dataset)
+    records = parquet.scan("source_records", dataset).filter(pl.col("shard") == shard).collect()
+    probes = None
+    if config.check_images:
+        keys = records.get_column("image_key").drop_nulls().unique().sort().to_list()
+        probes = images.probe_images(datasets.layout(dataset).images_dir, keys, config.max_pixels)
+    grouped, rejects = grouping.group_records(records, probes, config.qc())
+    version = parent["dataset_version"]
+    lineage = _lineage(dataset, version, GROUPING_VERSION)
+    grouped, rejects = grouped.with_columns(*lineage), rejects.with_columns(*lineage)
+    data_version = content_hash(parent["data_version"], GROUPING_VERSION, config.model_dump())
+    for name, frame in (("grouped_metadata", grouped), ("metadata_rejects", rejects)):
+        parquet.write(name, dataset, data_version, frame, shard, dataset_version=version, code_version=GROUPING_VERSION)
+    yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version), metadata={
+        "dataset_version": version, "dagster/row_count": grouped.height,
+        "images_checked": config.check_images, "source_records": records.height,
+        "preview": preview(grouped, ["image_key", "width", "height", "captions", "boxes", "qa", "sources"]),
+    })
+    yield dg.MaterializeResult(asset_key="metadata_rejects", data_version=dg.DataVersion(data_version), metadata={
+        "dataset_version": version, "dagster/row_count": rejects.height,
+        "rejects_by_reason": counts_by(rejects, "reason"),
+        "preview": preview(rejects, ["record_id", "kind", "image_key", "reason", "detail"]),
+    })
+    yield checks.unique_ids(grouped, "grouped_metadata")
+    yield checks.records_accounted_for(records.height, grouped, rejects)
+    yield checks.reject_rate_bounded(records.height, rejects, config.max_reject_rate)
+
+
+@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=DESCRIBE_VERSION,
+          group_name="ingest", automation_condition=follow_parents, kinds={"parquet"},
+          check_specs=checks.description_check_specs)
+def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
+    """Each grouped image rendered as plain text (captions, objects with coarse positions, QA facts, OCR)."""
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("grouped_metadata", dataset, shard)
+    grouped = parquet.read("grouped_metadata", dataset, shard)
+    rows = [{"image_id": r["image_id"], "image_key": r["image_key"], "shard": shard,
+             "description": describe(r), "n_facts": fact_count(r)} for r in grouped.iter_rows(named=True)]
+    schema = {"image_id": pl.String, "image_key": pl.String, "shard": pl.Int32, "description": pl.String,
+              "n_facts": pl.Int64}
+    described = pl.DataFrame(rows, schema=schema).with_columns(
+        *_lineage(dataset, parent["dataset_version"], DESCRIBE_VERSION),
+        pl.lit(parent["data_version"]).alias("grouped_data_version"),
+    )
+    data_version = content_hash(parent["data_version"], DESCRIBE_VERSION)
+    parquet.write("image_descriptions", dataset, data_version, described, shard,
+                  dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION)
+    yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
+        "dataset_version": parent["dataset_version"], "dagster/row_count": described.height,
+        "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),
+        "example": dg.MetadataValue.md("```\n" + (rows[0]["description"] if rows else "(no images)") + "\n```"),
+    })
+    yield checks.one_description_per_image(grouped, described)

@@ -1,0 +1,26 @@
+"""Materialization metadata helpers: previews and counts that read well in the Dagster UI."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+
+def preview(frame: pl.DataFrame, columns: list[str], rows: int = 5) -> dg.MetadataValue:
+    """A markdown table of the first rows (long text cut, lists shown as lists)."""
+    cols = [c for c in columns if c in frame.columns]
+    head = frame.select(cols).head(rows).with_columns(
+        pl.col(c).cast(pl.String).str.slice(0, 120) if frame.schema[c] == pl.String else
+        pl.col(c).map_elements(lambda v: str(v)[:120], return_dtype=pl.String)
+        for c in cols if frame.schema[c] not in (pl.Int64, pl.Int32, pl.Float64, pl.Boolean, pl.UInt32)
+    )
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
+                   tbl_hide_dataframe_shape=True, fmt_str_lengths=120, tbl_rows=rows, tbl_cols=len(cols)):
+        return dg.MetadataValue.md(str(head))
+
+
+def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if frame.is_empty():
+        return {}
+    rows = frame.group_by(column).len().sort("len", descending=True).iter_rows()
+    return {str(k): int(n) for k, n in rows}

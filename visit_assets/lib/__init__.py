@@ -1,0 +1,1 @@
+"""Pure logic: no Dagster imports anywhere under this package (a test enforces it)."""

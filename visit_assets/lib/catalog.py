@@ -1,0 +1,61 @@
+"""Build the DuckDB catalog: views over the Parquet store, from the templates in `sql/`.
+
+The catalog holds views only, so it is rebuilt in a second and never blocks a writer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+
+import duckdb
+
+from .storage import safe_name
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+def _statements(text: str) -> list[str]:
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def assets_with_data(store: Path) -> list[str]:
+    return sorted(p.name for p in store.iterdir()
+                  if p.is_dir() and not p.name.startswith(("_", ".")) and any(p.glob("*/*/*.parquet")))
+
+
+def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
+    """Create or refresh `<store>/catalog.duckdb`; returns its path."""
+    store = Path(store).resolve()
+    catalog_path = Path(catalog_path or store / "catalog.duckdb")
+    if "'" in str(store):
+        raise ValueError(f"store path {store} may not contain a quote")
+    fill = {"store": store.as_posix()}
+    con = duckdb.connect(str(catalog_path))
+    try:
+        if any((store / "_current").glob("*/*/*.json")):
+            for stmt in _statements((sql_dir / "catalog.sql").read_text()):
+                con.execute(Template(stmt).substitute(fill))
+            template = (sql_dir / "asset_views.sql").read_text()
+            for asset in assets_with_data(store):
+                for stmt in _statements(template):
+                    con.execute(Template(stmt).substitute(fill, asset=safe_name(asset, "asset")))
+            for stmt in _statements((sql_dir / "lineage.sql").read_text()):
+                try:
+                    con.execute(stmt)
+                except (duckdb.CatalogException, duckdb.BinderException):  # its assets are not there yet
+                    pass
+    finally:
+        con.close()
+    return catalog_path
+
+
+def view_names(catalog_path: Path) -> list[str]:
+    con = duckdb.connect(str(catalog_path), read_only=True)
+    try:
+        return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+    finally:
+        con.close()
+
+

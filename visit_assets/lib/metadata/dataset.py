@@ -1,0 +1,124 @@
+"""A dataset is a folder: an image folder plus metadata files, optionally a `dataset.yaml`.
+
+    my_dataset/
+      dataset.yaml          optional: {images: images, sources: [{path: x.json, format: coco}]}
+      images/...            the photographs (paths in metadata are relative to this folder)
+      *.json / *.jsonl / *.parquet   metadata, any depth outside the image folder
+
+The dataset version is a content hash of the metadata files (names and bytes), so an edit to any
+metadata file gives a new version and an untouched folder keeps its version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from ..ids import content_hash, file_sha256, image_id, shard_of
+from .loaders import METADATA_SUFFIXES, load_source
+from .paths import UnsafePath, normalise_image_key, resolve_inside
+from .records import empty_source_records
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MANIFEST = "dataset.yaml"
+
+
+class DatasetError(ValueError):
+    """The dataset folder itself is unusable (bad name, bad manifest): a clear error, not rejects."""
+
+
+def check_dataset_name(name: str) -> str:
+    """Dataset names become partition keys, paths and SQL literals: allow a safe alphabet only."""
+    if not DATASET_NAME.match(name or ""):
+        raise DatasetError(f"dataset name {name!r} must match {DATASET_NAME.pattern}")
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    name: str
+    root: Path
+    images_dir: Path
+    sources: tuple[tuple[Path, str | None], ...] = field(default_factory=tuple)
+
+    def source_name(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def read_layout(root: Path) -> DatasetLayout:
+    root = Path(root)
+    name = check_dataset_name(root.name)
+    manifest = {}
+    if (root / MANIFEST).exists():
+        try:
+            manifest = yaml.safe_load((root / MANIFEST).read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{root / MANIFEST}: {e}") from None
+        if not isinstance(manifest, dict):
+            raise DatasetError(f"{root / MANIFEST} must be a mapping")
+    images_dir = root / str(manifest.get("images", "images"))
+    if manifest.get("sources"):
+        sources = tuple(_manifest_source(root, s) for s in manifest["sources"])
+    else:
+        sources = tuple((p, None) for p in _metadata_files(root, images_dir))
+    return DatasetLayout(name, root, images_dir, sources)
+
+
+def _manifest_source(root: Path, entry: object) -> tuple[Path, str | None]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise DatasetError(f"{root / MANIFEST}: each source needs a 'path', got {entry!r}")
+    try:
+        key = normalise_image_key(entry["path"])
+        resolve_inside(root, key)  # refuse sources outside the dataset folder, symlinks included
+    except UnsafePath as e:
+        raise DatasetError(f"{root / MANIFEST}: {e}") from None
+    path = root / key
+    if not path.is_file():
+        raise DatasetError(f"{root / MANIFEST}: source {entry['path']!r} does not exist")
+    return path, entry.get("format")
+
+
+def _metadata_files(root: Path, images_dir: Path) -> list[Path]:
+    found = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix in METADATA_SUFFIXES and p.is_file() and images_dir not in p.parents:
+            found.append(p)
+    return found
+
+
+def dataset_version(layout: DatasetLayout) -> str:
+    """Content hash of every metadata file (name + bytes) and of the manifest."""
+    parts = [(layout.source_name(p), fmt, file_sha256(p)) for p, fmt in layout.sources]
+    manifest = layout.root / MANIFEST
+    if manifest.exists():
+        parts.append((MANIFEST, None, file_sha256(manifest)))
+    return content_hash("dataset", parts)
+
+
+def fingerprint(root: Path) -> str:
+    """Cheap change detector for sensors: names, sizes and mtimes of the metadata files."""
+    layout = read_layout(root)
+    stats = [(layout.source_name(p), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in layout.sources]
+    return content_hash("fingerprint", stats)
+
+
+def load_dataset(layout: DatasetLayout, n_shards: int) -> pl.DataFrame:
+    """All source records of a dataset, with `image_id` and `shard` columns (rejects included)."""
+    frames = [load_source(p, layout.source_name(p), fmt) for p, fmt in layout.sources]
+    records = pl.concat(frames, how="vertical") if frames else empty_source_records()
+    keys = records.get_column("image_key").drop_nulls().unique().to_list()
+    ids = pl.DataFrame(
+        {
+            "image_key": keys,
+            "image_id": [image_id(layout.name, k) for k in keys],
+            "shard": [shard_of(k, n_shards) for k in keys],
+        },
+        schema={"image_key": pl.String, "image_id": pl.String, "shard": pl.Int32},
+    )
+    records = records.with_row_index("record_order").join(ids, on="image_key", how="left")
+    # Records with no image (a broken file) still need a home: shard 0 carries them.
+    return records.with_columns(pl.col("shard").fill_null(0)).sort("shard", "record_order")

@@ -1,0 +1,62 @@
+"""Small helpers shared by the JSON-based loaders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..paths import UnsafePath, normalise_image_key
+from ..records import INVALID
+
+
+class BadFile(Exception):
+    """The whole file is unusable: becomes a single reject row, never an exception upward."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def read_json(path: Path):
+    """Parse a JSON file strictly as UTF-8; raise BadFile for anything unreadable."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise BadFile("malformed_file", "the file is empty")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BadFile("malformed_file", f"not UTF-8: {e}") from None
+    except json.JSONDecodeError as e:
+        raise BadFile("malformed_file", f"invalid JSON: {e}") from None
+
+
+def file_reject(source: str, fmt: str, err: BadFile) -> dict:
+    return {
+        "source": source,
+        "source_format": fmt,
+        "record_id": f"{source}#file",
+        "kind": INVALID,
+        "reject_reason": err.reason,
+        "reject_detail": err.detail[:500],
+    }
+
+
+def image_key_or_reject(raw: object, row: dict) -> dict:
+    """Set row['image_key'], or mark the row unsafe_path; returns the row."""
+    try:
+        row["image_key"] = normalise_image_key(raw)
+    except UnsafePath as e:
+        row["image_key"] = None
+        row["reject_reason"], row["reject_detail"] = "unsafe_path", str(e)[:500]
+    return row
+
+
+def nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def as_size(value: object) -> int | None:
+    """A positive integer image side, or None when absent or nonsense."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if value > 0 and float(value).is_integer() else None

@@ -1,0 +1,87 @@
+"""Parquet per partition under one root, plus small JSON pointers naming each current version.
+
+    <root>/<asset>/dataset=<d>/<data_version>/<part>.parquet   every version ever written, kept
+    <root>/_current/<asset>/<d>/<part>.json                     which version is current
+
+Each partition is its own file written by rename, so parallel shard backfills never share a
+lock (DuckDB allows one writer per database file; it only ever reads these files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """Names end up in paths and SQL text: only a conservative alphabet is allowed."""
+    if not _SAFE.match(str(value)):
+        raise ValueError(f"{what} {value!r} must match {_SAFE.pattern}")
+    return str(value)
+
+
+def part_name(shard: int | None) -> str:
+    return "all" if shard is None else f"shard={int(shard)}"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class ParquetStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def data_path(self, asset: str, dataset: str, data_version: str, shard: int | None = None) -> Path:
+        return (self.root / safe_name(asset, "asset") / f"dataset={safe_name(dataset, 'dataset')}"
+                / safe_name(data_version, "data version") / f"{part_name(shard)}.parquet")
+
+    def pointer_path(self, asset: str, dataset: str, shard: int | None = None) -> Path:
+        return self.root / "_current" / safe_name(asset, "asset") / safe_name(dataset, "dataset") / f"{part_name(shard)}.json"
+
+    def write(self, asset: str, dataset: str, data_version: str, frame: pl.DataFrame,
+              shard: int | None = None, **extra) -> Path:
+        """Write one partition's version, then point `current` at it (both by atomic rename)."""
+        path = self.data_path(asset, dataset, data_version, shard)
+        _atomic_write(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+        pointer = {"asset": asset, "dataset": dataset, "shard": shard, "data_version": data_version,
+                   "path": str(path.relative_to(self.root)), "rows": frame.height,
+                   "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
+        _atomic_write(self.pointer_path(asset, dataset, shard),
+                      lambda tmp: Path(tmp).write_text(json.dumps(pointer, sort_keys=True)))
+        return path
+
+    def current(self, asset: str, dataset: str, shard: int | None = None) -> dict | None:
+        p = self.pointer_path(asset, dataset, shard)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def scan(self, asset: str, dataset: str, shard: int | None = None) -> pl.LazyFrame:
+        """The current version of a partition; a clear error when it was never materialized."""
+        pointer = self.current(asset, dataset, shard)
+        if pointer is None:
+            where = f"{asset}[{dataset}{'' if shard is None else f'|{shard}'}]"
+            raise FileNotFoundError(f"{where} has not been materialized yet under {self.root}")
+        return pl.scan_parquet(self.root / pointer["path"])
+
+    def read(self, asset: str, dataset: str, shard: int | None = None) -> pl.DataFrame:
+        return self.scan(asset, dataset, shard).collect()
+
+    def versions(self, asset: str, dataset: str) -> list[str]:
+        base = self.root / asset / f"dataset={dataset}"
+        return sorted(p.name for p in base.iterdir()) if base.exists() else []
