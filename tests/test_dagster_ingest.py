@@ -82,18 +82,20 @@ def test_changed_metadata_gives_new_version_and_stale_downstream(home, instance)
 
 
 def test_sensor_adds_new_dataset_partition_and_requests_ingest(home, instance):
-    resources = {"datasets": DatasetsResource(root=str(home / "datasets"))}
-    ctx = dg.build_sensor_context(instance=instance, resources=resources)
-    result = dataset_folder_sensor(ctx)
+    resources = {"datasets": DatasetsResource(root=str(home / "datasets")),
+                 "store": StoreResource(root=str(home / "store"))}
+    tick = lambda: dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources))  # noqa: E731
+    result = tick()
     assert [r.partition_key for r in result.run_requests] == ["sample"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["sample"]
-    instance.add_dynamic_partitions(dataset_partitions.name, ["sample"])
-    quiet = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    run_dataset(defs, "sample", instance, log=lambda _: None)
+    quiet = tick()
     assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
     (home / "datasets" / "sample" / "qa_pairs.jsonl").write_text(
         '{"id": "new", "image": "coffee.jpg", "captions": ["A cup of coffee on a saucer, seen from above."]}\n')
-    changed = dataset_folder_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    changed = tick()
     assert [r.partition_key for r in changed.run_requests] == ["sample"]
+    assert changed.run_requests[0].run_key != result.run_requests[0].run_key
 
 
 def test_automation_regenerates_only_the_changed_datasets_partitions(home, instance):
@@ -103,10 +105,15 @@ def test_automation_regenerates_only_the_changed_datasets_partitions(home, insta
     run_dataset(defs, "sample", instance, log=lambda _: None)
     run_dataset(defs, "other", instance, log=lambda _: None)
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    # Re-ingesting unchanged metadata keeps the data version: nothing downstream is requested.
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, partition_key="other",
+                                  asset_selection=[dg.AssetKey("source_records")]).success
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert first.total_requested == 0
     # Change one dataset's metadata and re-ingest it, as the folder sensor would.
     qa = home / "datasets" / "sample" / "qa_pairs.jsonl"
     qa.write_text(qa.read_text() + '{"id": "extra", "image": "coffee.jpg", "ocr": ["EXTRA"]}\n')
-    job = defs.resolve_implicit_global_asset_job_def()
     assert job.execute_in_process(instance=instance, partition_key="sample",
                                   asset_selection=[dg.AssetKey("source_records")]).success
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import settings
 
 REPO = Path(__file__).resolve().parents[1]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # run logs stay in the UI
 
 
 def _prepare_home() -> Path:
@@ -39,7 +40,7 @@ def run_sample(args: argparse.Namespace) -> int:
     dagster_home = _prepare_home()
     dataset_dir = _install_sample(settings.datasets_root())
     with dg.DagsterInstance.get() as instance:
-        run_dataset(defs, dataset_dir.name, instance)
+        run_dataset(defs, dataset_dir.name, instance, run_config=QUIET)
     catalog = build_catalog(settings.store_root())
     print(_summary(catalog, view_names(catalog), dagster_home))
     return 0
@@ -58,7 +59,7 @@ def _summary(catalog: Path, views: list[str], dagster_home: Path) -> str:
         "", "Query everything with DuckDB (views over the Parquet files; *_all views hold every version):",
         f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{catalog}', read_only=True)"
         ".sql('SELECT * FROM rejects_by_reason'))\"",
-        "", "Open the Dagster UI (asset graph, runs, metadata) on http://127.0.0.1:3000 :",
+        "", "Open the Dagster UI (asset graph, runs, metadata) on http://127.0.0.1:3000 with `make ui`, i.e.:",
         f"  DAGSTER_HOME={dagster_home} {Path(sys.executable).parent / 'dagster'} dev -w {REPO / 'workspace.yaml'} -h 127.0.0.1 -p 3000",
     ]
     return "\n".join(lines)

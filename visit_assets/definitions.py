@@ -12,5 +12,6 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest_assets]),
     sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor],
     schedules=[ingest_sensors.nightly_reingest],
+    jobs=[ingest_sensors.ingest_dataset_job],
     resources={"store": StoreResource(), "datasets": DatasetsResource()},
 )

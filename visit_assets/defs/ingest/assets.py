@@ -1,8 +1,5 @@
 """Ingest domain: metadata files -> source_records -> grouped_metadata (+ rejects) -> image_descriptions."""
 
-
-import time
-
 import dagster as dg
 import polars as pl
 
@@ -11,7 +8,7 @@ from ...lib.code_version import code_version
 from ...lib.ids import content_hash
 from ...lib.metadata import dataset as dataset_mod
 from ...lib.metadata import describe as describe_mod
-from ...lib.metadata import grouping, images, paths
+from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
@@ -20,12 +17,16 @@ from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, im
 from ..resources import DatasetsResource, StoreResource
 from . import checks
 
-LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths)
-GROUPING_VERSION = code_version(grouping, images, paths)
+LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths, pipeline)
+GROUPING_VERSION = code_version(grouping, images, paths, pipeline)
 DESCRIBE_VERSION = code_version(describe_mod)
 
-# Per-image stages follow their parents: a new or changed dataset regenerates only its partitions.
-follow_parents = dg.AutomationCondition.eager()
+# Per-image stages follow their parents: a new dataset, or a parent partition whose *data version*
+# changed, regenerates only the partitions below it; a re-ingest of unchanged metadata runs nothing.
+_parent_changed = dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+).with_label("any_deps_data_changed")
+follow_parents = dg.AutomationCondition.eager().replace("any_deps_updated", _parent_changed)
 
 
 class GroupingConfig(dg.Config):
@@ -45,11 +46,6 @@ class GroupingConfig(dg.Config):
                                  self.max_text_chars, self.box_tolerance, self.max_pixels)
 
 
-def _lineage(dataset: str, dataset_version: str, code: str) -> list[pl.Expr]:
-    return [pl.lit(dataset).alias("dataset"), pl.lit(dataset_version).alias("dataset_version"),
-            pl.lit(code).alias("code_version")]
-
-
 @dg.asset(partitions_def=dataset_partitions, code_version=LOADING_VERSION, group_name="ingest",
           kinds={"parquet", "polars"})
 def source_records(context: dg.AssetExecutionContext, store: StoreResource,
@@ -57,14 +53,11 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource,
     """Every input record of a dataset's metadata files in one table (rejected ones flagged, never dropped)."""
     dataset = context.partition_key
     layout = datasets.layout(dataset)
-    version = dataset_mod.dataset_version(layout)
-    frame = dataset_mod.load_dataset(layout, settings.n_shards()).with_columns(
-        *_lineage(dataset, version, LOADING_VERSION),
-        pl.lit(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).alias("ingested_at"),
-    )
+    seen = dataset_mod.fingerprint(layout.root)  # taken first: an edit during ingest triggers a re-run
+    frame, version = pipeline.ingest_records(layout, settings.n_shards(), LOADING_VERSION)
     data_version = content_hash(version, LOADING_VERSION)
-    store.store().write("source_records", dataset, data_version, frame,
-                        dataset_version=version, code_version=LOADING_VERSION)
+    store.store().write("source_records", dataset, data_version, frame, dataset_version=version,
+                        code_version=LOADING_VERSION, fingerprint=seen)
     flagged = frame.filter(pl.col("reject_reason").is_not_null())
     return dg.MaterializeResult(
         data_version=dg.DataVersion(data_version),
@@ -96,14 +89,9 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     parquet = store.store()
     parent = parquet.current("source_records", dataset)
     records = parquet.scan("source_records", dataset).filter(pl.col("shard") == shard).collect()
-    probes = None
-    if config.check_images:
-        keys = records.get_column("image_key").drop_nulls().unique().sort().to_list()
-        probes = images.probe_images(datasets.layout(dataset).images_dir, keys, config.max_pixels)
-    grouped, rejects = grouping.group_records(records, probes, config.qc())
+    images_dir = datasets.layout(dataset).images_dir if config.check_images else None
     version = parent["dataset_version"]
-    lineage = _lineage(dataset, version, GROUPING_VERSION)
-    grouped, rejects = grouped.with_columns(*lineage), rejects.with_columns(*lineage)
+    grouped, rejects = pipeline.group_shard(records, images_dir, config.qc(), dataset, version, GROUPING_VERSION)
     data_version = content_hash(parent["data_version"], GROUPING_VERSION, config.model_dump())
     for name, frame in (("grouped_metadata", grouped), ("metadata_rejects", rejects)):
         parquet.write(name, dataset, data_version, frame, shard, dataset_version=version, code_version=GROUPING_VERSION)
@@ -136,7 +124,7 @@ def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
     schema = {"image_id": pl.String, "image_key": pl.String, "shard": pl.Int32, "description": pl.String,
               "n_facts": pl.Int64}
     described = pl.DataFrame(rows, schema=schema).with_columns(
-        *_lineage(dataset, parent["dataset_version"], DESCRIBE_VERSION),
+        *pipeline.lineage_columns(dataset, parent["dataset_version"], DESCRIBE_VERSION),
         pl.lit(parent["data_version"]).alias("grouped_data_version"),
     )
     data_version = content_hash(parent["data_version"], DESCRIBE_VERSION)
