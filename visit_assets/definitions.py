@@ -6,12 +6,25 @@ import dagster as dg
 
 from .defs.ingest import assets as ingest_assets
 from .defs.ingest import sensors as ingest_sensors
+from .defs.llm.resources import LLMResource
+from .defs.models import assets as model_assets
+from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
 from .defs.resources import DatasetsResource, StoreResource
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest_assets]),
-    sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor],
-    schedules=[ingest_sensors.nightly_reingest],
-    jobs=[ingest_sensors.ingest_dataset_job],
-    resources={"store": StoreResource(), "datasets": DatasetsResource()},
-)
+
+def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
+    """The definitions with default resources; keyword arguments replace resources (tests, profiles)."""
+    defaults = {
+        "store": StoreResource(), "datasets": DatasetsResource(),
+        "llm": LLMResource(), "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource(),
+    }
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingest_assets, model_assets]),
+        sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor],
+        schedules=[ingest_sensors.nightly_reingest],
+        jobs=[ingest_sensors.ingest_dataset_job],
+        resources={**defaults, **resources},
+    )
+
+
+defs = build_defs()

@@ -12,6 +12,7 @@ from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
+from ..automation import follow_parents
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -20,14 +21,6 @@ from . import checks
 LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths, pipeline)
 GROUPING_VERSION = code_version(grouping, images, paths, pipeline)
 DESCRIBE_VERSION = code_version(describe_mod)
-
-# Per-image stages follow their parents: a new dataset, or a parent partition whose *data version*
-# changed, regenerates only the partitions below it; a re-ingest of unchanged metadata runs nothing.
-_parent_changed = dg.AutomationCondition.any_deps_match(
-    dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
-).with_label("any_deps_data_changed")
-follow_parents = dg.AutomationCondition.eager().replace("any_deps_updated", _parent_changed)
-
 
 class GroupingConfig(dg.Config):
     """Quality-control thresholds (defaults from MM-Instruct's filters; see lib.metadata.grouping)."""

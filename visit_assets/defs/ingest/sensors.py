@@ -14,8 +14,7 @@ from ..resources import DatasetsResource, StoreResource
 from .assets import source_records
 
 # A named job, so sensor and schedule runs read as "ingest_dataset" in the UI.
-ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[source_records],
-                                         partitions_def=dataset_partitions)
+ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[source_records])
 
 
 @dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

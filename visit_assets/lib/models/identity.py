@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 RANDOM_INIT = "random-init"  # weights were never loaded: scores are meaningless and must say so
 UNCONFIGURED = "unconfigured"  # no model configured: the score is absent, not faked
+NO_MODEL = "no-model"  # a model-free stand-in (the echo backend): its text is never data
+NOT_REAL = (RANDOM_INIT, UNCONFIGURED, NO_MODEL)
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class ModelIdentity:
 
     @property
     def is_real(self) -> bool:
-        return self.weights not in (RANDOM_INIT, UNCONFIGURED)
+        return self.weights not in NOT_REAL
 
     def label(self) -> str:
         return f"{self.name}@{self.weights[:12]}"

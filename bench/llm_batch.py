@@ -1,0 +1,146 @@
+"""LLM batch call vs a one-request-at-a-time loop, through the llama_cpp backend (SmolLM2-135M GGUF).
+
+    python bench/llm_batch.py                  # 16 images x 4 questions = 64 requests, max_tokens 48
+    python bench/llm_batch.py --threads 2 --rounds 3   # every core (fine on a quiet machine)
+
+Request shape (what the VQA stages send): a shared system prompt, then per image a description
+built from its metadata, then one question. The natural order is question-major (a stage asks
+question q of every image), so consecutive requests in the loop share only the system prompt.
+
+Arms, all on the same GGUF and thread count, no cache (NullCache), temperature 0:
+  loop          LLMClient.generate([r]) for each request in natural order (one
+                create_chat_completion per request; llama-cpp-python reuses the KV prefix shared
+                with the previous request, here the system prompt)
+  batch-seq     LLMClient.generate(all) with n_parallel=1 (the default): prompt-ordered (image-major), so each
+                image's questions also reuse its description's KV; still one sequence at a time
+  batch         LLMClient.generate(all) with n_parallel=--parallel (8): continuous batching of 8
+                sequences per llama_decode step + shared-prefix KV copies between sequences
+Arms run in rotating order over --rounds rounds (other processes share this CPU: rotation spreads
+their load over the arms); each arm's best and median round are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from visit_assets.lib.llm import LLMClient, LLMRequest, SamplingParams  # noqa: E402
+from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+
+SYSTEM = (
+    "You are a careful visual assistant writing training data for a vision-language model. "
+    "You are given a description of a photograph assembled from its metadata: size, capture "
+    "settings, detected objects and a caption. Answer the question about the photograph in one or "
+    "two plain sentences. Do not invent details that the description does not support, and do not "
+    "mention the description itself."
+)
+IMAGES = [
+    ("astronaut.jpg", "512x512 colour portrait; an astronaut in a white suit with mission patches stands in front of an American flag; studio lighting"),
+    ("brick_wall.jpg", "640x480 colour; a weathered red brick wall with pale mortar lines, a rusted drain pipe runs down the left edge"),
+    ("cameraman.jpg", "256x256 greyscale; a man in a dark coat looks through a camera on a tripod in an open field, buildings far behind"),
+    ("cell_phase.jpg", "1024x1024 greyscale microscopy, phase contrast; dozens of rounded cells, some dividing, on a grey background"),
+    ("chelsea_cat.jpg", "451x300 colour; an orange tabby cat with green eyes lies on a wooden floor, looking left"),
+    ("coffee.jpg", "600x400 colour; a cup of coffee with latte art on a saucer, a spoon beside it, red table"),
+    ("corner_text.jpg", "800x600 colour; a street corner with a shop sign reading 'OPEN 24 HOURS' and two parked bicycles"),
+    ("grass.jpg", "512x512 colour texture; dense green grass blades, some dry yellow tips, shot from above"),
+    ("gravel.jpg", "512x512 colour texture; grey and brown gravel stones of mixed sizes, a few leaves"),
+    ("greek_coins.jpg", "640x427 colour; eight ancient silver and bronze coins on black velvet, profiles of rulers visible"),
+    ("hubble_deep_field.jpg", "872x1000 colour astronomy; hundreds of distant galaxies, spirals and ellipticals, on black"),
+    ("ihc_tissue.jpg", "512x512 colour microscopy, immunohistochemistry; brown-stained nuclei in blue counterstained tissue"),
+    ("motion_blurred_clock.jpg", "640x480 colour; a wall clock with motion blur along the hands, time near ten past two"),
+    ("retina_fundus.jpg", "1024x1024 colour medical; a retina fundus photograph, optic disc on the right, vessels branching"),
+    ("rocket_launch.jpg", "480x640 colour; a rocket lifting off from a launch pad at dawn, a bright exhaust plume and smoke"),
+    ("street_market.jpg", "1280x853 colour; an outdoor market with fruit stalls, awnings, a crowd of shoppers at midday"),
+]
+QUESTIONS = [
+    "What is the main subject of this photograph?",
+    "Describe the colours and lighting.",
+    "What could this image be used for in a dataset?",
+    "Is there any text or writing visible?",
+]
+
+
+def build_requests(n_images: int, n_questions: int, max_tokens: int) -> list[LLMRequest]:
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
+    return [
+        LLMRequest.chat(f"Photograph {name}: {desc}.\n\nQuestion: {q}", system=SYSTEM, params=params, tag=(name, q))
+        for q in QUESTIONS[:n_questions]
+        for name, desc in IMAGES[:n_images]
+    ]
+
+
+def run_arm(arm: str, backends: dict, reqs: list[LLMRequest]) -> tuple[float, list, dict]:
+    client = LLMClient(backends[arm])  # no cache: every arm does the full work
+    t0 = time.perf_counter()
+    if arm == "loop":
+        results = [client.generate([r])[0] for r in reqs]
+    else:
+        results = client.generate(reqs)
+    return time.perf_counter() - t0, results, client.stats.as_dict()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the backend's, half the CPUs)")
+    ap.add_argument("--parallel", type=int, default=8, help="n_parallel of the batch arm")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--arms", default="loop,batch-seq,batch")
+    args = ap.parse_args()
+
+    reqs = build_requests(args.images, args.questions, args.max_tokens)
+    seq = LlamaCppBackend(n_threads=args.threads, n_ctx=2048, n_parallel=1)
+    par = LlamaCppBackend(n_threads=args.threads, n_ctx=2048, n_parallel=args.parallel)
+    backends = {"loop": seq, "batch-seq": seq, "batch": par}
+    backend = par
+    t0 = time.perf_counter()
+    _ = seq.llm
+    load_s = time.perf_counter() - t0
+    warm = [LLMRequest.chat("warm up", params=SamplingParams(max_tokens=4)), LLMRequest.chat("hi", params=SamplingParams(max_tokens=4))]
+    LLMClient(seq).generate(warm[:1])
+    LLMClient(par).generate(warm)  # builds the parallel context
+
+    arms = args.arms.split(",")
+    times: dict[str, list[float]] = {a: [] for a in arms}
+    outputs: dict[str, list] = {}
+    stats: dict[str, dict] = {}
+    for rnd in range(args.rounds):
+        for arm in arms[rnd % len(arms):] + arms[: rnd % len(arms)]:
+            dt, results, st = run_arm(arm, backends, reqs)
+            times[arm].append(dt)
+            outputs[arm], stats[arm] = results, st
+            print(f"  round {rnd + 1} {arm:14s} {dt:7.2f} s", flush=True)
+
+    prompt_tokens = sum(r.prompt_tokens for r in outputs[arms[0]])
+    out_tokens = sum(r.completion_tokens for r in outputs[arms[0]])
+    print(f"\nmodel {backend.identity.label()}  load {load_s:.2f} s  threads {seq.n_threads}  n_parallel {args.parallel}")
+    print(f"requests {len(reqs)} ({args.images} images x {args.questions} questions), max_tokens {args.max_tokens}, "
+          f"prompt tokens {prompt_tokens} (mean {prompt_tokens / len(reqs):.0f}), completion tokens {out_tokens}")
+    best = {a: min(t) for a, t in times.items()}
+    print(f"{'arm':14s} {'best s':>8s} {'median s':>9s} {'req/s':>7s} {'out tok/s':>9s}")
+    for a in arms:
+        toks = sum(r.completion_tokens for r in outputs[a])
+        print(f"{a:14s} {best[a]:8.2f} {statistics.median(times[a]):9.2f} {len(reqs) / best[a]:7.2f} {toks / best[a]:9.1f}")
+    if "loop" in best:
+        for a in arms:
+            if a != "loop":
+                same = sum(x.text == y.text for x, y in zip(outputs["loop"], outputs[a]))
+                print(f"speed-up {a} vs loop: {best['loop'] / best[a]:.2f}x (median {statistics.median(times['loop']) / statistics.median(times[a]):.2f}x); "
+                      f"identical outputs {same}/{len(reqs)}")
+    for a in arms:
+        statuses: dict[str, int] = {}
+        for r in outputs[a]:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+        print(f"{a} statuses: {statuses}")
+
+
+if __name__ == "__main__":
+    main()

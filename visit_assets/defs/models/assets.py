@@ -1,0 +1,72 @@
+"""Model domain assets: image_embeddings (CLIP image vectors, or an honest text fallback)."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from ...lib.code_version import code_version
+from ...lib.ids import content_hash
+from ...lib.metadata.paths import UnsafePath, resolve_inside
+from ...lib.metadata.pipeline import lineage_columns
+from ...lib.models import clip as clip_mod
+from ...lib.models import embedder as embedder_mod
+from ..automation import follow_parents
+from ..partitions import dataset_and_shard, image_partitions
+from ..resources import DatasetsResource, StoreResource
+from .resources import ClipResource, EmbedderResource
+
+EMBEDDING_VERSION = code_version(clip_mod, embedder_mod)
+CLIP_IMAGE, DESCRIPTION_TEXT = "clip-image", "description-text"
+
+
+def _image_paths(images_dir, keys: list[str]) -> list[str]:
+    """Keys were vetted at grouping; vet again here, since this step opens the files."""
+    paths = []
+    for key in keys:
+        try:
+            paths.append(str(resolve_inside(images_dir, key)))
+        except UnsafePath:
+            paths.append("/nonexistent/unsafe-path")  # becomes a per-row error, never an open()
+    return paths
+
+
+@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],
+          code_version=EMBEDDING_VERSION, group_name="models", automation_condition=follow_parents,
+          kinds={"pytorch", "parquet"}, pool="gpu")
+def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource,
+                     clip: ClipResource, embedder: EmbedderResource) -> dg.MaterializeResult:
+    """One vector per grouped image, with the model that made it.
+
+    With CLIP weights configured these are CLIP image embeddings (`embedding_space` = clip-image).
+    Without them, the image's text description is embedded by the sentence embedder instead
+    (`description-text`): honest, useful for clustering, and never mistaken for CLIP.
+    """
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("image_descriptions", dataset, shard)
+    described = parquet.read("image_descriptions", dataset, shard).sort("image_id")
+    encoder = clip.get()
+    if encoder.available:
+        space, model, lineage = CLIP_IMAGE, encoder.identity, clip.lineage()
+        paths = _image_paths(datasets.layout(dataset).images_dir, described["image_key"].to_list())
+        vectors, errors = encoder.encode_images(paths)
+    else:
+        context.log.warning("no CLIP weights configured: embedding image descriptions with the sentence embedder")
+        text_model = embedder.get()
+        space, model, lineage = DESCRIPTION_TEXT, text_model.identity, embedder.lineage()
+        vectors = text_model.encode(described["description"].to_list())
+        errors = [None] * described.height
+    frame = described.select("image_id", "image_key", "shard").with_columns(
+        pl.Series("embedding", np.asarray(vectors, dtype=np.float32)),
+        pl.Series("error", errors, dtype=pl.String),
+        pl.lit(space).alias("embedding_space"), pl.lit(model.name).alias("model"),
+        pl.lit(model.weights).alias("model_weights"),
+        *lineage_columns(dataset, parent["dataset_version"], EMBEDDING_VERSION),
+    )
+    data_version = content_hash(parent["data_version"], EMBEDDING_VERSION, model.as_dict())
+    parquet.write("image_embeddings", dataset, data_version, frame, shard,
+                  dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
+        "dagster/row_count": frame.height, "embedding_space": space, "dim": int(frame["embedding"].dtype.size)
+        if frame.height else 0, "failed_images": int(frame["error"].is_not_null().sum()), **lineage,
+    })

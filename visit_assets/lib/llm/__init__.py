@@ -1,0 +1,46 @@
+"""The model layer for LLMs: one request/result interface, a persistent cache, pluggable backends.
+
+    from visit_assets.lib.llm import LLMClient, LLMCache, LLMRequest, SamplingParams, make_backend
+    client = LLMClient(make_backend("llama_cpp"), LLMCache(path))
+    results = client.generate([LLMRequest.chat("Describe ...", system="...")])
+
+Backend modules (llama_cpp, openai/httpx, vllm) are imported only when their backend is built.
+"""
+
+from visit_assets.lib.llm.backends import BACKENDS, make_backend
+from visit_assets.lib.llm.cache import LLMCache, NullCache
+from visit_assets.lib.llm.client import Backend, LLMClient, LLMStats
+from visit_assets.lib.llm.types import (
+    EMPTY,
+    ERROR,
+    FAILURE_KINDS,
+    OK,
+    STATUSES,
+    TRUNCATED,
+    UNPARSEABLE,
+    LLMRequest,
+    LLMResult,
+    LLMUnavailableError,
+    SamplingParams,
+)
+
+__all__ = [
+    "BACKENDS",
+    "EMPTY",
+    "ERROR",
+    "FAILURE_KINDS",
+    "OK",
+    "STATUSES",
+    "TRUNCATED",
+    "UNPARSEABLE",
+    "Backend",
+    "LLMCache",
+    "LLMClient",
+    "LLMRequest",
+    "LLMResult",
+    "LLMStats",
+    "LLMUnavailableError",
+    "NullCache",
+    "SamplingParams",
+    "make_backend",
+]

@@ -1,0 +1,143 @@
+"""Persistent LLM response cache: one SQLite file in WAL mode, shared by processes and threads.
+
+Keys are `LLMRequest.cache_key(model)`: a content hash of model identity (name + weights),
+messages, sampling parameters (seed included) and the output constraint. Each finished result is
+written (and committed) as soon as it finishes, so a killed run keeps everything it finished.
+Lookups are batched: one `SELECT ... WHERE key IN (...)` per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from visit_assets.lib.llm.types import LLMResult
+
+LOOKUP_CHUNK = 900  # below SQLite's historical 999 bound-parameter limit
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_responses (
+    key        TEXT PRIMARY KEY,
+    model      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+class LLMCache:
+    """Thread-safe handle on the cache file; reopens itself after a fork."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def __repr__(self) -> str:
+        return f"LLMCache({str(self.path)!r})"
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        for attempt in range(50):  # switching to WAL needs a moment of exclusivity when many processes open at once
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Stored records for the keys that are present (absent keys are simply missing)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, dict] = {}
+        if not keys:
+            return out
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = keys[start : start + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for key, record in conn.execute(f"SELECT key, record FROM llm_responses WHERE key IN ({marks})", chunk):
+                    out[key] = json.loads(record)
+        return out
+
+    def get(self, key: str) -> dict | None:
+        return self.get_many([key]).get(key)
+
+    def put(self, key: str, result: LLMResult) -> None:
+        """Store one finished result and commit it at once."""
+        self.put_many({key: result})
+
+    def put_many(self, results: Mapping[str, LLMResult]) -> None:
+        rows = [
+            (key, r.model.label() if r.model else "", r.status, json.dumps(r.to_record(), ensure_ascii=False), time.time())
+            for key, r in results.items()
+        ]
+        if not rows:
+            return
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO llm_responses VALUES (?, ?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def count(self) -> int:
+        with self._lock:
+            return self._connect().execute("SELECT COUNT(*) FROM llm_responses").fetchone()[0]
+
+    def keys(self) -> set[str]:
+        with self._lock:
+            return {k for (k,) in self._connect().execute("SELECT key FROM llm_responses")}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+class NullCache:
+    """No persistence (benchmarks, dry runs)."""
+
+    path = None
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        return {}
+
+    def put(self, key: str, result: LLMResult) -> None:
+        pass
+
+    def put_many(self, results: Mapping[str, LLMResult]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
