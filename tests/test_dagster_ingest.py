@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -13,7 +12,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContextForTest
 
 from visit_assets.defs.ingest.sensors import dataset_folder_sensor
-from visit_assets.defs.partitions import dataset_partitions, shard_partitions
+from visit_assets.defs.partitions import shard_partitions
 from visit_assets.defs.resources import DatasetsResource, StoreResource
 from visit_assets.definitions import defs
 from visit_assets.lib.catalog import build_catalog

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 N = 14
 
 SCRIPT = textwrap.dedent(
-    f"""
+    """
     import sys
     from visit_assets.lib.llm import LLMCache, LLMClient, LLMRequest, SamplingParams
     from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend

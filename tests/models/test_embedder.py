@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from visit_assets.lib.ids import file_sha256
-from visit_assets.lib.models.embedder import (
-    DEFAULT_EMBEDDER_NAME,
-    SentenceEmbedder,
-    hub_offline,
-    packaged_minilm_path,
-    weight_files,
-    weights_sha256,
-)
+from visit_assets.lib.models.embedder import DEFAULT_EMBEDDER_NAME, SentenceEmbedder, packaged_minilm_path
+from visit_assets.lib.models.weights import hub_offline, weight_files, weights_sha256
 
 SENTENCES = [
     "A man is riding a bicycle down the street.",

