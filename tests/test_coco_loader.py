@@ -146,11 +146,11 @@ def test_duplicate_ids(tmp_path):
     assert _rows(df, "record_id", "image_key", "reject_reason", "reject_detail") == [
         (f"{SRC}#image/1", "a.jpg", None, None),
         (f"{SRC}#image/2", "b.jpg", None, None),
-        (f"{SRC}#image/1", "c.jpg", "duplicate_record_id", "image id 1 repeats images[0]"),
+        (f"{SRC}#image/1@2", "c.jpg", "duplicate_record_id", "image id 1 repeats images[0]"),
         (f"{SRC}#box/5", "a.jpg", None, None),
         (f"{SRC}#box/6", "b.jpg", None, None),
-        (f"{SRC}#box/5", "b.jpg", "duplicate_record_id", "annotation id 5 repeats annotations[0]"),
-        (f"{SRC}#caption/6", "b.jpg", "duplicate_record_id", "annotation id 6 repeats annotations[1]"),
+        (f"{SRC}#box/5@2", "b.jpg", "duplicate_record_id", "annotation id 5 repeats annotations[0]"),
+        (f"{SRC}#caption/6@3", "b.jpg", "duplicate_record_id", "annotation id 6 repeats annotations[1]"),
     ]
 
 

@@ -40,9 +40,8 @@ class GroupingConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=LOADING_VERSION, group_name="ingest",
-          kinds={"parquet", "polars"})
-def source_records(context: dg.AssetExecutionContext, store: StoreResource,
-                   datasets: DatasetsResource) -> dg.MaterializeResult:
+          kinds={"parquet", "polars"}, check_specs=checks.source_check_specs)
+def source_records(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource):
     """Every input record of a dataset's metadata files in one table (rejected ones flagged, never dropped)."""
     dataset = context.partition_key
     layout = datasets.layout(dataset)
@@ -52,7 +51,7 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource,
     store.store().write("source_records", dataset, data_version, frame, dataset_version=version,
                         code_version=LOADING_VERSION, fingerprint=seen)
     flagged = frame.filter(pl.col("reject_reason").is_not_null())
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         data_version=dg.DataVersion(data_version),
         metadata={
             "dataset_version": version,
@@ -63,6 +62,7 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource,
             "preview": preview(frame, ["record_id", "kind", "image_key", "text", "label", "reject_reason"]),
         },
     )
+    yield checks.unique_record_ids(frame)
 
 
 @dg.multi_asset(

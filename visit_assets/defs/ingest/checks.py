@@ -5,7 +5,12 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-GROUPED, REJECTS, DESCRIPTIONS = "grouped_metadata", "metadata_rejects", "image_descriptions"
+SOURCES, GROUPED, REJECTS, DESCRIPTIONS = "source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"
+
+source_check_specs = [
+    dg.AssetCheckSpec("unique_record_ids", asset=SOURCES, blocking=True,
+                      description="every input record has its own id, so lineage joins are one-to-one"),
+]
 
 grouping_check_specs = [
     dg.AssetCheckSpec("unique_image_ids", asset=GROUPED, description="one row per image"),
@@ -17,6 +22,12 @@ grouping_check_specs = [
 description_check_specs = [
     dg.AssetCheckSpec("one_description_per_image", asset=DESCRIPTIONS, blocking=True),
 ]
+
+
+def unique_record_ids(frame: pl.DataFrame) -> dg.AssetCheckResult:
+    dupes = frame.height - frame.get_column("record_id").n_unique()
+    return dg.AssetCheckResult(check_name="unique_record_ids", asset_key=SOURCES, passed=dupes == 0,
+                               metadata={"records": frame.height, "duplicates": dupes})
 
 
 def unique_ids(frame: pl.DataFrame, asset: str, column: str = "image_id") -> dg.AssetCheckResult:

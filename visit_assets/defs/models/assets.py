@@ -13,6 +13,7 @@ from ...lib.models import embedder as embedder_mod
 from ..automation import follow_parents
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
+from . import checks
 from .resources import ClipResource, EmbedderResource
 
 EMBEDDING_VERSION = code_version(clip_mod, embedder_mod)
@@ -32,9 +33,9 @@ def _image_paths(images_dir, keys: list[str]) -> list[str]:
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],
           code_version=EMBEDDING_VERSION, group_name="models", automation_condition=follow_parents,
-          kinds={"pytorch", "parquet"}, pool="gpu")
+          kinds={"pytorch", "parquet"}, pool="gpu", check_specs=checks.embedding_check_specs)
 def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource,
-                     clip: ClipResource, embedder: EmbedderResource) -> dg.MaterializeResult:
+                     clip: ClipResource, embedder: EmbedderResource):
     """One vector per grouped image, with the model that made it.
 
     With CLIP weights configured these are CLIP image embeddings (`embedding_space` = clip-image).
@@ -66,7 +67,8 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
     data_version = content_hash(parent["data_version"], EMBEDDING_VERSION, model.as_dict())
     parquet.write("image_embeddings", dataset, data_version, frame, shard,
                   dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
+    yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
         "dagster/row_count": frame.height, "embedding_space": space, "dim": int(frame["embedding"].dtype.size)
         if frame.height else 0, "failed_images": int(frame["error"].is_not_null().sum()), **lineage,
     })
+    yield checks.one_vector_per_image(described, frame)

@@ -6,7 +6,8 @@ order. A file that cannot be read as COCO becomes one kind="invalid" row `"<sour
 
 Record ids are `"<source>#image/<id>"`, `"<source>#caption/<id>"`, `"<source>#box/<id>"`
 (`"<source>#annotation/<id>"` for an annotation that is neither); an entry without a usable
-integer id uses its list position instead, as `@<index>` (e.g. `"<source>#image/@17"`).
+integer id uses its list position instead, as `@<index>` (e.g. `"<source>#image/@17"`), and a
+repeated id gets its position appended (`"<source>#image/5@17"`), so record ids are unique.
 
 Rules, checked vectorised in polars, first match wins:
   images       invalid_record (not an object; id, file_name missing/ill-typed; width or height
@@ -268,7 +269,10 @@ def _first_match(rules: list[tuple[pl.Expr, str | pl.Expr, pl.Expr | str]]) -> l
 
 
 def _record_id(prefix: pl.Expr) -> pl.Expr:
-    native = pl.when(pl.col("id").is_null()).then(pl.format("@{}", pl.col("idx"))).otherwise(pl.col("id").cast(pl.String))
+    """Unique per row: a repeated id gets `@<index>` like a missing one, so lineage joins stay 1:1."""
+    native = (pl.when(pl.col("id").is_null()).then(pl.format("@{}", pl.col("idx")))
+              .when(pl.col("idx") != pl.col("first")).then(pl.format("{}@{}", pl.col("id"), pl.col("idx")))
+              .otherwise(pl.col("id").cast(pl.String)))
     return pl.concat_str([prefix, native]).alias("record_id")
 
 
