@@ -39,16 +39,19 @@ def batches(defs: dg.Definitions) -> list[tuple[object, list[dg.AssetKey]]]:
     return out
 
 
-def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
-                run_config: dict | None = None, log: Callable[[str], None] = print) -> None:
+def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, run_config: dict | None = None,
+                op_config: dict[str, dict] | None = None, log: Callable[[str], None] = print) -> None:
+    """`op_config` maps an op (asset) name to its config; each run gets only its own ops' entries."""
     instance.add_dynamic_partitions(dataset_partitions.name, [dataset])
     job = defs.resolve_implicit_global_asset_job_def()
     for partitions_def, keys in batches(defs):
         for partition_key in _partition_keys(partitions_def, dataset):
             log(f"materializing {', '.join(k.to_user_string() for k in keys)} [{partition_key or '-'}]")
+            names = {k.to_user_string() for k in keys}
+            ops = {op: {"config": cfg} for op, cfg in (op_config or {}).items() if op in names}
             result = job.execute_in_process(
                 instance=instance, partition_key=partition_key, asset_selection=keys,
-                run_config=run_config or {}, raise_on_error=False,
+                run_config={**(run_config or {}), **({"ops": ops} if ops else {})}, raise_on_error=False,
             )
             if not result.success:
                 failures = [e.message for e in result.all_events if e.is_failure]

@@ -1,0 +1,32 @@
+"""Several LLM batch calls inside one step (e.g. the sampling loop's rounds), reported as one."""
+
+from typing import Any
+
+from ...lib.llm import LLMRequest, LLMResult
+from .resources import LLMResource
+
+_NOT_SUMMED = {"llm_tokens_per_s"}
+
+
+class LLMRounds:
+    """A `generate` callable for pure loops; sums every round's stats into one metadata dict."""
+
+    def __init__(self, context: Any, llm: LLMResource, label: str):
+        self.context, self.llm, self.label = context, llm, label
+        self.rounds = 0
+        self._meta: dict[str, Any] = {}
+
+    def __call__(self, requests: list[LLMRequest]) -> list[LLMResult]:
+        self.rounds += 1
+        results, meta = self.llm.run_batch(self.context, requests, label=f"{self.label} round {self.rounds}")
+        for key, value in meta.items():
+            summable = isinstance(value, (int, float)) and not isinstance(value, bool) and key not in _NOT_SUMMED
+            self._meta[key] = self._meta.get(key, 0) + value if summable else value
+        return results
+
+    def metadata(self) -> dict[str, Any]:
+        meta = dict(self._meta)
+        seconds = meta.get("llm_backend_seconds") or 0
+        meta["llm_tokens_per_s"] = round(meta.get("llm_tokens_out", 0) / seconds, 2) if seconds else 0.0
+        meta["llm_rounds"] = self.rounds
+        return meta

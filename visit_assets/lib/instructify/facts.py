@@ -1,0 +1,352 @@
+"""Metadata to text: a grouped image record becomes a list of `Fact`s the sampling loop consumes.
+
+Pure and deterministic. Kinds:
+- caption: one fact per distinct caption;
+- object: one fact for the object counts, then one per top-level subtree of the hierarchical
+  layout (an object together with the objects that lie inside or on it), so consuming "the
+  person" also consumes the patch on the person's suit;
+- qa: "Question? Answer." text, optionally rewritten as a declarative sentence by an LLM
+  (`qa_to_declarative_requests` + `apply_declarative`);
+- ocr: one fact per visible text line.
+
+A fact's id is the content hash of (image_id, kind, text): the same text of the same image always
+has the same id, and a rewrite (new text) gets a new id that names the fact it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+from visit_assets.lib.ids import content_hash
+from visit_assets.lib.llm.types import OK, LLMRequest, LLMResult, SamplingParams
+from visit_assets.lib.metadata.describe import MANY, position, size_word
+from visit_assets.lib.metadata.describe import plural as _describe_plural
+
+KINDS = ("caption", "object", "qa", "ocr")
+
+CONTAIN_FRACTION = 0.90  # a box lies inside/on another when >= 90% of its area is inside the larger one
+DUPLICATE_IOU = 0.90  # same-label boxes overlapping this much are one object annotated twice (merged)
+GRID = 0.05  # coordinates shown are rounded to 0.05 (Instructify's layout rule)
+MIN_DECLARATIVE_CHARS = 10  # rewritten lines of 10 characters or fewer are dropped (Instructify's rule)
+
+DECLARATIVE_PROMPT_VERSION = 1  # bump when the text below changes
+DECLARATIVE_SYSTEM = (
+    "You rewrite a question about an image and its answer as one short declarative statement of fact. "
+    "Use only what the question and the answer say. Reply with the statement only."
+)
+DECLARATIVE_TEMPLATE = "Question: {question}\nAnswer: {answer}\nStatement:"
+
+
+@dataclass(frozen=True)
+class Fact:
+    fact_id: str
+    image_id: str
+    kind: str  # caption | object | qa | ocr
+    text: str
+    derived_from: str | None = None  # id of the fact this one rewrites (declarative QA)
+    note: str | None = None  # how the text was made: "declarative" or "fallback: <reason>"
+    model: str | None = None  # model label of the rewrite, when an LLM wrote the text
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Fact":
+        return cls(**{k: d.get(k) for k in ("fact_id", "image_id", "kind", "text", "derived_from", "note", "model")})
+
+
+def make_fact(image_id: str, kind: str, text: str, **extra: Any) -> Fact:
+    if kind not in KINDS:
+        raise ValueError(f"unknown fact kind {kind!r}; one of {KINDS}")
+    return Fact(content_hash(image_id, kind, text), image_id, kind, text, **extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    label: str
+    name: str  # "person", "person 2", or "coins" for a group
+    box: tuple[float, float, float, float]
+    count: int = 1  # > 1 only for a "many" group
+    parent: "_Node | None" = None
+    children: list["_Node"] | None = None
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return (x2 - x1) * (y2 - y1)
+
+    @property
+    def is_group(self) -> bool:
+        return self.count > 1
+
+    def sort_key(self) -> tuple:
+        return (-round(self.area, 9), self.label, self.box)
+
+
+def plural(label: str, n: int) -> str:
+    """describe.plural, plus consonant + y -> ies ("galaxy" -> "galaxies")."""
+    if n != 1 and len(label) > 1 and label.endswith("y") and label[-2] not in "aeiou":
+        return label[:-1] + "ies"
+    return _describe_plural(label, n)
+
+
+def _grid(v: float) -> str:
+    return f"{round(v / GRID) * GRID:.2f}"
+
+
+def _clean_box(b: Mapping[str, Any]) -> tuple[str, tuple[float, float, float, float]] | None:
+    try:
+        label = str(b["label"]).strip()
+        x1, y1, x2, y2 = (min(1.0, max(0.0, float(b[k]))) for k in ("x1", "y1", "x2", "y2"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    if not label or x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    return label, (x1, y1, x2, y2)
+
+
+def _inter(a: tuple, b: tuple) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
+
+
+def _area(a: tuple) -> float:
+    return (a[2] - a[0]) * (a[3] - a[1])
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    i = _inter(a, b)
+    return i / (_area(a) + _area(b) - i) if i > 0 else 0.0
+
+
+def _nodes(boxes: Iterable[Mapping[str, Any]]) -> list[_Node]:
+    by_label: dict[str, list[tuple]] = defaultdict(list)
+    for b in boxes or []:
+        cleaned = _clean_box(b)
+        if cleaned:
+            by_label[cleaned[0]].append(cleaned[1])
+    nodes: list[_Node] = []
+    for label in sorted(by_label):
+        kept: list[tuple] = []
+        for box in sorted(by_label[label], key=lambda t: (t[0], t[1], t[2], t[3])):
+            if all(_iou(box, k) < DUPLICATE_IOU for k in kept):
+                kept.append(box)
+        if len(kept) > MANY:
+            union = (min(k[0] for k in kept), min(k[1] for k in kept), max(k[2] for k in kept), max(k[3] for k in kept))
+            nodes.append(_Node(label, plural(label, len(kept)), union, count=len(kept)))
+            continue
+        for i, box in enumerate(kept):
+            nodes.append(_Node(label, f"{label} {i + 1}" if len(kept) > 1 else label, box))
+    return nodes
+
+
+def _build_tree(nodes: list[_Node]) -> list[_Node]:
+    """Attach each node to the smallest strictly larger single object holding >= 90% of it."""
+    for n in nodes:
+        n.children = []
+    for child in nodes:
+        best = None
+        for p in nodes:
+            if p is child or p.is_group or p.area <= child.area:
+                continue
+            if _inter(child.box, p.box) >= CONTAIN_FRACTION * child.area:
+                if best is None or (p.area, p.sort_key()) < (best.area, best.sort_key()):
+                    best = p
+        child.parent = best
+        if best is not None:
+            best.children.append(child)
+    for n in nodes:
+        n.children.sort(key=_Node.sort_key)
+    return sorted((n for n in nodes if n.parent is None), key=_Node.sort_key)
+
+
+def _node_line(n: _Node) -> str:
+    x1, y1, x2, y2 = n.box
+    where = position(*n.box)
+    geometry = f"centre ({_grid((x1 + x2) / 2)}, {_grid((y1 + y2) / 2)}), size {_grid(x2 - x1)} x {_grid(y2 - y1)}"
+    inside = f" (inside or on {n.parent.name})" if n.parent is not None else ""
+    if n.is_group:
+        spread = "spread across the image" if n.area > 0.5 else f"in the {where} area"
+        return f"many {n.name}{inside}: {spread}; region {geometry}"
+    return f"{n.name}{inside}: {size_word(*n.box)}, {where}; {geometry}"
+
+
+def _subtree_lines(n: _Node, depth: int) -> list[str]:
+    lines = [("  " * depth + "- " if depth else "") + _node_line(n)]
+    for c in n.children or []:
+        lines.extend(_subtree_lines(c, depth + 1))
+    return lines
+
+
+def _counts_line(nodes: list[_Node]) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for n in nodes:
+        counts[n.label] += n.count
+    order = sorted(counts, key=lambda lb: (-counts[lb], lb))
+    parts = [f"many {plural(lb, counts[lb])}" if counts[lb] > MANY else f"{counts[lb]} {plural(lb, counts[lb])}" for lb in order]
+    return "Objects: " + ", ".join(parts) + "."
+
+
+LAYOUT_HEADER = "Layout (centre and size as fractions of the image width and height, rounded to 0.05):"
+
+
+def layout_parts(boxes: Iterable[Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """(counts line, one text per top-level subtree); ("", []) when there are no usable boxes."""
+    nodes = _nodes(boxes)
+    if not nodes:
+        return "", []
+    roots = _build_tree(nodes)
+    return _counts_line(nodes), ["\n".join(_subtree_lines(r, 0)) for r in roots]
+
+
+def layout_description(boxes: Iterable[Mapping[str, Any]]) -> str:
+    """Hierarchical layout: counts per label ("many" above 8), then a containment tree of objects
+    with coarse position and size words and centre/size rounded to 0.05.
+
+    Same-label boxes with IoU >= 0.9 are merged (one object annotated by two sources). A label with
+    more than 8 boxes becomes one "many" region (the count is not shown: large counts from
+    detection metadata are rarely exact and invite wrong counting questions).
+    """
+    counts, subtrees = layout_parts(boxes)
+    if not counts:
+        return ""
+    body = "\n".join("- " + s for s in subtrees)
+    return f"{counts}\n{LAYOUT_HEADER}\n{body}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts
+# ---------------------------------------------------------------------------------------------
+
+_END = (".", "!", "?", '"', "'", ")")
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if not text or text.endswith(_END) else text + "."
+
+
+def qa_text(question: str, answer: str) -> str:
+    """The "Q? A." form: a question mark added unless the question already ends a sentence."""
+    q = " ".join(str(question).split())
+    if q and not q.endswith(_END):
+        q += "?"
+    return f"{q} {_sentence(answer)}".strip()
+
+
+def _qa_items(record: Mapping[str, Any]) -> list[tuple[Fact, str, str]]:
+    out, seen = [], set()
+    for item in record.get("qa") or []:
+        q, a = str(item.get("question") or "").strip(), str(item.get("answer") or "").strip()
+        if not q or not a:
+            continue
+        fact = make_fact(record["image_id"], "qa", qa_text(q, a))
+        if fact.fact_id not in seen:
+            seen.add(fact.fact_id)
+            out.append((fact, q, a))
+    return out
+
+
+def facts_for(record: Mapping[str, Any]) -> list[Fact]:
+    """All facts of one grouped image record, in a stable order: captions, objects, QA, OCR."""
+    image_id = record["image_id"]
+    facts: list[Fact] = []
+    for c in record.get("captions") or []:
+        if str(c).strip():
+            facts.append(make_fact(image_id, "caption", _sentence(c)))
+    counts, subtrees = layout_parts(record.get("boxes") or [])
+    if counts:
+        facts.append(make_fact(image_id, "object", counts))
+        facts.extend(make_fact(image_id, "object", s) for s in subtrees)
+    facts.extend(f for f, _, _ in _qa_items(record))
+    for t in record.get("ocr") or []:
+        t = " ".join(str(t).split())
+        if t:
+            facts.append(make_fact(image_id, "ocr", f'Visible text: "{t}".'))
+    seen: set[str] = set()
+    unique = []
+    for f in facts:
+        if f.fact_id not in seen:
+            seen.add(f.fact_id)
+            unique.append(f)
+    return unique
+
+
+def qa_to_declarative_requests(record: Mapping[str, Any], params: SamplingParams | None = None) -> list[LLMRequest]:
+    """One request per distinct QA pair (in `facts_for` order), tagged with the QA fact's id."""
+    return [
+        LLMRequest.chat(
+            DECLARATIVE_TEMPLATE.format(question=q, answer=a),
+            system=DECLARATIVE_SYSTEM,
+            params=params or SamplingParams(temperature=0.0, max_tokens=64),
+            tag=fact.fact_id,
+        )
+        for fact, q, a in _qa_items(record)
+    ]
+
+
+_LABEL = re.compile(r"^\s*(?:statement|answer|fact|declarative(?: statement)?)\s*:\s*", re.IGNORECASE)
+
+
+def clean_declarative(text: str) -> tuple[str, str | None]:
+    """(sentence, None) or ("", reason). Lines of 10 characters or fewer are dropped."""
+    lines = []
+    for line in (text or "").splitlines():
+        line = _LABEL.sub("", line.replace("**", "").strip()).strip().strip('"').strip()
+        if len(line) > MIN_DECLARATIVE_CHARS:
+            lines.append(line)
+    sentence = " ".join(lines)
+    if not sentence:
+        return "", f"too_short (every line <= {MIN_DECLARATIVE_CHARS} characters)"
+    if sentence.endswith("?"):
+        return "", "still_a_question"
+    return sentence, None
+
+
+def apply_declarative(facts: Sequence[Fact], results: Sequence[LLMResult]) -> list[Fact]:
+    """Replace each QA fact by its declarative rewrite, or keep the "Q? A." text and say why.
+
+    `results` answer `qa_to_declarative_requests` for the same record: matched by tag (the QA
+    fact id) when tags are present, else by position among the QA facts.
+    """
+    qa_facts = [f for f in facts if f.kind == "qa" and f.derived_from is None]
+    by_tag = {r.tag: r for r in results if r.tag is not None}
+    if not by_tag and len(results) != len(qa_facts):
+        raise ValueError(f"{len(results)} results for {len(qa_facts)} QA facts and no tags to match them")
+    positional = {f.fact_id: results[i] for i, f in enumerate(qa_facts)} if not by_tag else {}
+    out = []
+    for f in facts:
+        if f.kind != "qa" or f.derived_from is not None:
+            out.append(f)
+            continue
+        res = by_tag.get(f.fact_id) or positional.get(f.fact_id)
+        model = res.model.label() if res is not None and res.model is not None else None
+        if res is None:
+            out.append(replace(f, note="fallback: no_result"))
+        elif res.status != OK:
+            out.append(replace(f, note=f"fallback: llm_{res.status}", model=model))
+        else:
+            sentence, why = clean_declarative(res.text)
+            if why:
+                out.append(replace(f, note=f"fallback: {why}", model=model))
+            else:
+                new = make_fact(f.image_id, "qa", sentence, derived_from=f.fact_id, note="declarative", model=model)
+                out.append(new)
+    seen: set[str] = set()
+    unique = []
+    for f in out:  # a rewrite may repeat another fact word for word
+        if f.fact_id not in seen:
+            seen.add(f.fact_id)
+            unique.append(f)
+    return unique

@@ -1,0 +1,460 @@
+"""The conversation sampling loop, round-based over many images.
+
+Each round makes at most TWO calls to `generate`, whatever the number of images: one generation
+request for every image still active, then one verification request for every parsed QA pair of
+that round. Per image and iteration:
+
+1. sample a prompt type by weight and its slots with the image's own `random.Random` (seeded by
+   a hash of image_id + base seed, so an image's conversations never depend on which other
+   images share the batch), render it over the facts not yet consumed, generate;
+2. parse the `Question:`/`Answer:` blocks; drop pairs beyond the sampled count, the last pair of
+   a reply cut at max_tokens, and questions already asked about this image (normalised);
+3. verify every remaining pair True/False against ALL the image's facts (strict parse). If the
+   first pair is not verified True the conversation is rejected; otherwise the verified pairs
+   form the conversation and the facts they used are consumed (see `consume_facts`);
+4. an image stops when more than `stop_fraction` of its facts are consumed, fewer than
+   `min_remaining_chars` characters of facts remain, more than `max_failures` iterations in a
+   row were rejected, or it ran `max_iterations` iterations.
+
+Every iteration leaves one attempt row (accepted or rejected, with the reason), and every image
+one final "stopped" row naming the stop rule, so the attempts explain each image's count.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from visit_assets.lib.ids import content_hash, stable_json
+from visit_assets.lib.llm.types import EMPTY, ERROR, OK, TRUNCATED, LLMRequest, LLMResult, SamplingParams
+
+from .facts import Fact, facts_for
+from .parse import PARTIAL, QAPair, parse_fact_refs, parse_qa, parse_verdict
+from .registry import PromptType, Registry, format_facts, render, sample_prompt
+
+RECIPE = "instructify"
+IMAGE_TOKEN = "<image>"
+
+ACCEPTED, REJECTED, STOPPED = "accepted", "rejected", "stopped"
+# rejection reasons
+R_LLM_ERROR, R_EMPTY, R_UNPARSEABLE, R_NO_PAIRS, R_TRUNCATED = "llm_error", "empty", "unparseable", "no_pairs", "truncated"
+R_ALL_DUPLICATES, R_FIRST_QA_FAILED = "all_duplicates", "first_qa_failed"
+# stop reasons
+S_NO_FACTS, S_CONSUMED, S_EXHAUSTED = "no_facts", "facts_consumed", "facts_exhausted"
+S_FAILURES, S_MAX_ITERATIONS = "too_many_failures", "max_iterations"
+
+VERIFY_PROMPT_VERSION = 1  # bump when the text below changes
+VERIFY_SYSTEM = (
+    "You check answers about an image against a numbered list of known facts about that image. Be strict: "
+    "an answer is True only if the facts state or directly imply everything it says; otherwise it is False."
+)
+VERIFY_TEMPLATE = (
+    "Facts about the image:\n{facts}\n\n"
+    "Question: {question}\nAnswer: {answer}\n\n"
+    "Is this answer correct and fully supported by the facts? On the first line write only True or False. "
+    'On the second line write "Facts:" followed by the numbers of the facts that support the answer.'
+)
+
+GenerateFn = Callable[[list[LLMRequest]], list[LLMResult]]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    stop_fraction: float = 0.85  # stop when MORE than this share of the facts is consumed (reference)
+    min_remaining_chars: int = 10  # stop when fewer characters of facts remain (reference)
+    max_failures: int = 3  # stop after MORE than this many rejected iterations in a row (reference)
+    max_iterations: int = 10  # iterations per image (reference)
+    generation: SamplingParams = SamplingParams(temperature=0.2, max_tokens=1000)  # reference engine settings
+    verification: SamplingParams = SamplingParams(temperature=0.0, max_tokens=24)
+    consume: str = "lexical"  # lexical | cited (the verifier's "Facts:" line, lexical when it cites none)
+    consume_threshold: float = 0.5  # a fact is used when this share of its content words is in the QA pair
+    consume_min_score: float = 0.2  # ... and the best-matching fact is used when at least this share is
+
+    def __post_init__(self) -> None:
+        if self.consume not in ("lexical", "cited"):
+            raise ValueError(f"consume must be 'lexical' or 'cited', got {self.consume!r}")
+        if not 0 < self.stop_fraction <= 1:
+            raise ValueError("stop_fraction must be in (0, 1]")
+        if self.max_iterations < 1 or self.max_failures < 0:
+            raise ValueError("max_iterations must be >= 1 and max_failures >= 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["generation"], d["verification"] = self.generation.key_dict(), self.verification.key_dict()
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Fact consumption (lexical)
+# ---------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z]+")
+# Function words, plus the words every layout line and caption carries: matching them says
+# nothing about which fact a question used.
+_STOP = frozenset("""
+a about above across after again against all also am an and any are as at be because been before being below
+beside between both but by can could did do does doing down during each few for from further had has have having he
+her here hers him his how i if in into is it its itself just me more most my near next no nor not of off on once only
+or other our out over own same she should so some such than that the their them then there these they this those
+through to too under until up very was we were what when where which while who whom why will with would you your
+yes there's it's image picture photo photograph shown shows showing seen visible text objects object layout
+large medium small left right top bottom centre center middle size inside one two three many lot
+""".split())
+
+
+def _stem(w: str) -> str:
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "sses", "xes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def content_words(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1)
+
+
+def overlap_scores(question: str, answer: str, facts: Sequence[Fact]) -> list[float]:
+    """Per fact: the share of its content words that the question + answer contain."""
+    qa = content_words(question + " " + answer)
+    out = []
+    for f in facts:
+        words = content_words(f.text)
+        out.append(len(words & qa) / len(words) if words else 0.0)
+    return out
+
+
+def consume_facts(question: str, answer: str, remaining: Sequence[Fact], threshold: float, min_score: float) -> list[Fact]:
+    """Facts a verified QA pair used, by lexical overlap: every fact with score >= threshold, and
+    the single best fact when its score is >= min_score (so each answered pair makes progress)."""
+    if not remaining:
+        return []
+    scores = overlap_scores(question, answer, remaining)
+    used = {i for i, s in enumerate(scores) if s >= threshold}
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    if scores[best] >= min_score:
+        used.add(best)
+    return [remaining[i] for i in sorted(used)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def normalise_question(q: str) -> str:
+    q = q.replace(IMAGE_TOKEN, " ").lower()
+    return " ".join(re.findall(r"[a-z0-9]+", q))
+
+
+def image_seed(image_id: str, seed: int) -> int:
+    return int(content_hash("instructify-rng", image_id, seed), 16)
+
+
+def llm_seed(image_id: str, seed: int, iteration: int) -> int:
+    """Per image and iteration, so a retry after a rejection is a new sample, not a cache hit."""
+    return int(content_hash("instructify-llm", image_id, seed, iteration)[:8], 16)
+
+
+def conversation_id(image_id: str, prompt_id: str, prompt_version: int, model_label: str, seed: int, iteration: int) -> str:
+    return content_hash(image_id, RECIPE, prompt_id, prompt_version, model_label, seed, iteration)
+
+
+def _model_label(res: LLMResult | None) -> str:
+    return res.model.label() if res is not None and res.model is not None else "unknown"
+
+
+def _scrub(text: str) -> str:
+    return text.replace(IMAGE_TOKEN, "").strip()
+
+
+def to_turns(pairs: Sequence[QAPair]) -> list[dict[str, str]]:
+    """LLaVA turns; `<image>\\n` before the first human turn only."""
+    turns = []
+    for i, p in enumerate(pairs):
+        turns.append({"from": "human", "value": (IMAGE_TOKEN + "\n" if i == 0 else "") + p.question})
+        turns.append({"from": "gpt", "value": p.answer})
+    return turns
+
+
+@dataclass
+class _Image:
+    record: Mapping[str, Any]
+    image_id: str
+    image_key: str
+    facts: list[Fact]
+    remaining: list[Fact]
+    rng: random.Random
+    iteration: int = 0
+    failures: int = 0
+    questions: set[str] = field(default_factory=set)
+    stop: str | None = None
+
+    def remaining_chars(self) -> int:
+        return sum(len(f.text) for f in self.remaining)
+
+    def consumed_fraction(self) -> float:
+        return 1 - len(self.remaining) / len(self.facts) if self.facts else 1.0
+
+
+def _stop_reason(s: _Image, cfg: SamplingConfig) -> str | None:
+    if not s.facts:
+        return S_NO_FACTS
+    if s.consumed_fraction() > cfg.stop_fraction:
+        return S_CONSUMED
+    if s.remaining_chars() < cfg.min_remaining_chars:
+        return S_EXHAUSTED
+    if s.failures > cfg.max_failures:
+        return S_FAILURES
+    if s.iteration >= cfg.max_iterations:
+        return S_MAX_ITERATIONS
+    return None
+
+
+def _facts_of(record: Mapping[str, Any]) -> list[Fact]:
+    given = record.get("facts")
+    if given is None:
+        return facts_for(record)
+    return [f if isinstance(f, Fact) else Fact.from_dict(f) for f in given]
+
+
+ATTEMPT_FIELDS = (
+    "image_id", "image_key", "iteration", "status", "reason", "detail", "prompt_id", "prompt_version", "prompt_hash",
+    "slots", "llm_status", "parse_status", "pairs_expected", "pairs_parsed", "duplicates", "verdicts", "pairs_kept",
+    "consumed_fact_ids", "facts_total", "facts_before", "facts_remaining", "consecutive_failures", "conversation_id",
+    "model", "generation_cache_key", "verify_cache_keys",
+)
+
+
+def _attempt(**kw: Any) -> dict[str, Any]:
+    row = {k: None for k in ATTEMPT_FIELDS}
+    row.update(duplicates=[], verdicts=[], consumed_fact_ids=[], verify_cache_keys=[])
+    unknown = set(kw) - set(ATTEMPT_FIELDS)
+    if unknown:
+        raise KeyError(unknown)
+    row.update(kw)
+    return row
+
+
+@dataclass
+class _Pending:
+    """One image's iteration between the generation and the verification call."""
+
+    state: _Image
+    prompt: PromptType
+    slots: dict[str, Any]
+    result: LLMResult
+    facts_before: int
+    pairs: list[QAPair] = field(default_factory=list)
+    verify_at: list[int] = field(default_factory=list)  # indices into the verification batch
+    reason: str | None = None
+    detail: list[str] = field(default_factory=list)
+    parse_status: str | None = None
+    pairs_parsed: int = 0
+    duplicates: list[str] = field(default_factory=list)
+
+
+def _call(generate: GenerateFn, requests: list[LLMRequest]) -> list[LLMResult]:
+    results = list(generate(requests))
+    if len(results) != len(requests):
+        raise RuntimeError(f"generate returned {len(results)} results for {len(requests)} requests")
+    return results
+
+
+def _prepare(p: _Pending) -> None:
+    """Status, parse, caps and dedup of one generation result (no LLM call)."""
+    res, s = p.result, p.state
+    if res.status == ERROR:
+        p.reason, p.detail = R_LLM_ERROR, [res.error or "error"]
+        return
+    if res.status == EMPTY or not res.text.strip():
+        p.reason = R_EMPTY
+        return
+    if res.status not in (OK, TRUNCATED):
+        p.reason, p.detail = R_UNPARSEABLE, [f"llm status {res.status}: {res.error or ''}".strip()]
+        return
+    parsed = parse_qa(res.text)
+    p.parse_status, p.pairs_parsed = parsed.status, len(parsed.pairs)
+    if parsed.status == PARTIAL:
+        p.detail.extend(parsed.problems)
+    if not parsed.pairs:
+        p.reason = R_TRUNCATED if res.status == TRUNCATED else (R_NO_PAIRS if parsed.status == "no_pairs" else parsed.status)
+        p.detail.extend(parsed.problems)
+        return
+    pairs = [QAPair(_scrub(q.question), _scrub(q.answer)) for q in parsed.pairs]
+    pairs = [q for q in pairs if q.question and q.answer]
+    if res.status == TRUNCATED:
+        pairs = pairs[:-1]  # the reply was cut at max_tokens: its last pair may be cut too
+        p.detail.append("reply truncated: last pair dropped")
+        if not pairs:
+            p.reason = R_TRUNCATED
+            return
+    expected = p.prompt.expected_pairs(p.slots)
+    if len(pairs) > expected:
+        p.detail.append(f"{len(pairs) - expected} pair(s) beyond the {expected} asked for dropped")
+        pairs = pairs[:expected]
+    seen = set(s.questions)
+    kept = []
+    for q in pairs:
+        key = normalise_question(q.question)
+        if not key or key in seen:
+            p.duplicates.append(q.question)
+            continue
+        seen.add(key)
+        kept.append(q)
+    if not kept:
+        p.reason = R_ALL_DUPLICATES if pairs else R_NO_PAIRS
+        return
+    p.pairs = kept
+
+
+def _verify_request(s: _Image, pair: QAPair, cfg: SamplingConfig, tag: Any) -> LLMRequest:
+    user = VERIFY_TEMPLATE.format(facts=format_facts(s.facts), question=pair.question, answer=pair.answer)
+    return LLMRequest.chat(user, system=VERIFY_SYSTEM, params=cfg.verification, tag=tag)
+
+
+def sample_conversations(
+    records: Sequence[Mapping[str, Any]],
+    registry: Registry,
+    generate: GenerateFn,
+    config: SamplingConfig | None = None,
+    seed: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(conversations, attempts) for grouped image records.
+
+    A record needs `image_id` (and `image_key` for the export); its facts are `record["facts"]`
+    (Facts or their dicts, e.g. after the declarative QA rewrite) or else `facts_for(record)`.
+    `generate` is e.g. `LLMClient.generate`; it is called at most twice per round.
+    """
+    cfg = config or SamplingConfig()
+    states: dict[str, _Image] = {}
+    for r in records:
+        iid = r["image_id"]
+        if iid in states:
+            raise ValueError(f"image_id {iid} appears twice in the records")
+        facts = _facts_of(r)
+        states[iid] = _Image(r, iid, str(r.get("image_key") or ""), facts, list(facts), random.Random(image_seed(iid, seed)))
+    order = [states[k] for k in sorted(states)]  # batch order never depends on the input order
+    conversations: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+
+    while True:
+        active = []
+        for s in order:
+            if s.stop is None:
+                s.stop = _stop_reason(s, cfg)
+                if s.stop is None:
+                    active.append(s)
+        if not active:
+            break
+
+        # ---- round: one generation call for every active image
+        pending: list[_Pending] = []
+        requests = []
+        for s in active:
+            prompt, slots = sample_prompt(registry, s.rng)
+            params = replace(cfg.generation, seed=llm_seed(s.image_id, seed, s.iteration))
+            requests.append(LLMRequest(tuple(render(prompt, s.remaining, slots)), params, tag=(s.image_id, s.iteration)))
+            pending.append(_Pending(s, prompt, slots, None, len(s.remaining)))  # type: ignore[arg-type]
+        for p, res in zip(pending, _call(generate, requests)):
+            p.result = res
+            _prepare(p)
+
+        # ---- one verification call for every pair of the round
+        vrequests = []
+        for p in pending:
+            for j, pair in enumerate(p.pairs):
+                p.verify_at.append(len(vrequests))
+                vrequests.append(_verify_request(p.state, pair, cfg, (p.state.image_id, p.state.iteration, j)))
+        vresults = _call(generate, vrequests) if vrequests else []
+
+        for p in pending:
+            s = p.state
+            vres = [vresults[i] for i in p.verify_at]
+            verdicts = [parse_verdict(v.text) if v.status in (OK, TRUNCATED) else None for v in vres]
+            row = dict(
+                image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, **p.prompt.ref(),
+                slots=stable_json(p.slots), llm_status=p.result.status, parse_status=p.parse_status,
+                pairs_expected=p.prompt.expected_pairs(p.slots), pairs_parsed=p.pairs_parsed, duplicates=p.duplicates,
+                verdicts=verdicts, facts_total=len(s.facts), facts_before=p.facts_before, model=_model_label(p.result),
+                generation_cache_key=p.result.cache_key, verify_cache_keys=[v.cache_key for v in vres],
+            )
+            reason = p.reason
+            if reason is None and verdicts[0] is not True:
+                reason = R_FIRST_QA_FAILED
+                why = "verdict unparseable" if verdicts[0] is None else "verdict False"
+                if vres[0].status not in (OK, TRUNCATED):
+                    why = f"verifier {vres[0].status}: {vres[0].error or ''}".strip()
+                p.detail.append(f"first pair: {why}")
+            if reason is not None:
+                s.failures += 1
+                attempts.append(_attempt(**row, status=REJECTED, reason=reason, detail="; ".join(p.detail) or None,
+                                         pairs_kept=0, facts_remaining=len(s.remaining), consecutive_failures=s.failures))
+                s.iteration += 1
+                continue
+
+            kept, pair_rows, consumed_ids = [], [], []
+            for pair, verdict, v in zip(p.pairs, verdicts, vres):
+                if verdict is not True:
+                    p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")
+                    continue
+                used, how = None, "lexical"
+                if cfg.consume == "cited":
+                    refs = parse_fact_refs(v.text, len(s.facts))
+                    if refs:
+                        cited = {s.facts[i - 1].fact_id for i in refs}
+                        used, how = [f for f in s.remaining if f.fact_id in cited], "cited"
+                if used is None:
+                    used = consume_facts(pair.question, pair.answer, s.remaining, cfg.consume_threshold, cfg.consume_min_score)
+                ids = {f.fact_id for f in used}
+                s.remaining = [f for f in s.remaining if f.fact_id not in ids]
+                consumed_ids.extend(f.fact_id for f in used)
+                kept.append(pair)
+                s.questions.add(normalise_question(pair.question))
+                pair_rows.append({"question": pair.question, "answer": pair.answer, "verdict": True,
+                                  "consumed_fact_ids": [f.fact_id for f in used], "consumed_by": how})
+            label = _model_label(p.result)
+            cid = conversation_id(s.image_id, p.prompt.id, p.prompt.version, label, seed, s.iteration)
+            vmodels = sorted({_model_label(v) for v in vres})
+            conversations.append({
+                "conversation_id": cid, "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
+                **p.prompt.ref(), "slots": stable_json(p.slots), "iteration": s.iteration, "seed": seed, "model": label,
+                "verifier_models": vmodels, "verify_prompt_version": VERIFY_PROMPT_VERSION,
+                "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,
+                "generation_cache_key": p.result.cache_key, "verify_cache_keys": [v.cache_key for v in vres],
+            })
+            s.failures = 0
+            attempts.append(_attempt(**row, status=ACCEPTED, detail="; ".join(p.detail) or None, pairs_kept=len(kept),
+                                     consumed_fact_ids=consumed_ids, facts_remaining=len(s.remaining),
+                                     consecutive_failures=0, conversation_id=cid))
+            s.iteration += 1
+
+    for s in order:
+        attempts.append(_attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,
+                                 reason=s.stop, facts_total=len(s.facts), facts_before=len(s.remaining),
+                                 facts_remaining=len(s.remaining), consecutive_failures=s.failures,
+                                 detail=f"{s.iteration} iteration(s), {len(s.facts) - len(s.remaining)} of {len(s.facts)} facts consumed"))
+    attempts.sort(key=lambda a: (a["image_id"], a["iteration"], a["status"] == STOPPED))
+    conversations.sort(key=lambda c: (c["image_id"], c["iteration"]))
+    return conversations, attempts
+
+
+def summarize(conversations: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts for run metadata: iterations by status and reason, stop reasons, pairs, prompts."""
+    its = [a for a in attempts if a["status"] != STOPPED]
+    return {
+        "images": sum(1 for a in attempts if a["status"] == STOPPED),
+        "iterations": len(its),
+        "conversations": len(conversations),
+        "pairs": sum(len(c["pairs"]) for c in conversations),
+        "accepted": sum(1 for a in its if a["status"] == ACCEPTED),
+        "rejected_by_reason": dict(sorted(Counter(a["reason"] for a in its if a["status"] == REJECTED).items())),
+        "stopped_by_reason": dict(sorted(Counter(a["reason"] for a in attempts if a["status"] == STOPPED).items())),
+        "duplicates_removed": sum(len(a["duplicates"]) for a in its),
+        "conversations_by_prompt": dict(sorted(Counter(f"{c['prompt_id']}@v{c['prompt_version']}" for c in conversations).items())),
+    }
