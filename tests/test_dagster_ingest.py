@@ -35,7 +35,7 @@ def test_definitions_load_with_every_ingest_asset():
 
 
 def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
-    run_dataset(defs, "sample", instance, log=lambda _: None)
+    run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
     store = ParquetStore(home / "store")
     grouped = pl.concat([store.read("grouped_metadata", "sample", int(s)) for s in shard_partitions.get_partition_keys()])
     assert grouped.height >= 12
@@ -63,7 +63,7 @@ def _stale(instance, key: str, partition: str | dg.MultiPartitionKey) -> StaleSt
 
 
 def test_changed_metadata_gives_new_version_and_stale_downstream(home, instance):
-    run_dataset(defs, "sample", instance, log=lambda _: None)
+    run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
     store = ParquetStore(home / "store")
     before = store.current("source_records", "sample")["dataset_version"]
     captions = home / "datasets" / "sample" / "annotations" / "captions.json"
@@ -87,7 +87,7 @@ def test_sensor_adds_new_dataset_partition_and_requests_ingest(home, instance):
     result = tick()
     assert [r.partition_key for r in result.run_requests] == ["sample"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["sample"]
-    run_dataset(defs, "sample", instance, log=lambda _: None)
+    run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
     quiet = tick()
     assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
     (home / "datasets" / "sample" / "qa_pairs.jsonl").write_text(
@@ -101,21 +101,22 @@ def test_automation_regenerates_only_the_changed_datasets_partitions(home, insta
     import shutil
 
     shutil.copytree(home / "datasets" / "sample", home / "datasets" / "other")
-    run_dataset(defs, "sample", instance, log=lambda _: None)
-    run_dataset(defs, "other", instance, log=lambda _: None)
-    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
+    run_dataset(defs, "other", instance, only=INGEST, log=lambda _: None)
+    ingest = dg.AssetSelection.assets(*INGEST)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest)
     # Re-ingesting unchanged metadata keeps the data version: nothing downstream is requested.
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.execute_in_process(instance=instance, partition_key="other",
                                   asset_selection=[dg.AssetKey("source_records")]).success
-    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest, cursor=first.cursor)
     assert first.total_requested == 0
     # Change one dataset's metadata and re-ingest it, as the folder sensor would.
     qa = home / "datasets" / "sample" / "qa_pairs.jsonl"
     qa.write_text(qa.read_text() + '{"id": "extra", "image": "coffee.jpg", "ocr": ["EXTRA"]}\n')
     assert job.execute_in_process(instance=instance, partition_key="sample",
                                   asset_selection=[dg.AssetKey("source_records")]).success
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest, cursor=first.cursor)
     requested = result.get_requested_partitions(dg.AssetKey("grouped_metadata"))
     assert requested, "the changed dataset's per-image partitions must be requested"
     assert {k.keys_by_dimension["dataset"] for k in requested} == {"sample"}

@@ -11,6 +11,7 @@ from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
 
 pytestmark = pytest.mark.slow
+EMBEDDING_STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings"]
 
 
 def _embeddings(home):
@@ -20,7 +21,7 @@ def _embeddings(home):
 
 def test_without_clip_weights_descriptions_are_embedded_and_labelled(home):
     with dg.instance_for_test() as instance:
-        run_dataset(defs, "sample", instance, log=lambda _: None)
+        run_dataset(defs, "sample", instance, only=EMBEDDING_STEPS, log=lambda _: None)
         meta = instance.get_latest_materialization_event(dg.AssetKey("image_embeddings")).asset_materialization.metadata
     frames = _embeddings(home)
     assert sum(f.height for f in frames) >= 12
@@ -37,7 +38,7 @@ def test_without_clip_weights_descriptions_are_embedded_and_labelled(home):
 def test_random_init_clip_runs_the_image_path_and_says_so(home):
     clip = ClipResource(arch="ViT-S-32-alt", allow_random_init=True)
     with dg.instance_for_test() as instance:
-        run_dataset(build_defs(clip=clip), "sample", instance, log=lambda _: None)
+        run_dataset(build_defs(clip=clip), "sample", instance, only=EMBEDDING_STEPS, log=lambda _: None)
         meta = instance.get_latest_materialization_event(dg.AssetKey("image_embeddings")).asset_materialization.metadata
     frames = _embeddings(home)
     for f in frames:

@@ -40,11 +40,18 @@ def batches(defs: dg.Definitions) -> list[tuple[object, list[dg.AssetKey]]]:
 
 
 def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, run_config: dict | None = None,
-                op_config: dict[str, dict] | None = None, log: Callable[[str], None] = print) -> None:
-    """`op_config` maps an op (asset) name to its config; each run gets only its own ops' entries."""
+                op_config: dict[str, dict] | None = None, only: list[str] | None = None,
+                log: Callable[[str], None] = print) -> None:
+    """Materialize every asset (or those named in `only`) for `dataset`, upstream first.
+
+    `op_config` maps an op (asset) name to its config; each run gets only its own ops' entries.
+    """
     instance.add_dynamic_partitions(dataset_partitions.name, [dataset])
     job = defs.resolve_implicit_global_asset_job_def()
     for partitions_def, keys in batches(defs):
+        keys = [k for k in keys if only is None or k.to_user_string() in only]
+        if not keys:
+            continue
         for partition_key in _partition_keys(partitions_def, dataset):
             log(f"materializing {', '.join(k.to_user_string() for k in keys)} [{partition_key or '-'}]")
             names = {k.to_user_string() for k in keys}

@@ -1,0 +1,156 @@
+"""MM-Instruct domain: seed_instructions -> generated_instructions -> clustered_instructions -> instruction_matches."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from ...lib.code_version import code_version
+from ...lib.ids import content_hash
+from ...lib.metadata.pipeline import lineage_columns
+from ...lib.mminstruct import cluster as cluster_mod
+from ...lib.mminstruct import generate as generate_mod
+from ...lib.mminstruct import match as match_mod
+from ...lib.mminstruct import seeds as seeds_mod
+from ..automation import follow_parents
+from ..llm.resources import LLMResource
+from ..metadata import counts_by, preview
+from ..models.resources import ClipResource, EmbedderResource
+from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
+from ..resources import StoreResource
+
+SEEDS_DATASET = "shared"  # seed instructions belong to no dataset; stored under this name
+GENERATE_VERSION = code_version(generate_mod, seeds_mod)
+CLUSTER_VERSION = code_version(cluster_mod, generate_mod)
+MATCH_VERSION = code_version(match_mod)
+
+
+def _rows_frame(rows: list[dict], lineage: list[pl.Expr]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema={"image_id": pl.String})
+    return frame.with_columns(*lineage)
+
+
+@dg.asset(code_version=GENERATE_VERSION, group_name="mminstruct", kinds={"yaml", "parquet"})
+def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
+    """The shipped, user-editable seed instructions (visit_assets/data/seed_instructions.yaml).
+
+    The data version is the content hash of the seeds, so an edit marks everything below stale.
+    """
+    seeds = seeds_mod.load_seeds()
+    version = seeds_mod.seeds_version()
+    frame = pl.DataFrame([{"seed_id": s.id, "category": s.category, "text": s.text} for s in seeds]).with_columns(
+        pl.lit(version).alias("seeds_version"))
+    store.store().write("seed_instructions", SEEDS_DATASET, version, frame, dataset_version=version)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "seeds_version": version, "by_category": counts_by(frame, "category"),
+        "path": dg.MetadataValue.path(str(seeds_mod.DEFAULT_SEEDS_PATH))})
+
+
+@dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool="gpu",
+          code_version=GENERATE_VERSION, group_name="mminstruct", automation_condition=follow_parents,
+          kinds={"parquet"})
+def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
+    """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("image_descriptions", dataset, shard)
+    described = parquet.read("image_descriptions", dataset, shard)
+    seeds = seeds_mod.load_seeds()
+    jobs = generate_mod.instruction_requests(zip(described["image_id"], described["description"]), seeds, seed=0)
+    results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="instructions") if jobs else ([], {})
+    by_id = seeds_mod.seeds_by_id(seeds)
+    rows = [generate_mod.instruction_row(j, r, by_id) for j, r in zip(jobs, results)]
+    frame = _rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], GENERATE_VERSION),
+                               pl.lit(shard).alias("shard"), pl.lit(seeds_mod.seeds_version()).alias("seeds_version")])
+    model = llm.get_client().identity
+    version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_mod.seeds_version(), model.as_dict())
+    parquet.write("generated_instructions", dataset, version, frame, shard,
+                  dataset_version=parent["dataset_version"], code_version=GENERATE_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "by_status": counts_by(frame, "status") if rows else {},
+        "preview": preview(frame, ["image_id", "seed_ids", "instruction", "status"]), **llm_meta})
+
+
+class ClusterConfig(dg.Config):
+    k: int = cluster_mod.DEFAULT_K  # 300 at paper scale; capped on small data (see lib.mminstruct.cluster)
+    seed: int = 0
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
+          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)], pool="gpu",
+          automation_condition=follow_parents, kinds={"parquet", "scikitlearn"})
+def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource,
+                           llm: LLMResource, embedder: EmbedderResource):
+    """Generated instructions embedded, clustered with k-means, and each cluster merged by the LLM into one."""
+    dataset = context.partition_key
+    parquet = store.store()
+    shards = [int(s) for s in shard_partitions.get_partition_keys()]
+    generated = pl.concat([parquet.read("generated_instructions", dataset, s) for s in shards], how="diagonal_relaxed")
+    ok = generated.filter(pl.col("status") == "ok") if "status" in generated.columns else generated.clear()
+    groups = generate_mod.dedupe_exact(ok["instruction"].to_list())
+    texts = [g.text for g in groups]
+    model = embedder.get()
+    vectors = model.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+    labels, info = cluster_mod.cluster_instructions(vectors, config.k, config.seed)
+    clusters = cluster_mod.group_clusters([g.instruction_id for g in groups], texts, vectors, labels)
+    jobs = cluster_mod.merge_requests(clusters)
+    results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="merge") if jobs else ([], {})
+    rows = [cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)]
+    merged_texts = [r["instruction"] or "" for r in rows]
+    merged_vecs = model.encode(merged_texts) if rows else np.zeros((0, 1), dtype=np.float32)
+    versions = sorted(set(generated["dataset_version"])) if generated.height else ["none"]
+    frame = _rows_frame(rows, lineage_columns(dataset, versions[-1], CLUSTER_VERSION))
+    if rows:
+        frame = frame.with_columns(pl.Series("embedding", merged_vecs.astype(np.float32)),
+                                   pl.lit(model.identity.label()).alias("embedder"))
+    version = content_hash([parquet.current("generated_instructions", dataset, s)["data_version"] for s in shards],
+                           CLUSTER_VERSION, config.model_dump(), llm.get_client().identity.as_dict())
+    parquet.write("clustered_instructions", dataset, version, frame, dataset_version=versions[-1],
+                  code_version=CLUSTER_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "generated_ok": ok.height, "distinct": len(groups),
+        "clustering": dg.MetadataValue.json(info.as_dict()),
+        "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
+
+
+class MatchConfig(dg.Config):
+    seed: int = 0
+    temperature: float | None = None  # None: the matcher's default (see lib.mminstruct.match)
+    keep_top: int = 5
+
+
+@dg.asset(partitions_def=image_partitions, code_version=MATCH_VERSION, group_name="mminstruct",
+          deps=["image_embeddings", dg.AssetDep("clustered_instructions", partition_mapping=from_dataset)],
+          automation_condition=follow_parents, kinds={"parquet", "numpy"})
+def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, store: StoreResource,
+                        clip: ClipResource, embedder: EmbedderResource):
+    """Similarity of each image to every merged instruction, and one instruction sampled per image.
+
+    CLIP image vectors meet CLIP text vectors; without CLIP weights, description vectors meet
+    instruction vectors from the same sentence embedder. The matcher is recorded on every row.
+    """
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    images = parquet.read("image_embeddings", dataset, shard).filter(pl.col("error").is_null())
+    merged = parquet.read("clustered_instructions", dataset)
+    merged = merged.filter(pl.col("status") == "ok") if "status" in merged.columns else merged.clear()
+    space = images["embedding_space"][0] if images.height else match_mod.DESCRIPTION_TEXT
+    texts = merged["instruction"].to_list() if merged.height else []
+    rows: list[dict] = []
+    if images.height and texts:
+        encode = clip.get().encode_texts if space == match_mod.CLIP_IMAGE else embedder.get().encode
+        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()), encode(texts))
+        ids = merged["instruction_id"].to_list()
+        matches = match_mod.match_images(images["image_id"].to_list(), sims, ids, matcher=space, seed=config.seed,
+                                         temperature=config.temperature)
+        text_of = dict(zip(ids, texts))
+        rows = [{**m.as_row(ids, keep_top=config.keep_top), "instruction": text_of[m.instruction_id]} for m in matches]
+    parent = parquet.current("image_embeddings", dataset, shard)
+    frame = _rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
+                               pl.lit(shard).alias("shard")])
+    version = content_hash(parent["data_version"], parquet.current("clustered_instructions", dataset)["data_version"],
+                           MATCH_VERSION, config.model_dump())
+    parquet.write("instruction_matches", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
+                  code_version=MATCH_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "matcher": space, "instructions": len(texts),
+        "preview": preview(frame, ["image_id", "instruction", "similarity", "probability"])})

@@ -1,0 +1,260 @@
+"""InstructionGPT-4 quality scores and the final score F (paper section 3.2, Table 2).
+
+    F(x) = 0.53 C(x) + 0.10 L(x) + 0.10 R(x) + 0.27 G(x)
+
+C = CLIP score (100 x cosine of image and answer embeddings), L = answer length (characters),
+R = reward-model score, G = LLM judge score (0-100 from instruction + answer, no image). Every
+score is min-max scaled to 0-100 over the dataset version before weighting (facts of the public
+code, shared/docs/reference.md). Missing values are never defaulted:
+
+* a score absent for the whole dataset (None, e.g. no reward model configured, or all NaN) is
+  dropped and the remaining weights are renormalised to sum 1;
+* a value missing for one row (NaN, e.g. the judge reply did not parse) is skipped for that row
+  only: the row's F is the weighted mean over the scores it has.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# Paper Table 2 (fixed weights, set by hand by the authors).
+DEFAULT_WEIGHTS: dict[str, float] = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
+SCORE_NAMES = tuple(DEFAULT_WEIGHTS)
+
+SCALE_LO, SCALE_HI = 0.0, 100.0
+CONSTANT_VALUE = 50.0  # a column whose finite values are all equal carries no ranking signal
+
+
+def length_score(texts: Sequence[str | None]) -> np.ndarray:
+    """Answer length in characters (after stripping surrounding whitespace); None -> NaN."""
+    return np.array([np.nan if t is None else float(len(str(t).strip())) for t in texts], dtype=np.float64)
+
+
+def clip_score(image_vecs: Any, text_vecs: Any) -> np.ndarray:
+    """100 x cosine(image_i, text_i) per row.
+
+    Inputs are meant to be L2-normalised already; the cosine is still computed with the norms, so
+    a slightly off normalisation does not leak into the score. A row with NaN in either vector, or
+    a zero vector, gives NaN.
+    """
+    a = np.asarray(image_vecs, dtype=np.float64)
+    b = np.asarray(text_vecs, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"image and text vectors must be 2-D and the same shape, got {a.shape} and {b.shape}")
+    dot = np.einsum("ij,ij->i", a, b)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), np.nan)
+    return 100.0 * np.clip(cos, -1.0, 1.0)
+
+
+def scale_0_100(values: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Min-max scale to 0-100 over all finite values (one dataset version).
+
+    NaN stays NaN, and so does +-inf (counted in the record as non-finite). A column whose finite
+    values are all equal maps to 50 (CONSTANT_VALUE): no information, placed mid-scale. A column
+    without any finite value stays all NaN. Returns (scaled float64 array, record) where the record
+    states method, min, max and counts, for lineage.
+    """
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64) \
+        if not isinstance(values, np.ndarray) else values.astype(np.float64, copy=True)
+    if v.ndim != 1:
+        raise ValueError(f"scale_0_100 expects a 1-D array, got shape {v.shape}")
+    finite = np.isfinite(v)
+    record: dict[str, Any] = {
+        "method": "min-max",
+        "target": [SCALE_LO, SCALE_HI],
+        "n": int(v.size),
+        "n_missing": int(np.isnan(v).sum()),
+        "n_nonfinite": int((~finite & ~np.isnan(v)).sum()),
+        "min": None,
+        "max": None,
+    }
+    out = np.full(v.shape, np.nan)
+    if not finite.any():
+        record["method"] = "all-missing"
+        return out, record
+    lo, hi = float(v[finite].min()), float(v[finite].max())
+    record["min"], record["max"] = lo, hi
+    if hi == lo:
+        record["method"] = f"constant->{CONSTANT_VALUE:g}"
+        out[finite] = CONSTANT_VALUE
+    else:
+        out[finite] = SCALE_LO + (v[finite] - lo) * ((SCALE_HI - SCALE_LO) / (hi - lo))
+    return out, record
+
+
+def combine(scores: Mapping[str, Any], weights: Mapping[str, float] | None = None
+            ) -> tuple[np.ndarray, dict[str, float]]:
+    """F = sum_j w_j s_j over already scaled scores (see `scale_0_100`).
+
+    `scores` maps a name to an array (NaN where a row lacks the value) or None (absent for the
+    whole dataset). Absent scores, and scores that are NaN on every row, are dropped and the
+    remaining weights renormalised to sum 1: that is `weights_used` (0.0 for a dropped score).
+    Per row, the weights of the scores present are renormalised again, so a row without a judge
+    score is ranked on its other scores instead of losing 27 points. A row with no score at all
+    gets F = NaN. Weights need not sum to 1 on input; negative weights and score names without a
+    weight are errors.
+    """
+    weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    unknown = sorted(set(scores) - set(weights))
+    if unknown:
+        raise ValueError(f"no weight for score(s) {unknown}; weights are given for {sorted(weights)}")
+    bad = {name: w for name, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0)}
+    if bad:
+        raise ValueError(f"weights must be finite and >= 0, got {bad}")
+    present: dict[str, np.ndarray] = {}
+    n = None
+    for name, s in scores.items():
+        if s is None:
+            continue
+        arr = np.asarray(s, dtype=np.float64)
+        if arr.ndim != 1:
+            raise ValueError(f"score {name!r} must be 1-D, got shape {arr.shape}")
+        if n is None:
+            n = arr.size
+        elif arr.size != n:
+            raise ValueError(f"score {name!r} has {arr.size} rows, expected {n}")
+        if np.isfinite(arr).any() and weights[name] > 0:
+            present[name] = arr
+    total = sum(weights[name] for name in present)
+    if not present or total <= 0:
+        raise ValueError("no score with a positive weight is present: F cannot be computed")
+    weights_used = {name: (weights[name] / total if name in present else 0.0) for name in weights}
+    num = np.zeros(n)
+    den = np.zeros(n)
+    for name, arr in present.items():
+        ok = np.isfinite(arr)
+        num[ok] += weights_used[name] * arr[ok]
+        den[ok] += weights_used[name]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return F, weights_used
+
+
+def final_scores(raw: Mapping[str, Any], weights: Mapping[str, float] | None = None
+                 ) -> tuple[np.ndarray, dict[str, float], dict[str, dict[str, Any] | None]]:
+    """Scale every raw score with `scale_0_100`, then `combine`: (F, weights_used, scaling records)."""
+    scaled: dict[str, np.ndarray | None] = {}
+    records: dict[str, dict[str, Any] | None] = {}
+    for name, values in raw.items():
+        if values is None:
+            scaled[name], records[name] = None, None
+        else:
+            scaled[name], records[name] = scale_0_100(values)
+    F, used = combine(scaled, weights)
+    return F, used, records
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM judge score G(x)
+
+JUDGE_PROMPT_ID = "igpt4-judge-score"
+JUDGE_PROMPT_VERSION = "1"  # bump on any change to the wording below: it changes the scores
+
+_JUDGE_SYSTEM = (
+    "You grade training examples for a vision-language assistant. Each example is an instruction "
+    "about an image and the answer written for it. You do not see the image; judge only the text."
+)
+_JUDGE_USER = (
+    "Rate how good this answer is as a response to the instruction, on an integer scale from 0 "
+    "(useless, wrong or off-topic) to 100 (excellent). Consider whether it follows the "
+    "instruction, whether it is informative and specific rather than vague or repetitive, and "
+    "whether it is fluent and grammatical.\n\n"
+    "Instruction:\n{instruction}\n\n"
+    "Answer:\n{answer}\n\n"
+    "Reply with the score alone on the first line, for example `Score: 73`. "
+    "You may explain your rating briefly on the following lines."
+)
+
+
+def judge_request_messages(instruction: str, answer: str) -> list[dict[str, str]]:
+    """Chat messages asking an LLM for a 0-100 quality score (prompt JUDGE_PROMPT_ID v JUDGE_PROMPT_VERSION)."""
+    return [
+        {"role": "system", "content": _JUDGE_SYSTEM},
+        {"role": "user", "content": _JUDGE_USER.format(instruction=instruction.strip(), answer=answer.strip())},
+    ]
+
+
+JUDGE_OK = "ok"
+JUDGE_EMPTY = "empty"
+JUDGE_NO_SCORE = "no-score"
+JUDGE_AMBIGUOUS = "ambiguous"  # several different numbers where one score was asked for
+JUDGE_RANGE = "range"  # "80-90"
+JUDGE_OUT_OF_RANGE = "out-of-range"
+JUDGE_NON_INTEGER = "non-integer"
+JUDGE_WRONG_SCALE = "wrong-scale"  # "8/10", "4 out of 5"
+JUDGE_STATUSES = (JUDGE_OK, JUDGE_EMPTY, JUDGE_NO_SCORE, JUDGE_AMBIGUOUS, JUDGE_RANGE,
+                  JUDGE_OUT_OF_RANGE, JUDGE_NON_INTEGER, JUDGE_WRONG_SCALE)
+
+_NUM = r"[-+]?\d+(?:[.,]\d+)?"
+_RANGE_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*(?:-|–|—|to)\s*\d+(?:\.\d+)?(?!\s*/)(?![\w.])", re.I)
+_FRACTION_RE = re.compile(rf"({_NUM})\s*(?:/|out\s+of|of)\s*(\d+(?:\.\d+)?)", re.I)
+_NUMBER_RE = re.compile(rf"(?<![\w.]){_NUM}(?![\w])")
+_LABELLED_RE = re.compile(  # the label, its number, and a "/100" or "-90" tail so those are judged too
+    rf"\b(?:score|rating|grade)\b\s*(?:is|of|=|:)?\s*[:=]?\s*{_NUM}"
+    rf"(?:\s*(?:/|out\s+of|-|–|—|to)\s*\d+(?:\.\d+)?)?", re.I)
+_MARKUP_RE = re.compile(r"[*_`#>\[\]()]")
+_SCALE_MENTION_RE = re.compile(r"(?:on\s+a\s+scale\s+)?(?:of\s+|from\s+)?(?<![\w.])0\s*(?:-|–|—|to)\s*100(?![\w.])", re.I)
+
+
+def _clean(line: str) -> str:
+    line = _MARKUP_RE.sub(" ", line)
+    line = _SCALE_MENTION_RE.sub(" ", line)  # "(0-100)" names the scale, it is not a range answer
+    line = re.sub(r"^\s*(?:[-•]\s+|\d+[.)]\s+)", "", line)  # list bullets ("- ", "1. ")
+    return line.replace("%", " ")
+
+
+def _score_in(line: str) -> tuple[int | None, str]:
+    """Find the one score in a line: (score, status), or (None, JUDGE_NO_SCORE) if it has no number."""
+    if _RANGE_RE.search(line):
+        return None, JUDGE_RANGE
+    values: list[str] = []
+    for m in _FRACTION_RE.finditer(line):
+        if float(m.group(2)) != 100:
+            return None, JUDGE_WRONG_SCALE
+        values.append(m.group(1))
+    line = _FRACTION_RE.sub(" ", line)
+    values += _NUMBER_RE.findall(line)
+    if not values:
+        return None, JUDGE_NO_SCORE
+    distinct = {float(v.replace(",", ".")) for v in values}
+    if len(distinct) > 1:
+        return None, JUDGE_AMBIGUOUS
+    value = distinct.pop()
+    if value != int(value):  # "85.0" is 85; "85.5" is not a score on the asked scale
+        return None, JUDGE_NON_INTEGER
+    if not 0 <= value <= 100:
+        return None, JUDGE_OUT_OF_RANGE
+    return int(value), JUDGE_OK
+
+
+def parse_judge(text: str | None) -> tuple[int | None, str]:
+    """Parse a judge reply into (score 0-100, "ok") or (None, failure status). Never a default.
+
+    The prompt asks for the score alone on the first line. The first non-empty line must hold one
+    score ("85", "Score: 85", "85/100", "**85**", "85%"); several different numbers, a range, a
+    decimal, another scale or a value outside 0-100 is a failure. Only if the first line has no
+    number at all is the rest searched, and then only for an explicitly labelled score
+    ("Score: 85"); numbers inside an explanation are never taken for the score.
+    """
+    if text is None or not text.strip():
+        return None, JUDGE_EMPTY
+    lines = [ln for ln in (_clean(raw).strip() for raw in text.strip().splitlines()) if ln]
+    if not lines:
+        return None, JUDGE_NO_SCORE
+    score, status = _score_in(lines[0])
+    if status != JUDGE_NO_SCORE:
+        return score, status
+    labelled = [m.group(0) for ln in lines[1:] for m in _LABELLED_RE.finditer(ln)]
+    if not labelled:
+        return None, JUDGE_NO_SCORE
+    results = {_score_in(s) for s in labelled}
+    if len(results) > 1:
+        return None, JUDGE_AMBIGUOUS
+    return results.pop()
