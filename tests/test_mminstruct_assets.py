@@ -45,3 +45,23 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
         assert all(np.all(np.diff(sims) <= 1e-9) for sims in matches["top_similarities"])  # top-k is sorted
     else:
         assert matches.height == 0
+
+
+def test_seed_file_sensor_requests_only_on_change(home, tmp_path, monkeypatch):
+    import shutil
+
+    from visit_assets.defs.mminstruct.sensors import seed_file_sensor
+    from visit_assets.defs.resources import StoreResource
+    from visit_assets.lib.mminstruct import seeds as seeds_mod
+
+    resources = {"store": StoreResource(root=str(home / "store"))}
+    with dg.instance_for_test() as instance:
+        tick = lambda: seed_file_sensor(dg.build_sensor_context(instance=instance, resources=resources))  # noqa: E731
+        assert len(tick().run_requests) == 1  # never materialized
+        run_dataset(defs, "sample", instance, only=["seed_instructions"], log=lambda _: None)
+        assert not tick().run_requests
+        edited = tmp_path / "seeds.yaml"
+        shutil.copy(seeds_mod.DEFAULT_SEEDS_PATH, edited)
+        edited.write_text(edited.read_text().replace("Write a", "Compose a", 1))
+        monkeypatch.setattr(seeds_mod, "DEFAULT_SEEDS_PATH", edited)
+        assert len(tick().run_requests) == 1

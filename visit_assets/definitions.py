@@ -9,6 +9,7 @@ from .defs.instructify import assets as instructify_assets
 from .defs.ingest import sensors as ingest_sensors
 from .defs.llm.resources import LLMResource
 from .defs.mminstruct import assets as mminstruct_assets
+from .defs.mminstruct import sensors as mminstruct_sensors
 from .defs.models import assets as model_assets
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
 from .defs.resources import DatasetsResource, StoreResource
@@ -22,7 +23,8 @@ def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
     }
     return dg.Definitions(
         assets=dg.load_assets_from_modules([ingest_assets, model_assets, instructify_assets, mminstruct_assets]),
-        sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor],
+        sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor,
+                 mminstruct_sensors.seed_file_sensor],
         schedules=[ingest_sensors.nightly_reingest],
         jobs=[ingest_sensors.ingest_dataset_job],
         resources={**defaults, **resources},
