@@ -160,6 +160,15 @@ class LLMResult:
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    def row_fields(self) -> dict[str, Any]:
+        """The columns every stage's output row carries about the LLM call that made it."""
+        return {
+            "raw_text": self.text, "llm_status": self.status, "finish_reason": self.finish_reason,
+            "llm_error": self.error, "cache_key": self.cache_key,
+            "model": self.model.label() if self.model else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+        }
+
     def to_record(self) -> dict[str, Any]:
         """What the cache stores (no tag, no cached flag: those belong to the asking run)."""
         return {

@@ -159,12 +159,7 @@ def answer_row(job: AnswerJob, result: LLMResult, *, min_words: int | None = Non
         "answer": result.text.strip(),
         "filter_reason": reason,
         "kept": reason is None,
-        "llm_status": result.status,
-        "finish_reason": result.finish_reason,
-        "cache_key": result.cache_key,
-        "model": result.model.label() if result.model else None,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
+        **result.row_fields(),
     }
 
 

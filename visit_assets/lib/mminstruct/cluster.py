@@ -187,9 +187,5 @@ def merged_row(job: MergeJob, result: LLMResult) -> dict[str, Any]:
         "instruction": instruction,
         "instruction_id": instruction_id(instruction) if instruction else None,
         "status": status,
-        "raw_text": result.text,
-        "llm_status": result.status,
-        "finish_reason": result.finish_reason,
-        "cache_key": result.cache_key,
-        "model": result.model.label() if result.model else None,
+        **result.row_fields(),
     }

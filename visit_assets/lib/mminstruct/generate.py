@@ -239,14 +239,7 @@ def instruction_row(job: InstructionJob, result: LLMResult, seeds: Mapping[str, 
         "instruction": instruction,
         "instruction_id": instruction_id(instruction) if instruction else None,
         "status": status,
-        "raw_text": result.text,
-        "llm_status": result.status,
-        "finish_reason": result.finish_reason,
-        "llm_error": result.error,
-        "cache_key": result.cache_key,
-        "model": result.model.label() if result.model else None,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
+        **result.row_fields(),
     }
 
 
