@@ -12,7 +12,10 @@ from visit_assets.runner import run_dataset
 
 pytestmark = pytest.mark.slow
 STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings",
-         "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches"]
+         "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches",
+         "image_facts", "generated_conversations", "conversation_attempts", "filtered_conversations",
+         "conversation_rejects"]
+SMALL = {"generated_conversations": {"max_iterations": 1, "max_tokens": 64, "answer_max_tokens": 48}}
 
 
 def _meta(instance, key):
@@ -21,7 +24,7 @@ def _meta(instance, key):
 
 def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
     with dg.instance_for_test() as instance:
-        run_dataset(defs, "sample", instance, only=STEPS, log=lambda _: None)
+        run_dataset(defs, "sample", instance, only=STEPS, op_config=SMALL, log=lambda _: None)
         first = _meta(instance, "generated_instructions")
         run_dataset(defs, "sample", instance, only=["generated_instructions"], log=lambda _: None)
         again = _meta(instance, "generated_instructions")
@@ -45,6 +48,17 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
         assert all(np.all(np.diff(sims) <= 1e-9) for sims in matches["top_similarities"])  # top-k is sorted
     else:
         assert matches.height == 0
+    # Both recipes land in one table; every generated conversation is either kept or rejected with a reason.
+    generated = pl.concat([store.read("generated_conversations", "sample", s) for s in shards], how="diagonal_relaxed")
+    kept = pl.concat([store.read("filtered_conversations", "sample", s) for s in shards], how="diagonal_relaxed")
+    rejected = pl.concat([store.read("conversation_rejects", "sample", s) for s in shards], how="diagonal_relaxed")
+    assert kept.height + rejected.height == generated.height
+    if rejected.height:
+        assert rejected["reason"].null_count() == 0
+    if merged_ok.height:
+        mm = generated.filter(pl.col("recipe") == "mm-instruct")
+        assert mm.height > 0
+        assert all(t[0]["value"].startswith("<image>\n") and "<image>" not in t[1]["value"] for t in mm["turns"])
 
 
 def test_seed_file_sensor_requests_only_on_change(home, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs.conversations import assets as conversation_assets
 from .defs.ingest import assets as ingest_assets
 from .defs.instructify import assets as instructify_assets
 from .defs.ingest import sensors as ingest_sensors
@@ -22,7 +23,8 @@ def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
         "llm": LLMResource(), "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource(),
     }
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest_assets, model_assets, instructify_assets, mminstruct_assets]),
+        assets=dg.load_assets_from_modules(
+            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, conversation_assets]),
         sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor,
                  mminstruct_sensors.seed_file_sensor],
         schedules=[ingest_sensors.nightly_reingest],

@@ -6,6 +6,7 @@ import polars as pl
 
 from ...lib.code_version import code_version
 from ...lib.ids import content_hash
+from ...lib.frames import rows_frame
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import cluster as cluster_mod
 from ...lib.mminstruct import generate as generate_mod
@@ -22,11 +23,6 @@ SEEDS_DATASET = "shared"  # seed instructions belong to no dataset; stored under
 GENERATE_VERSION = code_version(generate_mod, seeds_mod)
 CLUSTER_VERSION = code_version(cluster_mod, generate_mod)
 MATCH_VERSION = code_version(match_mod)
-
-
-def _rows_frame(rows: list[dict], lineage: list[pl.Expr]) -> pl.DataFrame:
-    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema={"image_id": pl.String})
-    return frame.with_columns(*lineage)
 
 
 @dg.asset(code_version=GENERATE_VERSION, group_name="mminstruct", kinds={"yaml", "parquet"})
@@ -59,7 +55,7 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="instructions") if jobs else ([], {})
     by_id = seeds_mod.seeds_by_id(seeds)
     rows = [generate_mod.instruction_row(j, r, by_id) for j, r in zip(jobs, results)]
-    frame = _rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], GENERATE_VERSION),
+    frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], GENERATE_VERSION),
                                pl.lit(shard).alias("shard"), pl.lit(seeds_mod.seeds_version()).alias("seeds_version")])
     model = llm.get_client().identity
     version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_mod.seeds_version(), model.as_dict())
@@ -98,7 +94,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterCon
     merged_texts = [r["instruction"] or "" for r in rows]
     merged_vecs = model.encode(merged_texts) if rows else np.zeros((0, 1), dtype=np.float32)
     versions = sorted(set(generated["dataset_version"])) if generated.height else ["none"]
-    frame = _rows_frame(rows, lineage_columns(dataset, versions[-1], CLUSTER_VERSION))
+    frame = rows_frame(rows, lineage_columns(dataset, versions[-1], CLUSTER_VERSION))
     if rows:
         frame = frame.with_columns(pl.Series("embedding", merged_vecs.astype(np.float32)),
                                    pl.lit(model.identity.label()).alias("embedder"))
@@ -145,7 +141,7 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
         text_of = dict(zip(ids, texts))
         rows = [{**m.as_row(ids, keep_top=config.keep_top), "instruction": text_of[m.instruction_id]} for m in matches]
     parent = parquet.current("image_embeddings", dataset, shard)
-    frame = _rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
+    frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
                                pl.lit(shard).alias("shard")])
     version = content_hash(parent["data_version"], parquet.current("clustered_instructions", dataset)["data_version"],
                            MATCH_VERSION, config.model_dump())

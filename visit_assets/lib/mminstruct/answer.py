@@ -21,7 +21,7 @@ import yaml
 from visit_assets.lib.ids import content_hash
 from visit_assets.lib.llm.types import ERROR as LLM_ERROR
 from visit_assets.lib.llm.types import LLMRequest, LLMResult, SamplingParams
-from visit_assets.lib.mminstruct.filters import check_answer, parse_yes_no
+from visit_assets.lib.mminstruct.filters import check_answer, parse_yes_no, to_llava_turns
 from visit_assets.lib.mminstruct.prompts import ANSWER_GENERATION, FIT_CHECK, PromptTemplate, load_prompt
 from visit_assets.lib.mminstruct.rng import derive_seed, item_rng
 from visit_assets.lib.mminstruct.seeds import DATA_DIR
@@ -192,5 +192,26 @@ def fit_requests(
 def fit_row(job: FitJob, result: LLMResult) -> dict[str, Any]:
     """`fits` is True / False, or None when the reply was not a clear yes or no (drop those too)."""
     fits = parse_yes_no(result.text) if result.status != LLM_ERROR else None
-    return {**job.lineage(), "fits": fits, "raw_text": result.text, "llm_status": result.status, "cache_key": result.cache_key,
-            "model": result.model.label() if result.model else None}
+    return {**job.lineage(), "fits": fits, **result.row_fields()}
+
+
+RECIPE = "mm-instruct"
+
+
+def conversation_row(job: AnswerJob, result: LLMResult, image_key: str, seed: int) -> dict[str, Any] | None:
+    """The answer as a conversation row shared with the Instructify recipe, or None when the LLM
+    gave no text (the asset records those as attempts). The id is a content hash of its inputs."""
+    answer = (result.text or "").strip()
+    if result.status == LLM_ERROR or not answer:
+        return None
+    model = result.model.label() if result.model else ""
+    lineage = job.lineage()
+    cid = content_hash(job.item.image_id, RECIPE, lineage["prompt_id"], lineage["prompt_version"], model,
+                       job.item.instruction_id, seed)
+    return {
+        "conversation_id": cid, "image_id": job.item.image_id, "image_key": image_key, "recipe": RECIPE,
+        "prompt_id": lineage["prompt_id"], "prompt_version": lineage["prompt_version"], "seed": seed, "model": model,
+        "instruction_id": job.item.instruction_id, "example_ids": list(job.example_ids),
+        "turns": to_llava_turns(job.item.instruction, answer), "finish_reason": result.finish_reason,
+        "llm_status": result.status, "generation_cache_key": result.cache_key,
+    }

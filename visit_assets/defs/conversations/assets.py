@@ -1,0 +1,226 @@
+"""Conversations domain, shared by both recipes: generated_conversations (+ attempts) ->
+filtered_conversations (+ rejects) -> visit_export."""
+
+import json
+from dataclasses import replace
+
+import dagster as dg
+import polars as pl
+
+from ... import settings
+from ...lib.code_version import code_version
+from ...lib.frames import rows_frame
+from ...lib.ids import content_hash, stable_json
+from ...lib.instructify import export as export_mod
+from ...lib.instructify import facts as facts_mod
+from ...lib.instructify import parse as parse_mod
+from ...lib.instructify import registry as registry_mod
+from ...lib.instructify import sampling as sampling_mod
+from ...lib.llm import SamplingParams
+from ...lib.metadata.pipeline import lineage_columns
+from ...lib.mminstruct import answer as answer_mod
+from ...lib.mminstruct import filters as filters_mod
+from ..automation import follow_parents
+from ..llm.resources import LLMResource
+from ..llm.rounds import LLMRounds
+from ..metadata import counts_by, preview
+from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
+from ..resources import StoreResource
+from . import checks
+
+GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod)
+FILTER_VERSION = code_version(filters_mod, answer_mod)
+EXPORT_VERSION = code_version(export_mod)
+
+
+class GenerationConfig(dg.Config):
+    """Instructify's loop knobs (defaults: the reference implementation's) and the MM-Instruct answer seed."""
+
+    seed: int = 0
+    stop_fraction: float = 0.85
+    max_failures: int = 3
+    max_iterations: int = 10
+    temperature: float = 0.2
+    max_tokens: int = 1000
+    consume: str = "lexical"
+    prompt_weights: dict[str, float] = {}  # prompt id -> weight; empty keeps the registry's weights
+    answer_max_tokens: int = answer_mod.ANSWER_PARAMS.max_tokens  # MM-Instruct answers
+
+    def sampling(self) -> sampling_mod.SamplingConfig:
+        return sampling_mod.SamplingConfig(
+            stop_fraction=self.stop_fraction, max_failures=self.max_failures, max_iterations=self.max_iterations,
+            generation=SamplingParams(temperature=self.temperature, max_tokens=self.max_tokens), consume=self.consume)
+
+
+def _instructify(parquet, dataset, shard, config, generate):
+    facts = parquet.read("image_facts", dataset, shard)
+    records = [{"image_id": iid, "image_key": group["image_key"][0], "facts": group.drop("image_key").to_dicts()}
+               for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
+    registry = registry_mod.load_registry(weights=config.prompt_weights or None)
+    conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(), config.seed)
+    return records, conversations, attempts
+
+
+def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[list[dict], list[dict]]:
+    """Answers to each image's sampled instruction; an LLM failure is an attempt row, never lost."""
+    if parquet.current("instruction_matches", dataset, shard) is None:
+        context.log.warning("instruction_matches is not materialized for this partition: MM-Instruct answers skipped")
+        return [], []
+    matches = parquet.read("instruction_matches", dataset, shard)
+    if not matches.height:
+        return [], []
+    described = parquet.read("image_descriptions", dataset, shard).select("image_id", "image_key", "description")
+    items = matches.select("image_id", "instruction_id", "instruction").join(described, on="image_id")
+    params = replace(answer_mod.ANSWER_PARAMS, max_tokens=config.answer_max_tokens)
+    jobs = answer_mod.answer_requests(items.to_dicts(), answer_mod.load_answer_examples(), config.seed, params=params)
+    keys = dict(zip(items["image_id"], items["image_key"]))
+    conversations, attempts = [], []
+    for job, result in zip(jobs, generate([j.request for j in jobs])):
+        row = answer_mod.conversation_row(job, result, keys[job.item.image_id], config.seed)
+        status = "accepted" if row else "rejected"
+        attempts.append({"image_id": job.item.image_id, "image_key": keys[job.item.image_id], "recipe": answer_mod.RECIPE,
+                         "iteration": 0, "status": status, "reason": None if row else f"llm_{result.status}",
+                         "generation_cache_key": result.cache_key, **job.prompt.lineage()})
+        if row:
+            conversations.append(row)
+    return conversations, attempts
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("generated_conversations", deps=["image_facts", "instruction_matches", "image_descriptions"],
+                     description="Conversations of both recipes in LLaVA turns, one row each: recipe, prompt, model, seed.",
+                     automation_condition=follow_parents, kinds={"parquet"}, group_name="conversations"),
+        dg.AssetSpec("conversation_attempts", deps=["image_facts", "instruction_matches", "image_descriptions"],
+                     description="Every generation attempt per image (accepted / rejected and why), plus one "
+                                 "'stopped' row per image naming Instructify's stop rule.",
+                     automation_condition=follow_parents, kinds={"parquet"}, group_name="conversations"),
+    ],
+    partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
+    pool="gpu",
+)
+def generated_conversations(context: dg.AssetExecutionContext, config: GenerationConfig, store: StoreResource,
+                            llm: LLMResource):
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("image_facts", dataset, shard)
+    generate = LLMRounds(context, llm, "conversations")
+    records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate)
+    mm_conversations, mm_attempts = _mminstruct(context, parquet, dataset, shard, config, generate)
+    conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
+    model = llm.get_client().identity
+    lineage = [*lineage_columns(dataset, parent["dataset_version"], GENERATION_VERSION), pl.lit(shard).alias("shard"),
+               pl.lit(model.name).alias("llm_model"), pl.lit(model.weights).alias("llm_weights"),
+               pl.lit(stable_json(config.sampling().as_dict())).alias("sampling_config")]
+    conv_frame = rows_frame(conversations, lineage).with_columns(pl.col("recipe").fill_null("instructify")) \
+        if conversations else rows_frame([], lineage)
+    attempt_frame = rows_frame(attempts, lineage)
+    if "recipe" in attempt_frame.columns:
+        attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
+    matches = parquet.current("instruction_matches", dataset, shard)
+    version = content_hash(parent["data_version"], matches and matches["data_version"], GENERATION_VERSION,
+                           model.as_dict(), config.model_dump())
+    for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
+        parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
+                      code_version=GENERATION_VERSION)
+    summary = sampling_mod.summarize(conversations[: len(conversations) - len(mm_conversations)],
+                                     attempts[: len(attempts) - len(mm_attempts)])
+    llm_meta = generate.metadata()
+    yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": conv_frame.height, "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
+        "conversations_per_image": round(len(conversations) / max(len(records), 1), 2),
+        "instructify_by_prompt": summary["conversations_by_prompt"],
+        "preview": preview(conv_frame, ["image_key", "recipe", "prompt_id", "turns"]), **llm_meta,
+    })
+    yield dg.MaterializeResult(asset_key="conversation_attempts", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": attempt_frame.height, "instructify_iterations": summary["iterations"],
+        "instructify_accepted": summary["accepted"], "rejected_by_reason": summary["rejected_by_reason"],
+        "stopped_by_reason": summary["stopped_by_reason"], "mminstruct_answers": len(mm_conversations),
+    })
+    yield checks.every_image_accounted_for([r["image_id"] for r in records], attempt_frame)
+    yield checks.unique_conversation_ids(conv_frame)
+
+
+def _rule_reason(row: dict) -> str | None:
+    """Rule filters on every gpt turn (MM-Instruct's list; they apply to both recipes' answers)."""
+    turns = [t["value"] for t in row.get("turns") or [] if t["from"] == "gpt"]
+    if not turns:
+        return "empty"
+    last_finish = row.get("finish_reason") if row.get("recipe") == answer_mod.RECIPE else None
+    for i, text in enumerate(turns):
+        reason = filters_mod.check_answer(text, last_finish if i == len(turns) - 1 else None)
+        if reason:
+            return reason
+    return None
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("filtered_conversations", deps=["generated_conversations"], group_name="conversations",
+                     description="Conversations that pass the rule filters and (MM-Instruct) the LLM fit check.",
+                     automation_condition=follow_parents, kinds={"parquet"}),
+        dg.AssetSpec("conversation_rejects", deps=["generated_conversations"], group_name="conversations",
+                     description="Every generated conversation the filters removed, with the reason.",
+                     automation_condition=follow_parents, kinds={"parquet"}),
+    ],
+    partitions_def=image_partitions, code_version=FILTER_VERSION, pool="gpu",
+)
+def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
+    dataset, shard = dataset_and_shard(context)
+    parquet = store.store()
+    parent = parquet.current("generated_conversations", dataset, shard)
+    frame = parquet.read("generated_conversations", dataset, shard)
+    rows = frame.to_dicts() if "conversation_id" in frame.columns else []
+    reasons = {r["conversation_id"]: _rule_reason(r) for r in rows}
+    to_check = [r for r in rows if r["recipe"] == answer_mod.RECIPE and reasons[r["conversation_id"]] is None]
+    described = parquet.read("image_descriptions", dataset, shard)
+    description = dict(zip(described["image_id"], described["description"]))
+    items = [{"image_id": r["image_id"], "instruction_id": r["instruction_id"], "description": description[r["image_id"]],
+              "instruction": r["turns"][0]["value"].replace("<image>", "").strip()} for r in to_check]
+    jobs = answer_mod.fit_requests(items)
+    results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="fit check") if jobs else ([], {})
+    for row, job, result in zip(to_check, jobs, results):
+        fits = answer_mod.fit_row(job, result)["fits"]
+        if fits is not True:  # "no" and an unclear reply both fail, and say which
+            reasons[row["conversation_id"]] = "instruction_does_not_fit" if fits is False else "fit_check_unclear"
+    kept = frame.filter(pl.col("conversation_id").is_in([c for c, r in reasons.items() if r is None])) if rows else frame
+    rejected = frame.filter(pl.col("conversation_id").is_in([c for c, r in reasons.items() if r])) if rows else frame
+    if rows:
+        rejected = rejected.with_columns(pl.col("conversation_id").replace_strict(reasons, default=None).alias("reason"))
+    version = content_hash(parent["data_version"], FILTER_VERSION, filters_mod.filter_settings(),
+                           llm.get_client().identity.as_dict())
+    for name, out in (("filtered_conversations", kept), ("conversation_rejects", rejected)):
+        parquet.write(name, dataset, version, out.with_columns(pl.lit(FILTER_VERSION).alias("filter_version")), shard,
+                      dataset_version=parent["dataset_version"], code_version=FILTER_VERSION)
+    yield dg.MaterializeResult(asset_key="filtered_conversations", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": kept.height, "generated": len(rows), "filter_settings": filters_mod.filter_settings(),
+        "preview": preview(kept, ["image_key", "recipe", "turns"]), **llm_meta})
+    yield dg.MaterializeResult(asset_key="conversation_rejects", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": rejected.height,
+        "rejects_by_reason": counts_by(rejected, "reason") if rejected.height else {}})
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
+          deps=[dg.AssetDep("filtered_conversations", partition_mapping=from_dataset)])
+def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    """LLaVA JSON of the filtered conversations (the selected subset, once selection exists), in a new
+    folder per content version: an export is never overwritten."""
+    dataset = context.partition_key
+    parquet = store.store()
+    shards = [int(s) for s in shard_partitions.get_partition_keys()]
+    frame = pl.concat([parquet.read("filtered_conversations", dataset, s) for s in shards], how="diagonal_relaxed")
+    conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
+    items = export_mod.to_llava(conversations)
+    fields = {"dataset": dataset, "dataset_versions": sorted(set(frame["dataset_version"])) if frame.height else [],
+              **export_mod.export_summary(conversations)}
+    manifest = export_mod.write_export(items, settings.home() / "exports" / dataset, fields)
+    rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},
+                        schema={"conversation_id": pl.String, "image": pl.String})
+    parquet.write("visit_export", dataset, manifest["version"], rows.with_columns(
+        pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version")),
+        export_version=manifest["version"])
+    folder = settings.home() / "exports" / dataset / manifest["version"]
+    return dg.MaterializeResult(data_version=dg.DataVersion(manifest["version"]), metadata={
+        "dagster/row_count": len(items), "export_folder": dg.MetadataValue.path(str(folder)),
+        "manifest": dg.MetadataValue.json(json.loads(json.dumps(manifest, default=str))),
+    })
