@@ -1,6 +1,7 @@
 """Conversations domain, shared by both recipes: generated_conversations (+ attempts) ->
 filtered_conversations (+ rejects) -> visit_export."""
 
+import io
 import json
 from dataclasses import replace
 
@@ -213,7 +214,10 @@ def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
     items = export_mod.to_llava(conversations)
     fields = {"dataset": dataset, "dataset_versions": sorted(set(frame["dataset_version"])) if frame.height else [],
               **export_mod.export_summary(conversations)}
-    manifest = export_mod.write_export(items, settings.home() / "exports" / dataset, fields)
+    table = io.BytesIO()
+    frame.write_parquet(table)  # the full rows (lineage included) beside the LLaVA JSON
+    manifest = export_mod.write_export(items, settings.home() / "exports" / dataset, fields,
+                                       extra_files={"conversations.parquet": table.getvalue()})
     rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},
                         schema={"conversation_id": pl.String, "image": pl.String})
     parquet.write("visit_export", dataset, manifest["version"], rows.with_columns(

@@ -125,11 +125,14 @@ def export_version(items: Sequence[Mapping[str, Any]], manifest_fields: Mapping[
     return content_hash(EXPORT_FORMAT, content_hash(_data_bytes(items).decode("utf-8"), length=64), dict(manifest_fields or {}))
 
 
-def write_export(items: Sequence[Mapping[str, Any]], folder: str | Path, manifest_fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_export(items: Sequence[Mapping[str, Any]], folder: str | Path, manifest_fields: Mapping[str, Any] | None = None,
+                 extra_files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """Write `folder/<version>/{llava.json, manifest.json}` and return the manifest.
 
     Refuses invalid items (`ExportInvalidError`) and an existing version folder whose files differ
-    (`ExportExistsError`). The folder appears atomically (written aside, then renamed).
+    (`ExportExistsError`). The folder appears atomically (written aside, then renamed). `extra_files`
+    (name -> bytes, e.g. a Parquet copy of the conversations) are written beside it and checksummed
+    in the manifest, so they are part of the version too.
     """
     problems = validate_llava(items)
     if problems:
@@ -140,31 +143,35 @@ def write_export(items: Sequence[Mapping[str, Any]], folder: str | Path, manifes
         raise ValueError(f"manifest_fields may not set {sorted(reserved)}")
     data = _data_bytes(items)
     version = export_version(items, fields)
+    if extra_files:  # their bytes are part of the version: another writer's bytes make a new folder
+        version = content_hash(version, {name: _sha256(blob) for name, blob in sorted(extra_files.items())})
     root = Path(folder)
     target = root / version
     manifest = {
         "format": EXPORT_FORMAT,
         "version": version,
         "counts": _counts(items),
-        "files": {DATA_FILE: {"sha256": _sha256(data), "bytes": len(data)}},
+        "files": {name: {"sha256": _sha256(blob), "bytes": len(blob)}
+                  for name, blob in {DATA_FILE: data, **(extra_files or {})}.items()},
         **fields,
     }
     manifest_bytes = (json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+    files = {DATA_FILE: data, **(extra_files or {}), MANIFEST_FILE: manifest_bytes}
     if target.exists():
-        return _existing(target, data, manifest_bytes)
+        return _existing(target, files)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     try:
-        (tmp / DATA_FILE).write_bytes(data)
-        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
-        for f in (DATA_FILE, MANIFEST_FILE):
+        for name, blob in files.items():
+            (tmp / name).write_bytes(blob)
+        for f in files:
             with open(tmp / f, "rb") as fh:
                 os.fsync(fh.fileno())
         try:
             os.rename(tmp, target)
         except OSError:  # another writer won the race: same version, so it must hold the same bytes
             if target.exists():
-                return _existing(target, data, manifest_bytes)
+                return _existing(target, files)
             raise
     finally:
         if tmp.exists():
@@ -176,14 +183,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _existing(target: Path, data: bytes, manifest_bytes: bytes) -> dict[str, Any]:
+def _existing(target: Path, files: Mapping[str, bytes]) -> dict[str, Any]:
     names = sorted(p.name for p in target.iterdir())
-    same = (names == sorted([DATA_FILE, MANIFEST_FILE])
-            and file_sha256(target / DATA_FILE) == _sha256(data)
-            and (target / MANIFEST_FILE).read_bytes() == manifest_bytes)
+    same = names == sorted(files) and all(file_sha256(target / n) == _sha256(b) for n, b in files.items())
     if not same:
         raise ExportExistsError(f"{target} exists with different content; an export version is never overwritten")
-    return json.loads(manifest_bytes)
+    return json.loads(files[MANIFEST_FILE])
 
 
 def read_export(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
