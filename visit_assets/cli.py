@@ -56,7 +56,10 @@ def _summary(catalog: Path, views: list[str], dagster_home: Path) -> str:
     counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0]
               for v in views if not v.endswith("_all") and v != "current_partitions"}
     con.close()
+    exports = sorted((settings.home() / "exports").glob("*/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",
+             "LLaVA export (JSON + Parquet + manifest; a new folder per content version):",
+             f"  {exports[-1].parent if exports else '(none)'}",
              "Current rows per asset:"] + [f"  {v:<22} {n}" for v, n in sorted(counts.items())]
     lines += [
         "", "Query everything with DuckDB (views over the Parquet files; *_all views hold every version):",
