@@ -107,6 +107,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     parent = parquet.current("image_facts", dataset, shard)
     generate = LLMRounds(context, llm, "conversations")
     records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate)
+    summary = sampling_mod.summarize(conversations, attempts)  # Instructify's own accounting
     mm_conversations, mm_attempts = _mminstruct(context, parquet, dataset, shard, config, generate)
     conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
     model = llm.get_client().identity
@@ -124,8 +125,6 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
         parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                       code_version=GENERATION_VERSION)
-    summary = sampling_mod.summarize(conversations[: len(conversations) - len(mm_conversations)],
-                                     attempts[: len(attempts) - len(mm_attempts)])
     llm_meta = generate.metadata()
     yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": conv_frame.height, "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
