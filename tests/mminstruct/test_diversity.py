@@ -1,0 +1,22 @@
+from visit_assets.lib.mminstruct.diversity import diversity_report, lcs_length, root_verb, rouge_l
+
+
+def test_lcs_and_rouge_l_by_hand():
+    assert lcs_length("a b c d".split(), "a c d e".split()) == 3
+    # candidate 4 tokens, reference 5, LCS 3: P = 3/4, R = 3/5, F = 2PR/(P+R) = 2/3
+    assert abs(rouge_l("write a short poem", "write a poem about it") - 2 / 3) < 1e-9
+    assert rouge_l("same words here", "same words here") == 1.0
+    assert rouge_l("", "anything") == 0.0 and rouge_l("apple", "pear") == 0.0
+
+
+def test_root_verbs_skip_politeness():
+    assert root_verb("Please write a story about this scene.") == "write"
+    assert root_verb("Describe the mood.") == "describe"
+    assert root_verb("   ") is None
+
+
+def test_report_counts_copies_of_seeds():
+    seeds = ["Write a short story inspired by this image.", "Plan a day trip to the place shown."]
+    report = diversity_report(["Write a short story inspired by this image.", "Compose a haiku about the light."], seeds)
+    assert report["distinct_root_verbs"] == 2
+    assert report["share_rouge_l_over_0_7"] == 0.5
