@@ -6,7 +6,6 @@ import json
 
 import dagster as dg
 import duckdb
-import polars as pl
 import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
@@ -37,7 +36,7 @@ def test_definitions_load_with_every_ingest_asset():
 def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
     run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
     store = ParquetStore(home / "store")
-    grouped = pl.concat([store.read("grouped_metadata", "sample", int(s)) for s in shard_partitions.get_partition_keys()])
+    grouped = store.read_shards("grouped_metadata", "sample", shard_partitions.get_partition_keys())
     assert grouped.height >= 12
     assert {"dataset", "dataset_version", "code_version", "source_record_ids"} <= set(grouped.columns)
     # Checks ran and passed for every shard.

@@ -31,13 +31,13 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
     assert first["llm_sent"].value > 0 and again["llm_sent"].value == 0
     store = ParquetStore(home / "store")
     shards = range(4)
-    grouped = pl.concat([store.read("grouped_metadata", "sample", s) for s in shards])
-    generated = pl.concat([store.read("generated_instructions", "sample", s) for s in shards], how="diagonal_relaxed")
+    grouped = store.read_shards("grouped_metadata", "sample", shards)
+    generated = store.read_shards("generated_instructions", "sample", shards)
     assert sorted(generated["image_id"]) == sorted(grouped["image_id"])  # one attempt per image, none lost
     seed_ids = {s.id for s in load_seeds()}
     assert all(len(ids) == 3 and set(ids) <= seed_ids for ids in generated["seed_ids"])
     assert generated["status"].null_count() == 0
-    matches = pl.concat([store.read("instruction_matches", "sample", s) for s in shards], how="diagonal_relaxed")
+    matches = store.read_shards("instruction_matches", "sample", shards)
     clustered = store.read("clustered_instructions", "sample")
     merged_ok = clustered.filter(pl.col("status") == "ok")
     if merged_ok.height:  # the 135M model may fail every merge; then no image can be matched, and that is recorded
@@ -49,9 +49,9 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
     else:
         assert matches.height == 0
     # Both recipes land in one table; every generated conversation is either kept or rejected with a reason.
-    generated = pl.concat([store.read("generated_conversations", "sample", s) for s in shards], how="diagonal_relaxed")
-    kept = pl.concat([store.read("filtered_conversations", "sample", s) for s in shards], how="diagonal_relaxed")
-    rejected = pl.concat([store.read("conversation_rejects", "sample", s) for s in shards], how="diagonal_relaxed")
+    generated = store.read_shards("generated_conversations", "sample", shards)
+    kept = store.read_shards("filtered_conversations", "sample", shards)
+    rejected = store.read_shards("conversation_rejects", "sample", shards)
     assert kept.height + rejected.height == generated.height
     if rejected.height:
         assert rejected["reason"].null_count() == 0

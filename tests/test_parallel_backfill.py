@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import dagster as dg
-import polars as pl
 
 from visit_assets.definitions import defs
 from visit_assets.lib.storage import ParquetStore
@@ -40,8 +39,8 @@ def test_shards_backfill_in_parallel_processes(home, tmp_path, monkeypatch):
         assert p.returncode == 0, out[-3000:]
         assert "database is locked" not in out
     store = ParquetStore(home / "store")
-    grouped = pl.concat([store.read("grouped_metadata", "sample", s) for s in range(4)])
-    rejects = pl.concat([store.read("metadata_rejects", "sample", s) for s in range(4)])
+    grouped = store.read_shards("grouped_metadata", "sample", range(4))
+    rejects = store.read_shards("metadata_rejects", "sample", range(4))
     records = store.read("source_records", "sample")
     assert grouped["n_source_records"].sum() + rejects.height == records.height
     with dg.DagsterInstance.get() as instance:

@@ -82,6 +82,10 @@ class ParquetStore:
     def read(self, asset: str, dataset: str, shard: int | None = None) -> pl.DataFrame:
         return self.scan(asset, dataset, shard).collect()
 
+    def read_shards(self, asset: str, dataset: str, shards) -> pl.DataFrame:
+        """Current versions of several shard partitions as one frame (columns may differ by shard)."""
+        return pl.concat([self.read(asset, dataset, int(s)) for s in shards], how="diagonal_relaxed")
+
     def versions(self, asset: str, dataset: str) -> list[str]:
         base = self.root / asset / f"dataset={dataset}"
         return sorted(p.name for p in base.iterdir()) if base.exists() else []

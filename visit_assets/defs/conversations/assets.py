@@ -114,8 +114,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     lineage = [*lineage_columns(dataset, parent["dataset_version"], GENERATION_VERSION), pl.lit(shard).alias("shard"),
                pl.lit(model.name).alias("llm_model"), pl.lit(model.weights).alias("llm_weights"),
                pl.lit(stable_json(config.sampling().as_dict())).alias("sampling_config")]
-    conv_frame = rows_frame(conversations, lineage).with_columns(pl.col("recipe").fill_null("instructify")) \
-        if conversations else rows_frame([], lineage)
+    conv_frame = rows_frame(conversations, lineage)  # each recipe's rows name their recipe
     attempt_frame = rows_frame(attempts, lineage)
     if "recipe" in attempt_frame.columns:
         attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
@@ -208,7 +207,7 @@ def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
     dataset = context.partition_key
     parquet = store.store()
     shards = [int(s) for s in shard_partitions.get_partition_keys()]
-    frame = pl.concat([parquet.read("filtered_conversations", dataset, s) for s in shards], how="diagonal_relaxed")
+    frame = parquet.read_shards("filtered_conversations", dataset, shards)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
     items = export_mod.to_llava(conversations)
     fields = {"dataset": dataset, "dataset_versions": sorted(set(frame["dataset_version"])) if frame.height else [],

@@ -35,8 +35,7 @@ class GroupingConfig(dg.Config):
     max_reject_rate: float = 0.5  # the reject_rate_bounded check warns above this share
 
     def qc(self) -> grouping.QCConfig:
-        return grouping.QCConfig(self.min_side, self.min_caption_words, self.min_caption_chars,
-                                 self.max_text_chars, self.box_tolerance, self.max_pixels)
+        return grouping.QCConfig(**self.model_dump(exclude={"check_images", "max_reject_rate"}))
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=LOADING_VERSION, group_name="ingest",

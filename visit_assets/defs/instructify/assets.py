@@ -25,12 +25,14 @@ def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LL
     parquet = store.store()
     parent = parquet.current("grouped_metadata", dataset, shard)
     records = parquet.read("grouped_metadata", dataset, shard).to_dicts()
-    base = {r["image_id"]: facts_mod.facts_for(r) for r in records}
-    requests = [q for r in records for q in facts_mod.qa_to_declarative_requests(r)]
+    per_record = [facts_mod.qa_to_declarative_requests(r) for r in records]
+    requests = [q for qs in per_record for q in qs]
     results, llm_meta = llm.run_batch(context, requests, label="declarative QA") if requests else ([], {})
-    rows = []
-    for r in records:
-        for fact in facts_mod.apply_declarative(base[r["image_id"]], results) if results else base[r["image_id"]]:
+    rows, start = [], 0
+    for r, qs in zip(records, per_record):
+        mine, start = results[start:start + len(qs)], start + len(qs)  # one batch, sliced back per image
+        facts = facts_mod.facts_for(r)
+        for fact in facts_mod.apply_declarative(facts, mine) if mine else facts:
             rows.append({**fact.as_dict(), "image_key": r["image_key"], "shard": shard})
     model = llm.get_client().identity
     version = content_hash(parent["data_version"], FACTS_VERSION, model.as_dict() if requests else None)

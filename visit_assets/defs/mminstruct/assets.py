@@ -50,15 +50,21 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
     parquet = store.store()
     parent = parquet.current("image_descriptions", dataset, shard)
     described = parquet.read("image_descriptions", dataset, shard)
-    seeds = seeds_mod.load_seeds()
+    # The materialized seeds (what lineage names), not whatever the file says at this moment.
+    seeds_at = parquet.current("seed_instructions", SEEDS_DATASET)
+    if seeds_at is None:
+        raise FileNotFoundError("seed_instructions has not been materialized yet: materialize it first")
+    seeds_version = seeds_at["data_version"]
+    seeds = [seeds_mod.Seed(r["seed_id"], r["category"], r["text"])
+             for r in parquet.read("seed_instructions", SEEDS_DATASET).iter_rows(named=True)]
     jobs = generate_mod.instruction_requests(zip(described["image_id"], described["description"]), seeds, seed=0)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="instructions") if jobs else ([], {})
     by_id = seeds_mod.seeds_by_id(seeds)
     rows = [generate_mod.instruction_row(j, r, by_id) for j, r in zip(jobs, results)]
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], GENERATE_VERSION),
-                               pl.lit(shard).alias("shard"), pl.lit(seeds_mod.seeds_version()).alias("seeds_version")])
+                               pl.lit(shard).alias("shard"), pl.lit(seeds_version).alias("seeds_version")])
     model = llm.get_client().identity
-    version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_mod.seeds_version(), model.as_dict())
+    version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_version, model.as_dict())
     parquet.write("generated_instructions", dataset, version, frame, shard,
                   dataset_version=parent["dataset_version"], code_version=GENERATE_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
@@ -80,7 +86,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterCon
     dataset = context.partition_key
     parquet = store.store()
     shards = [int(s) for s in shard_partitions.get_partition_keys()]
-    generated = pl.concat([parquet.read("generated_instructions", dataset, s) for s in shards], how="diagonal_relaxed")
+    generated = parquet.read_shards("generated_instructions", dataset, shards)
     ok = generated.filter(pl.col("status") == "ok") if "status" in generated.columns else generated.clear()
     groups = generate_mod.dedupe_exact(ok["instruction"].to_list())
     texts = [g.text for g in groups]
@@ -133,8 +139,13 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
     texts = merged["instruction"].to_list() if merged.height else []
     rows: list[dict] = []
     if images.height and texts:
-        encode = clip.get().encode_texts if space == match_mod.CLIP_IMAGE else embedder.get().encode
-        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()), encode(texts))
+        if space == match_mod.CLIP_IMAGE:
+            instruction_vecs = clip.get().encode_texts(texts)
+        elif set(merged["embedder"]) == {embedder.get().identity.label()}:
+            instruction_vecs = np.stack(merged["embedding"].to_numpy())  # embedded at clustering: reuse
+        else:
+            instruction_vecs = embedder.get().encode(texts)
+        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()), instruction_vecs)
         ids = merged["instruction_id"].to_list()
         matches = match_mod.match_images(images["image_id"].to_list(), sims, ids, matcher=space, seed=config.seed,
                                          temperature=config.temperature)
