@@ -13,6 +13,7 @@ from .defs.mminstruct import assets as mminstruct_assets
 from .defs.mminstruct import sensors as mminstruct_sensors
 from .defs.models import assets as model_assets
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
+from .defs.selection import assets as selection_assets
 from .defs.resources import DatasetsResource, StoreResource
 
 
@@ -24,7 +25,8 @@ def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
     }
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, conversation_assets]),
+            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, conversation_assets,
+             selection_assets]),
         sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor,
                  mminstruct_sensors.seed_file_sensor],
         schedules=[ingest_sensors.nightly_reingest],

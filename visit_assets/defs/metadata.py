@@ -24,3 +24,10 @@ def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
         return {}
     rows = frame.group_by(column).len().sort("len", descending=True).iter_rows()
     return {str(k): int(n) for k, n in rows}
+
+
+def markdown(frame: pl.DataFrame) -> dg.MetadataValue:
+    """A whole (small) frame as a markdown table."""
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
+                   tbl_rows=-1, tbl_cols=-1):
+        return dg.MetadataValue.md(str(frame))

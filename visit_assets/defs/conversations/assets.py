@@ -25,7 +25,7 @@ from ..automation import follow_parents
 from ..llm.resources import LLMResource
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview
-from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
+from ..partitions import dataset_and_shard, dataset_partitions, image_partitions
 from ..resources import StoreResource
 from . import checks
 
@@ -200,20 +200,22 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
-          deps=[dg.AssetDep("filtered_conversations", partition_mapping=from_dataset)])
+          deps=["selected_subset"])
 def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    """LLaVA JSON of the filtered conversations (the selected subset, once selection exists), in a new
-    folder per content version: an export is never overwritten."""
+    """LLaVA JSON of the selected subset, in a new folder per content version: never overwritten."""
     dataset = context.partition_key
     parquet = store.store()
-    shards = [int(s) for s in shard_partitions.get_partition_keys()]
-    frame = parquet.read_shards("filtered_conversations", dataset, shards)
+    frame = parquet.read("selected_subset", dataset)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
     items = export_mod.to_llava(conversations)
-    fields = {"dataset": dataset, "dataset_versions": sorted(set(frame["dataset_version"])) if frame.height else [],
+    selection = parquet.current("selected_subset", dataset) or {}
+    fields = {"dataset": dataset, "dataset_version": selection.get("dataset_version"),
+              "source_dataset_versions": sorted({v for v in frame["source_dataset_version"] if v})
+              if "source_dataset_version" in frame.columns else [],
+              "selection_data_version": selection.get("data_version"),
               **export_mod.export_summary(conversations)}
     table = io.BytesIO()
-    frame.write_parquet(table)  # the full rows (lineage included) beside the LLaVA JSON
+    frame.write_parquet(table)  # the full rows (scores and lineage included) beside the LLaVA JSON
     manifest = export_mod.write_export(items, settings.home() / "exports" / dataset, fields,
                                        extra_files={"conversations.parquet": table.getvalue()})
     rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},

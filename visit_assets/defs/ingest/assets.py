@@ -84,7 +84,8 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     images_dir = datasets.layout(dataset).images_dir if config.check_images else None
     version = parent["dataset_version"]
     grouped, rejects = pipeline.group_shard(records, images_dir, config.qc(), dataset, version, GROUPING_VERSION)
-    data_version = content_hash(parent["data_version"], GROUPING_VERSION, config.model_dump())
+    # From this shard's own records, not the dataset version: an edit elsewhere reruns nothing here.
+    data_version = content_hash(pipeline.records_fingerprint(records), GROUPING_VERSION, config.model_dump())
     for name, frame in (("grouped_metadata", grouped), ("metadata_rejects", rejects)):
         parquet.write(name, dataset, data_version, frame, shard, dataset_version=version, code_version=GROUPING_VERSION)
     yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version), metadata={

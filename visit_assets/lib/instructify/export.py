@@ -100,14 +100,16 @@ def validate_llava(items: Sequence[Any]) -> list[str]:
 
 def export_summary(conversations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Manifest fields describing what produced the conversations (models, prompt versions, seeds)."""
-    prompts = sorted({(c["prompt_id"], c["prompt_version"], c.get("prompt_hash")) for c in conversations})
+    prompts = sorted({(c.get("prompt_id"), c.get("prompt_version"), c.get("prompt_hash")) for c in conversations
+                      if c.get("prompt_id")})
     return {
-        "recipe": sorted({c.get("recipe", "") for c in conversations}),
-        "models": sorted({c["model"] for c in conversations}),
-        "verifier_models": sorted({m for c in conversations for m in c.get("verifier_models", [])}),
+        "recipe": sorted({c.get("recipe") or "" for c in conversations}),
+        "models": sorted({c["model"] for c in conversations if c.get("model")}),
+        "verifier_models": sorted({m for c in conversations for m in c.get("verifier_models") or []}),
         "prompt_versions": [{"id": i, "version": v, "hash": h} for i, v, h in prompts],
         "verify_prompt_versions": sorted({c.get("verify_prompt_version") for c in conversations if c.get("verify_prompt_version")}),
-        "seeds": sorted({c["seed"] for c in conversations}),
+        "seeds": sorted({c["seed"] for c in conversations if c.get("seed") is not None}),
+        "imported_sources": sorted({c["source"] for c in conversations if c.get("recipe") == "imported" and c.get("source")}),
     }
 
 

@@ -4,6 +4,8 @@
       dataset.yaml          optional: {images: images, sources: [{path: x.json, format: coco}]}
       images/...            the photographs (paths in metadata are relative to this folder)
       *.json / *.jsonl / *.parquet   metadata, any depth outside the image folder
+      conversations/...     optional: already-made VisIT conversations to score and re-select
+                            (LLaVA JSON / JSONL / Parquet; not metadata; manifest key `conversations`)
 
 The dataset version is a content hash of the metadata files (names and bytes), so an edit to any
 metadata file gives a new version and an untouched folder keeps its version.
@@ -25,6 +27,7 @@ from .records import empty_source_records
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MANIFEST = "dataset.yaml"
+IMPORTED_DIR = "conversations"
 
 
 class DatasetError(ValueError):
@@ -44,6 +47,7 @@ class DatasetLayout:
     root: Path
     images_dir: Path
     sources: tuple[tuple[Path, str | None], ...] = field(default_factory=tuple)
+    imported: tuple[Path, ...] = field(default_factory=tuple)  # VisIT conversations to re-select
 
     def source_name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -61,11 +65,16 @@ def read_layout(root: Path) -> DatasetLayout:
         if not isinstance(manifest, dict):
             raise DatasetError(f"{root / MANIFEST} must be a mapping")
     images_dir = root / str(manifest.get("images", "images"))
+    imported_dir = root / IMPORTED_DIR
     if manifest.get("sources"):
         sources = tuple(_manifest_source(root, s) for s in manifest["sources"])
     else:
-        sources = tuple((p, None) for p in _metadata_files(root, images_dir))
-    return DatasetLayout(name, root, images_dir, sources)
+        sources = tuple((p, None) for p in _metadata_files(root, (images_dir, imported_dir)))
+    if manifest.get("conversations"):
+        imported = tuple(_manifest_source(root, s)[0] for s in manifest["conversations"])
+    else:
+        imported = tuple(p for p in sorted(imported_dir.rglob("*")) if p.suffix in METADATA_SUFFIXES and p.is_file())
+    return DatasetLayout(name, root, images_dir, sources, imported)
 
 
 def _manifest_source(root: Path, entry: object) -> tuple[Path, str | None]:
@@ -82,10 +91,10 @@ def _manifest_source(root: Path, entry: object) -> tuple[Path, str | None]:
     return path, entry.get("format")
 
 
-def _metadata_files(root: Path, images_dir: Path) -> list[Path]:
+def _metadata_files(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     found = []
     for p in sorted(root.rglob("*")):
-        if p.suffix in METADATA_SUFFIXES and p.is_file() and images_dir not in p.parents:
+        if p.suffix in METADATA_SUFFIXES and p.is_file() and not any(d in p.parents for d in skip):
             found.append(p)
     return found
 
@@ -93,6 +102,7 @@ def _metadata_files(root: Path, images_dir: Path) -> list[Path]:
 def dataset_version(layout: DatasetLayout) -> str:
     """Content hash of every metadata file (name + bytes) and of the manifest."""
     parts = [(layout.source_name(p), fmt, file_sha256(p)) for p, fmt in layout.sources]
+    parts += [(layout.source_name(p), "imported", file_sha256(p)) for p in layout.imported]
     manifest = layout.root / MANIFEST
     if manifest.exists():
         parts.append((MANIFEST, None, file_sha256(manifest)))
@@ -102,7 +112,8 @@ def dataset_version(layout: DatasetLayout) -> str:
 def fingerprint(root: Path) -> str:
     """Cheap change detector for sensors: names, sizes and mtimes of the metadata files."""
     layout = read_layout(root)
-    stats = [(layout.source_name(p), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in layout.sources]
+    files = [p for p, _ in layout.sources] + list(layout.imported)
+    stats = [(layout.source_name(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return content_hash("fingerprint", stats)
 
 

@@ -55,6 +55,36 @@ def pairwise_messages(instruction: str, answer_a: str, answer_b: str, *,
     ]
 
 
+EXAMPLE_PROMPT_ID = "pairwise-example-judge"
+EXAMPLE_PROMPT_VERSION = "1"
+
+_EXAMPLE_SYSTEM = (
+    "You compare two training examples for a vision-language assistant about the same image. Each "
+    "example is an instruction and its answer. Be impartial: the order of the examples and their "
+    "length must not influence you."
+)
+_EXAMPLE_USER = (
+    "{context}Example A\nInstruction:\n{instruction_a}\nAnswer:\n{answer_a}\n\n"
+    "Example B\nInstruction:\n{instruction_b}\nAnswer:\n{answer_b}\n\n"
+    "Which example would teach the assistant more: a clear, useful instruction about the image, "
+    "answered correctly, helpfully and in detail? Give a short justification, then end with a last "
+    "line that is exactly one of `Verdict: A`, `Verdict: B` or `Verdict: tie`."
+)
+
+
+def example_pair_messages(instruction_a: str, answer_a: str, instruction_b: str, answer_b: str, *,
+                          image_context: str | None = None) -> list[dict[str, str]]:
+    """Like `pairwise_messages` for two examples whose instructions differ (e.g. a selected
+    conversation against a random other one of the same image); same verdict format."""
+    context = f"Description of the image:\n{image_context.strip()}\n\n" if image_context else ""
+    return [
+        {"role": "system", "content": _EXAMPLE_SYSTEM},
+        {"role": "user", "content": _EXAMPLE_USER.format(
+            context=context, instruction_a=instruction_a.strip(), answer_a=answer_a.strip(),
+            instruction_b=instruction_b.strip(), answer_b=answer_b.strip())},
+    ]
+
+
 _VERDICT_RE = re.compile(
     r"\bverdict\s*(?:is\s+)?[:=-]?\s*(?:(?:answer|response|assistant)\s+)?((?-i:A|B)|(?:a\s+)?tie)\b", re.I)
 _BRACKETED_RE = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.I)  # "[[A]]" style; C = tie

@@ -1,0 +1,175 @@
+"""InstructionGPT-4 selection assets end to end on the sample, through real Dagster.
+
+The judge is a scripted backend (score = answer length // 3, capped at 100; pairwise verdict
+always "A"), so F and the selection can be recomputed here by hand from the stored raw scores.
+The embedder, clustering, Parquet and LLM cache are the real ones.
+"""
+
+import base64
+import json
+import re
+import shutil
+from fractions import Fraction
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from visit_assets import settings
+from visit_assets.defs.llm.resources import LLMResource
+from visit_assets.definitions import build_defs
+from visit_assets.lib.instructify.export import validate_llava
+from visit_assets.lib.llm import LLMCache, LLMClient
+from visit_assets.lib.llm.echo_backend import EchoBackend
+from visit_assets.lib.llm.types import finish_result
+from visit_assets.lib.selection.text import instruction_and_answer
+from visit_assets.lib.storage import ParquetStore
+from visit_assets.runner import run_dataset
+
+pytestmark = pytest.mark.slow
+UPSTREAM = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings"]
+SELECTION = ["imported_conversations", "imported_rejects", "quality_scores", "image_clusters", "selected_subset",
+             "selection_ranking"]
+SHARDS = range(4)
+
+
+class ScriptedJudge(EchoBackend):
+    """Grades by answer length; prefers whatever is shown first (a position-biased judge)."""
+
+    def answer(self, request):
+        user = request.messages[-1]["content"]
+        if "Rate how good this answer is" in user:
+            answer = user.split("Answer:\n", 1)[1].rsplit("\n\nReply with the score", 1)[0]
+            text = f"Score: {min(100, len(answer) // 3)}"
+        elif "Verdict: A" in user:
+            text = "A is better.\nVerdict: A"
+        else:
+            return super().answer(request)
+        return finish_result(request, text, prompt_tokens=1, completion_tokens=3, finish_reason="stop",
+                             model=self.identity)
+
+
+class ScriptedLLM(LLMResource):
+    def get_client(self) -> LLMClient:
+        key = self.resolved_cache_path()
+        if key not in _CLIENTS:
+            _CLIENTS[key] = LLMClient(ScriptedJudge(name="scripted-judge", weights="test-script"), LLMCache(key))
+        return _CLIENTS[key]
+
+
+_CLIENTS: dict = {}
+
+
+def _meta(instance, key):
+    return instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
+
+
+def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: dict, alpha: Fraction) -> list:
+    """The paper's arithmetic, written out independently of lib.selection."""
+    frame = scores.join(clusters.select("image_id", "cluster"), on="image_id").filter(pl.col("cluster").is_not_null())
+    present = {n: w for n, w in weights.items() if frame[f"{n}_raw"].is_not_null().any()}
+    total_w = sum(present.values())
+    F = np.zeros(frame.height)
+    den = np.zeros(frame.height)
+    for name, w in present.items():
+        raw = frame[f"{name}_raw"].to_numpy().astype(float)
+        lo, hi = np.nanmin(raw), np.nanmax(raw)
+        scaled = (raw - lo) / (hi - lo) * 100
+        ok = np.isfinite(scaled)
+        F[ok] += w / total_w * scaled[ok]
+        den[ok] += w / total_w
+    frame = frame.with_columns(pl.Series("F", F / den))
+    n = frame.height
+    chosen = []
+    for _, group in frame.group_by("cluster"):
+        quota = min(group.height, max(1, round(alpha * group.height / n)))
+        chosen += group.sort(["F", "conversation_id"], descending=[True, False]).head(quota)["conversation_id"].to_list()
+    return sorted(chosen)
+
+
+def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(home):
+    defs = build_defs(llm=ScriptedLLM())
+    op_config = {"selected_subset": {"alpha_fraction": 0.5}}
+    with dg.instance_for_test() as instance:
+        run_dataset(defs, "sample", instance, only=UPSTREAM + SELECTION + ["pairwise_evaluation", "visit_export"],
+                    op_config=op_config, log=lambda _: None)
+        quality_meta, selected_meta = _meta(instance, "quality_scores"), _meta(instance, "selected_subset")
+        eval_meta = _meta(instance, "pairwise_evaluation")
+        run_dataset(defs, "sample", instance, only=["quality_scores", "pairwise_evaluation"], log=lambda _: None)
+        assert _meta(instance, "quality_scores")["llm_sent"].value == 0  # answers exist: nothing paid twice
+        assert _meta(instance, "pairwise_evaluation")["llm_sent"].value == 0
+    store = ParquetStore(home / "store")
+    items = json.loads((home / "datasets/sample/conversations/existing.json").read_text())
+    imported, rejects = store.read("imported_conversations", "sample"), store.read("imported_rejects", "sample")
+    assert imported.height + rejects.height == len(items)  # nothing lost
+    qc_rejected = set(store.read_shards("metadata_rejects", "sample", SHARDS)["image_key"].drop_nulls())
+    assert rejects.height and set(rejects["reason"]) == {"image_not_grouped"}
+    assert {json.loads(d)["image"] for d in rejects["detail"]} <= qc_rejected  # e.g. the 64 px image
+
+    scores = store.read("quality_scores", "sample")
+    assert scores.height == imported.height and scores["conversation_id"].n_unique() == scores.height
+    answers = [instruction_and_answer(t)[1] for t in scores["turns"].to_list()]
+    assert scores["judge_raw"].to_list() == [float(min(100, len(a) // 3)) for a in answers]
+    assert scores["length_raw"].to_list() == [float(len(a)) for a in answers]
+    assert set(scores["judge_model"]) == {"scripted-judge@test-script"}
+    assert all("description-answer similarity" in m for m in scores["clip_model"])  # no CLIP weights: says so
+    assert scores["reward_raw"].null_count() == scores.height and scores["reward_model"].null_count() == scores.height
+    assert "none configured" in quality_meta["score_models"].value["reward"]
+    assert scores["clip_scaled"].min() == 0.0 and scores["clip_scaled"].max() == 100.0
+
+    clusters = store.read("image_clusters", "sample")
+    assert clusters.height == store.read_shards("grouped_metadata", "sample", SHARDS).height
+    assert set(clusters["method"]) == {"spectral-exact"} and clusters["cluster"].n_unique() == 10
+    subset = store.read("selected_subset", "sample")
+    weights = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
+    assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, weights, Fraction(1, 2) * scores.height)
+    used = selected_meta["weights_used"].value
+    assert used["reward"] == 0.0 and abs(sum(used.values()) - 1) < 1e-12 and abs(used["clip"] - 0.53 / 0.9) < 1e-12
+    png = re.search(r"base64,([A-Za-z0-9+/=]+)\)", selected_meta["score_plot"].value).group(1)
+    assert base64.b64decode(png).startswith(b"\x89PNG")
+    ranking = store.read("selection_ranking", "sample")
+    assert ranking.height == scores.height and ranking.filter(pl.col("selected")).height == subset.height
+
+    export = store.read("visit_export", "sample")
+    folder = home / "exports" / "sample" / export["export_version"][0]
+    llava = json.loads((folder / "llava.json").read_text())
+    assert validate_llava(llava) == [] and sorted(i["id"] for i in llava) == sorted(subset["conversation_id"])
+
+    pairs = store.read("pairwise_evaluation", "sample")
+    siblings = ranking.group_by("image_id").agg(pl.col("selected").sum().alias("s"), pl.len().alias("n"))
+    pairable = sum(min(s, n - s) for s, n in siblings.select("s", "n").iter_rows())
+    assert pairs.height == pairable > 0
+    # the judge always says "A": each order favours a different side, so the paper's rule calls every pair a tie
+    assert set(pairs["verdict_ab"]) == {"A"} and set(pairs["verdict_ba"]) == {"A"} and set(pairs["outcome"]) == {"tie"}
+    assert eval_meta["win_tie_lose"].value["tie"] == pairs.height
+
+
+def test_an_imported_scored_dataset_is_reselected_without_regenerating(home):
+    """Scores shipped with the data are used as given (with their model names); no judge request."""
+    src = settings.sample_dataset()
+    ds = home / "datasets" / "scored"
+    shutil.copytree(src / "images", ds / "images")
+    shutil.copytree(src / "annotations", ds / "annotations")
+    keys = ["astronaut.jpg", "coffee.jpg", "chelsea_cat.jpg", "rocket_launch.jpg", "grass.jpg"]
+    rows = [{"image": k, "instruction": f"Describe {k} ({i}).", "answer": "x" * (10 + 7 * j + i),
+             "clip_score": 20.0 + 3 * j + i, "clip_model": "ViT-L-14@openai", "judge_score": 40 + 10 * i + j,
+             "judge_model": "gpt-4"} for j, k in enumerate(keys) for i in range(3)]
+    (ds / "conversations").mkdir()
+    pl.DataFrame(rows).write_parquet(ds / "conversations" / "scored.parquet")
+    llm = ScriptedLLM()
+    with dg.instance_for_test() as instance:
+        run_dataset(build_defs(llm=llm), "scored", instance, only=UPSTREAM + SELECTION,
+                    op_config={"selected_subset": {"alpha_count": 5}}, log=lambda _: None)
+    assert llm.get_client().backend.calls == 0  # every row brought its judge score: no request at all
+    store = ParquetStore(home / "store")
+    scores = store.read("quality_scores", "scored").sort("image_key", "instruction")
+    assert scores.height == len(rows)
+    expected = sorted(((r["image"], r["instruction"]), r["clip_score"], r["judge_score"]) for r in rows)
+    assert scores.select("clip_raw", "judge_raw").rows() == [(c, float(j)) for _, c, j in expected]
+    assert set(scores["clip_model"]) == {"ViT-L-14@openai"} and set(scores["judge_model"]) == {"gpt-4"}
+    assert set(scores["judge_status"]) == {"imported"}
+    clusters = store.read("image_clusters", "scored")
+    subset = store.read("selected_subset", "scored")
+    assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, {
+        "clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}, Fraction(5))

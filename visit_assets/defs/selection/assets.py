@@ -1,0 +1,245 @@
+"""Selection domain (InstructionGPT-4): imported_conversations, quality_scores, image_clusters ->
+selected_subset (+ selection_ranking) -> pairwise_evaluation. Dataset-level: scaling, clustering
+and quotas are defined over a whole dataset version."""
+
+import base64
+import json
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from ...lib.code_version import code_version
+from ...lib.ids import content_hash, stable_json
+from ...lib.metadata.pipeline import lineage_columns
+from ...lib.selection import clustering as clustering_mod
+from ...lib.selection import evaluation as evaluation_mod
+from ...lib.selection import imported as imported_mod
+from ...lib.selection import pairwise as pairwise_mod
+from ...lib.selection import plots as plots_mod
+from ...lib.selection import quality as quality_mod
+from ...lib.selection import scores as scores_mod
+from ...lib.selection import select as select_mod
+from ..automation import follow_parents
+from ..llm.resources import LLMResource
+from ..metadata import counts_by, markdown, preview
+from ..models.resources import ClipResource, EmbedderResource, RewardResource
+from ..partitions import dataset_partitions, from_dataset, shard_partitions
+from ..resources import DatasetsResource, StoreResource
+from . import scoring
+
+IMPORT_VERSION = code_version(imported_mod)
+QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring)
+CLUSTER_VERSION = code_version(clustering_mod)
+SELECT_VERSION = code_version(select_mod, scores_mod, plots_mod)
+EVAL_VERSION = code_version(evaluation_mod, pairwise_mod)
+GROUP = "selection"
+
+
+def _shards() -> list[int]:
+    return [int(s) for s in shard_partitions.get_partition_keys()]
+
+
+def _dataset_dep(name: str) -> dg.AssetDep:
+    return dg.AssetDep(name, partition_mapping=from_dataset)
+
+
+def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
+    """Data versions of the inputs, for this asset's own content-hash version."""
+    shards = _shards() if sharded else [None]
+    return [(a, s, (parquet.current(a, dataset, s) or {}).get("data_version")) for a in assets for s in shards]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata")],
+                     description="Already-made VisIT conversations from the dataset's conversations/ folder, "
+                                 "to be scored and re-selected without regenerating (imported scores kept).",
+                     automation_condition=follow_parents, kinds={"parquet"}, group_name=GROUP),
+        dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata")],
+                     description="Every imported item that could not be used, with the reason.",
+                     automation_condition=follow_parents, kinds={"parquet"}, group_name=GROUP),
+    ],
+    partitions_def=dataset_partitions, code_version=IMPORT_VERSION,
+)
+def imported_conversations(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource):
+    dataset = context.partition_key
+    parquet = store.store()
+    layout = datasets.layout(dataset)
+    parent = parquet.current("source_records", dataset)
+    known = set(parquet.read_shards("grouped_metadata", dataset, _shards())["image_id"])
+    files = [(p, layout.source_name(p)) for p in layout.imported]
+    rows, rejects = imported_mod.load_imported(files, dataset, known)
+    lineage = lineage_columns(dataset, parent["dataset_version"], IMPORT_VERSION)
+    frame = pl.DataFrame(rows, schema=imported_mod.rows_schema()).with_columns(*lineage)
+    rejected = pl.DataFrame(rejects, schema=imported_mod.REJECTS_SCHEMA).with_columns(*lineage)
+    version = content_hash(parent["data_version"], _versions(parquet, dataset, ["grouped_metadata"], True),
+                           IMPORT_VERSION)
+    for name, out in (("imported_conversations", frame), ("imported_rejects", rejected)):
+        parquet.write(name, dataset, version, out, dataset_version=parent["dataset_version"],
+                      code_version=IMPORT_VERSION)
+    yield dg.MaterializeResult(asset_key="imported_conversations", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "files": [name for _, name in files],
+        "imported_scores": {n: int(frame[f"imported_{n}"].is_not_null().sum()) for n in imported_mod.SCORES},
+        "preview": preview(frame, ["image_key", "source_id", "turns"])})
+    yield dg.MaterializeResult(asset_key="imported_rejects", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": rejected.height, "rejects_by_reason": counts_by(rejected, "reason")})
+
+
+class QualityConfig(dg.Config):
+    """Which scores to compute. Weights are the selection's business (selected_subset)."""
+
+    judge: bool = True  # the LLM judge score; False leaves it absent (weights renormalise)
+    judge_max_tokens: int = 32  # the score is asked on the first line
+    clip_max_sentences: int = 10  # long answers: mean of the first sentences (CLIP reads 77 tokens)
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu",
+          kinds={"pytorch", "parquet"}, automation_condition=follow_parents,
+          deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")])
+def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
+                   llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
+    """One row per conversation (filtered + imported): CLIP score, length, reward and judge scores,
+    raw and scaled to 0-100 over the dataset version, each with the model that made it."""
+    dataset = context.partition_key
+    parquet = store.store()
+    conversations = scoring.conversations(parquet, dataset, _shards())
+    frame, raw, models, judge_rows, info = scoring.score_all(context, config, parquet, dataset, _shards(),
+                                                            conversations, llm, clip, embedder, reward)
+    columns, scaling = quality_mod.scaled_columns(raw)
+    frame = frame.with_columns(*columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in models.items()],
+                               *judge_rows, pl.lit(stable_json(scaling)).alias("scaling"))
+    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    frame = frame.with_columns(*lineage_columns(dataset, dataset_version, QUALITY_VERSION))
+    version = content_hash(_versions(parquet, dataset, ["filtered_conversations", "image_embeddings"], True),
+                           _versions(parquet, dataset, ["imported_conversations"], False),
+                           QUALITY_VERSION, config.model_dump(), info["models"])
+    parquet.write("quality_scores", dataset, version, frame, dataset_version=dataset_version,
+                  code_version=QUALITY_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "by_recipe": counts_by(frame, "recipe") if frame.height else {},
+        "score_models": dg.MetadataValue.json(info["models"]), "scaling": dg.MetadataValue.json(scaling),
+        "missing_scores": {n: int(frame[f"{n}_raw"].is_null().sum()) for n in raw},
+        "judge_status": info["judge_status"], "clip_source": info["clip_source"],
+        "preview": preview(frame, ["image_key", "recipe", "clip_raw", "length_raw", "judge_raw", "judge_status"]),
+        **info["llm"]})
+
+
+class ClusterConfig(dg.Config):
+    """InstructionGPT-4 clusters CLIP image embeddings with spectral clustering, K=10."""
+
+    k: int = 10
+    seed: int = 0
+    method: str = "auto"  # auto | spectral-exact | spectral-landmark
+    exact_max: int = clustering_mod.EXACT_MAX  # above this many images, auto uses the landmark approximation
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
+          automation_condition=follow_parents, deps=[_dataset_dep("image_embeddings")])
+def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource):
+    """A spectral cluster per image (nearest-neighbour affinity); the method used is on every row."""
+    dataset = context.partition_key
+    parquet = store.store()
+    emb = parquet.read_shards("image_embeddings", dataset, _shards()).sort("image_id")
+    usable = emb.filter(pl.col("error").is_null()) if emb.height else emb
+    X = np.asarray(usable["embedding"].to_list(), dtype=np.float32) if usable.height else np.zeros((0, 1), np.float32)
+    labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
+                                                    method=config.method)
+    frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
+        pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
+        *lineage_columns(dataset, scoring.current_dataset_version(parquet, dataset), CLUSTER_VERSION))
+    version = content_hash(_versions(parquet, dataset, ["image_embeddings"], True), CLUSTER_VERSION,
+                           config.model_dump())
+    parquet.write("image_clusters", dataset, version, frame, dataset_version=frame["dataset_version"][0]
+                  if frame.height else None, code_version=CLUSTER_VERSION, method=info.get("method"))
+    if emb.height > usable.height:
+        context.log.warning(f"{emb.height - usable.height} images have no embedding (see image_embeddings.error)")
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": frame.height, "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
+        "embedding_space": sorted(set(frame["embedding_space"])) if frame.height else [],
+        "images_without_embedding": emb.height - usable.height,
+        "clustering": dg.MetadataValue.json(json.loads(json.dumps(info, default=str)))})
+
+
+class SelectionConfig(dg.Config):
+    """F = sum of weight x scaled score (paper Table 2); top alpha*|D_i|/|D| per cluster."""
+
+    weights: dict[str, float] = dict(scores_mod.DEFAULT_WEIGHTS)
+    alpha_count: int = 200  # the paper's 200 of 3,439
+    alpha_fraction: float | None = None  # when set, alpha = fraction x |D| (wins over alpha_count)
+
+    def alpha(self):
+        return self.alpha_fraction if self.alpha_fraction is not None else self.alpha_count
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
+                     description="The selected conversations: top F within each image cluster.",
+                     automation_condition=follow_parents, kinds={"parquet"}),
+        dg.AssetSpec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
+                     description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
+                     automation_condition=follow_parents, kinds={"parquet"}),
+    ],
+    partitions_def=dataset_partitions, code_version=SELECT_VERSION,
+)
+def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
+    dataset = context.partition_key
+    parquet = store.store()
+    scored = parquet.read("quality_scores", dataset)
+    clusters = parquet.read("image_clusters", dataset).select("image_id", "cluster")
+    frame = scored.join(clusters, on="image_id", how="left")
+    scaled = {n: (frame[f"{n}_scaled"].to_numpy() if frame[f"{n}_scaled"].is_not_null().any() else None)
+              for n in scores_mod.SCORE_NAMES if f"{n}_scaled" in frame.columns}
+    F, used = scores_mod.combine(scaled, config.weights) if frame.height else (np.zeros(0), {})
+    chosen = select_mod.select(frame["conversation_id"].to_list(), F, frame["cluster"].to_numpy(), config.alpha())
+    ranking = quality_mod.ranking(frame, chosen.rows, used)
+    subset = frame.join(ranking.filter(pl.col("selected")).select("conversation_id", "F", "rank"),
+                        on="conversation_id").sort("cluster", "rank")
+    version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
+                           config.model_dump())
+    for name, out in (("selected_subset", subset), ("selection_ranking", ranking)):
+        parquet.write(name, dataset, version, out, dataset_version=scored["dataset_version"][0] if scored.height
+                      else None, code_version=SELECT_VERSION)
+    table = chosen.table
+    plot = plots_mod.selection_plot(F, ranking["selected"].to_numpy(), table["cluster"].to_list(),
+                                    table["size"].to_list(), table["selected"].to_list())
+    yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": subset.height, "scored": frame.height, "weights_given": config.weights,
+        "weights_used": used, "selection": dg.MetadataValue.json(chosen.info),
+        "clusters": markdown(table),
+        "F": quality_mod.distribution(F), "score_plot": dg.MetadataValue.md(
+            f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
+        "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
+    yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": ranking.height, "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
+
+
+class EvaluationConfig(dg.Config):
+    """Pairwise LLM judge of the selected subset against a baseline of the same images."""
+
+    baseline: str = "random"  # random: another (not selected) conversation of the image; imported: an imported one
+    rule: str = "paper"  # paper: win+tie = win (InstructionGPT-4); strict: disagreeing orders = tie (MM-Instruct)
+    seed: int = 0
+    max_tokens: int = 256
+
+
+@dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool="gpu",
+          kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")])
+def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, store: StoreResource,
+                        llm: LLMResource) -> dg.MaterializeResult:
+    """Win / Tie / Lose of the selected conversations against a baseline, judged in both orders.
+    Offline evaluation: materialize it on demand (no automation)."""
+    if config.rule not in pairwise_mod.RULES or config.baseline not in ("random", "imported"):
+        raise ValueError(f"rule must be one of {pairwise_mod.RULES} and baseline random|imported, got "
+                         f"{config.rule!r}, {config.baseline!r}")
+    dataset = context.partition_key
+    parquet = store.store()
+    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), llm)
+    version = content_hash(_versions(parquet, dataset, ["selected_subset", "quality_scores"], False), EVAL_VERSION,
+                           config.model_dump(), llm.get_client().identity.as_dict())
+    parquet.write("pairwise_evaluation", dataset, version, rows, code_version=EVAL_VERSION)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "dagster/row_count": rows.height, "win_tie_lose": dg.MetadataValue.json(counts),
+        "unpaired_selected": unpaired, "baseline": config.baseline, "rule": config.rule,
+        "preview": preview(rows, ["image_key", "prompt_id", "verdict_ab", "verdict_ba", "outcome"]), **llm_meta})

@@ -1,0 +1,142 @@
+"""The model calls behind quality_scores and pairwise_evaluation (resources in, columns out)."""
+
+import numpy as np
+import polars as pl
+
+from ...lib.llm import LLMRequest, SamplingParams
+from ...lib.models.identity import RANDOM_INIT
+from ...lib.selection import evaluation as evaluation_mod
+from ...lib.selection import pairwise as pairwise_mod
+from ...lib.selection import quality as quality_mod
+from ...lib.selection import scores as scores_mod
+from ..models.assets import CLIP_IMAGE
+
+CONVERSATION_COLUMNS = ["conversation_id", "image_id", "image_key", "recipe", "turns"]
+
+
+def current_dataset_version(parquet, dataset: str) -> str | None:
+    pointer = parquet.current("source_records", dataset)
+    return pointer and pointer.get("dataset_version")
+
+
+def conversations(parquet, dataset: str, shards: list[int]) -> pl.DataFrame:
+    """Filtered conversations of every shard plus the imported ones, with their texts."""
+    frames = []
+    made = [s for s in shards if parquet.current("filtered_conversations", dataset, s)]  # none: imported only
+    generated = parquet.read_shards("filtered_conversations", dataset, made) if made else pl.DataFrame()
+    if "conversation_id" in generated.columns:
+        frames.append(generated.drop("dataset", "code_version", "filter_version", strict=False)
+                      .rename({"dataset_version": "source_dataset_version"}))
+    if parquet.current("imported_conversations", dataset) is not None:
+        imported = parquet.read("imported_conversations", dataset)
+        frames.append(imported.drop("dataset", "code_version").rename({"dataset_version": "source_dataset_version"}))
+    frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
+        schema={c: pl.String for c in CONVERSATION_COLUMNS[:-1]} | {"turns": pl.List(pl.Struct(
+            {"from": pl.String, "value": pl.String}))})
+    return quality_mod.with_texts(frame.sort("conversation_id"))
+
+
+def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentences) -> tuple[np.ndarray | None, str, str]:
+    """100 x cosine(image vector, answer vector) in the image embeddings' own space, or None."""
+    emb = parquet.read_shards("image_embeddings", dataset, shards)
+    if not frame.height or not emb.height:
+        return None, "none", "no image embeddings"
+    spaces = set(emb["embedding_space"])
+    if len(spaces) != 1:
+        raise ValueError(f"image_embeddings of {dataset} mix embedding spaces {sorted(spaces)}: re-materialize them")
+    space = spaces.pop()
+    if space == CLIP_IMAGE:
+        encoder = clip.get()
+        if encoder.identity.weights == RANDOM_INIT:  # honest scores only: random weights never score
+            context.log.warning("CLIP has random weights: the CLIP score is left absent")
+            return None, "clip-image", f"{encoder.identity.label()} (random weights: not scored)"
+        texts, model = encoder.encode_long_texts(frame["answer"].to_list(), max_sentences), encoder.identity.label()
+    else:  # no CLIP weights: the image is its description's embedding, so compare answer text to it
+        text_model = embedder.get()
+        texts, model = text_model.encode(frame["answer"].to_list()), f"{text_model.identity.label()} (description-answer similarity)"
+    vectors = dict(zip(emb["image_id"], emb["embedding"].to_list()))
+    dim = texts.shape[1]
+    images = np.array([vectors.get(i) if vectors.get(i) is not None else [np.nan] * dim for i in frame["image_id"]],
+                      dtype=np.float64)
+    return scores_mod.clip_score(images, texts), space, model
+
+
+def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series], dict, dict]:
+    if not config.judge or not frame.height:
+        empty = [pl.Series("judge_status", [None] * frame.height, dtype=pl.String)]
+        return None, empty, {}, {}
+    params = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
+    todo = [i for i, v in enumerate(frame["imported_judge"].to_list() if "imported_judge" in frame.columns
+                                    else [None] * frame.height) if v is None]
+    requests = [LLMRequest(tuple(scores_mod.judge_request_messages(frame["instruction"][i], frame["answer"][i])),
+                           params, tag=i) for i in todo]
+    results, meta = llm.run_batch(context, requests, label="judge") if requests else ([], {})
+    values = np.full(frame.height, np.nan)
+    status: list[str | None] = ["imported"] * frame.height
+    replies: list[str | None] = [None] * frame.height
+    for i, result in zip(todo, results):
+        score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
+        values[i], status[i], replies[i] = np.nan if score is None else score, parsed, result.text
+    columns = [pl.Series("judge_status", status, dtype=pl.String), pl.Series("judge_reply", replies, dtype=pl.String),
+               pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
+    return values, columns, meta, dict(zip(*np.unique([s for s in status], return_counts=True)))
+
+
+def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,
+              reward):
+    """(frame, raw scores, model per row per score, judge columns, info) for `quality_scores`."""
+    clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, clip, embedder,
+                                           config.clip_max_sentences)
+    rm = reward.get()
+    reward_values = rm.score(frame["instruction"].to_list(), frame["answer"].to_list()) if frame.height else None
+    judge_values, judge_columns, llm_meta, judge_status = _judge(context, frame, config, llm)
+    computed = {
+        "clip": (clip_values, clip_model),
+        "length": (scores_mod.length_score(frame["answer"].to_list()), "characters of the assistant turns"),
+        "reward": (None if reward_values is None else reward_values.astype(np.float64), rm.identity.label()),
+        "judge": (judge_values, llm.get_client().identity.label()),
+    }
+    raw, models = {}, {}
+    for name, (values, model) in computed.items():
+        raw[name], models[name] = quality_mod.merge_score(frame, name, values, model)
+    info = {"models": {n: m for n, (_, m) in computed.items()}, "clip_source": space,
+            "judge_status": {str(k): int(v) for k, v in judge_status.items()}, "llm": llm_meta}
+    if reward_values is None:
+        info["models"]["reward"] = "none configured (score absent; weights renormalised)"
+    return frame, raw, models, judge_columns, info
+
+
+def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> tuple[pl.DataFrame, dict, int, dict]:
+    """Pairs, both orders judged, Win / Tie / Lose per pair."""
+    scored = parquet.read("quality_scores", dataset)
+    selected = set(parquet.read("selected_subset", dataset)["conversation_id"])
+    rows = scored.select("conversation_id", "image_id", "image_key", "recipe", "instruction", "answer").to_dicts()
+    candidates = [r for r in rows if r["conversation_id"] in selected]
+    pool = [r for r in rows if r["conversation_id"] not in selected
+            and (config.baseline == "random" or r["recipe"] == "imported")]
+    pairs, unpaired = evaluation_mod.pair_up(candidates, pool, config.seed)
+    described = parquet.read_shards("image_descriptions", dataset, shards)
+    context_of = dict(zip(described["image_id"], described["description"])) if described.height else {}
+    params = SamplingParams(temperature=0.0, max_tokens=config.max_tokens)
+    requests = [LLMRequest(tuple(p.messages(first, context_of.get(p.candidate["image_id"]))), params)
+                for p in pairs for first in (True, False)]
+    results, meta = llm.run_batch(context, requests, label="pairwise judge") if requests else ([], {})
+    verdicts = [pairwise_mod.parse_preference(r.text) if r.status != "error" else None for r in results]
+    ab, ba = verdicts[0::2], verdicts[1::2]
+    outcomes, counts = pairwise_mod.win_tie_lose(ab, ba, config.rule)
+    frame = pl.DataFrame({
+        "candidate_id": [p.candidate["conversation_id"] for p in pairs],
+        "baseline_id": [p.baseline["conversation_id"] for p in pairs],
+        "image_id": [p.candidate["image_id"] for p in pairs], "image_key": [p.candidate["image_key"] for p in pairs],
+        "prompt_id": [p.prompt_id for p in pairs], "verdict_ab": ab, "verdict_ba": ba, "outcome": outcomes,
+        "reply_ab": [r.text for r in results[0::2]], "reply_ba": [r.text for r in results[1::2]],
+        "cache_key_ab": [r.cache_key for r in results[0::2]], "cache_key_ba": [r.cache_key for r in results[1::2]],
+    }, schema_overrides={"verdict_ab": pl.String, "verdict_ba": pl.String, "reply_ab": pl.String,
+                         "reply_ba": pl.String, "cache_key_ab": pl.String, "cache_key_ba": pl.String,
+                         "candidate_id": pl.String, "baseline_id": pl.String, "image_id": pl.String,
+                         "image_key": pl.String, "prompt_id": pl.String, "outcome": pl.String})
+    counts = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in counts.items()}
+    return frame.with_columns(pl.lit(config.rule).alias("rule"), pl.lit(config.baseline).alias("baseline"),
+                              pl.lit(llm.get_client().identity.label()).alias("judge_model"),
+                              pl.lit(current_dataset_version(parquet, dataset)).alias("dataset_version")), \
+        counts, len(unpaired), meta
