@@ -43,3 +43,21 @@ def test_catalog_has_current_and_all_versions(tmp_path):
     assert con.sql("SELECT count(*) FROM grouped_metadata").fetchone()[0] == 4
     assert con.sql("SELECT count(*) FROM grouped_metadata_all").fetchone()[0] == 6
     assert con.sql("SELECT count(DISTINCT dataset_version) FROM grouped_metadata").fetchone()[0] == 1
+
+
+def test_a_prompt_file_edit_changes_only_the_versions_of_stages_that_render_it(tmp_path, monkeypatch):
+    import shutil
+
+    from visit_assets.lib import code_version as cv
+    from visit_assets.lib.mminstruct import filters
+
+    shutil.copytree(cv.PACKAGE / "prompts", tmp_path / "prompts")
+    monkeypatch.setattr(cv, "PACKAGE", tmp_path)
+    fit = ("prompts/mminstruct/fit_check.yaml",)
+    other = ("prompts/mminstruct/cluster_merge.yaml",)
+    before = cv.code_version(filters, files=fit), cv.code_version(filters, files=other)
+    path = tmp_path / fit[0]
+    path.write_text(path.read_text(encoding="utf-8").replace("version:", "version: 99 #", 1), encoding="utf-8")
+    after = cv.code_version(filters, files=fit), cv.code_version(filters, files=other)
+    assert after[0] != before[0] and after[1] == before[1]
+    assert cv.code_version(filters) != before[0]  # the files are part of the version, not ignored

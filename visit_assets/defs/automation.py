@@ -7,4 +7,7 @@ import dagster as dg
 _parent_changed = dg.AutomationCondition.any_deps_match(
     dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
 ).with_label("any_deps_data_changed")
-follow_parents = dg.AutomationCondition.eager().replace("any_deps_updated", _parent_changed)
+# A new code version (a stage's source or one of its prompt files) regenerates that stage's
+# materialized partitions too; the LLM cache answers every request whose prompt did not change.
+_code_changed = dg.AutomationCondition.code_version_changed().with_label("code_version_changed")
+follow_parents = dg.AutomationCondition.eager().replace("any_deps_updated", _parent_changed | _code_changed)

@@ -29,8 +29,9 @@ from ..partitions import dataset_and_shard, dataset_partitions, image_partitions
 from ..resources import StoreResource
 from . import checks
 
-GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod)
-FILTER_VERSION = code_version(filters_mod, answer_mod)
+GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
+    "prompts/instructify/*", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
+FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
 EXPORT_VERSION = code_version(export_mod)
 
 

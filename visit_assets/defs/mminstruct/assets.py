@@ -20,8 +20,8 @@ from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, im
 from ..resources import StoreResource
 
 SEEDS_DATASET = "shared"  # seed instructions belong to no dataset; stored under this name
-GENERATE_VERSION = code_version(generate_mod, seeds_mod)
-CLUSTER_VERSION = code_version(cluster_mod, generate_mod)
+GENERATE_VERSION = code_version(generate_mod, seeds_mod, files=("prompts/mminstruct/instruction_generation.yaml",))
+CLUSTER_VERSION = code_version(cluster_mod, generate_mod, files=("prompts/mminstruct/cluster_merge.yaml",))
 MATCH_VERSION = code_version(match_mod)
 
 
