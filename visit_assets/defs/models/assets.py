@@ -11,6 +11,7 @@ from ...lib.metadata.pipeline import lineage_columns
 from ...lib.models import clip as clip_mod
 from ...lib.models import embedder as embedder_mod
 from ..automation import follow_parents
+from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
 from . import checks
@@ -33,7 +34,7 @@ def _image_paths(images_dir, keys: list[str]) -> list[str]:
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],
           code_version=EMBEDDING_VERSION, group_name="models", automation_condition=follow_parents,
-          kinds={"pytorch", "parquet"}, pool="gpu", check_specs=checks.embedding_check_specs)
+          kinds={"pytorch", "parquet"}, pool="gpu", op_tags=GPU_OP_TAGS, check_specs=checks.embedding_check_specs)
 def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource,
                      clip: ClipResource, embedder: EmbedderResource):
     """One vector per grouped image, with the model that made it.

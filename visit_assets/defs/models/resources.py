@@ -8,6 +8,7 @@ executors pick up their own environment), then to the laptop default:
     ClipResource.pretrained        VISIT_CLIP_PRETRAINED       open_clip tag or checkpoint file; default none
     ClipResource.allow_random_init VISIT_CLIP_ALLOW_RANDOM_INIT  1/true: random weights when none configured
     RewardResource.checkpoint      VISIT_REWARD_MODEL          HF folder or hub id; default none (no score)
+    <each>.device                  VISIT_EMBEDDER_DEVICE / VISIT_CLIP_DEVICE / VISIT_REWARD_DEVICE  cpu | cuda | auto; default cpu
 
 Each resource gives the lib object via `get()` (built once per process and configuration: models
 load once) and `lineage()`: flat materialization metadata naming the model, its weights hash, and
@@ -41,6 +42,16 @@ _TRUE = {"1", "true", "yes", "on"}
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def _device(configured: str | None, env: str) -> str:
+    """cpu (default), cuda, or auto: cuda where this process sees a GPU (one setting for every pod)."""
+    value = configured or _env(env) or "cpu"
+    if value == "auto":
+        import torch
+
+        value = "cuda" if torch.cuda.is_available() else "cpu"
+    return value
 
 
 def _cached(kind: str, settings: dict[str, Any], build: Callable[[], T]) -> T:
@@ -78,13 +89,13 @@ class EmbedderResource(dg.ConfigurableResource):
     """Sentence embedder for text similarity / dedup (default: the packaged all-MiniLM-L6-v2)."""
 
     model_path: str | None = None  # folder or hub id; default $VISIT_EMBEDDER_MODEL, else the packaged MiniLM
-    device: str = "cpu"
+    device: str | None = None  # default $VISIT_<MODEL>_DEVICE, else cpu; cuda | auto
     batch_size: int = 64
 
     def settings(self) -> dict[str, Any]:
         return {
             "model_path": self.model_path or _env("VISIT_EMBEDDER_MODEL"),
-            "device": self.device,
+            "device": _device(self.device, "VISIT_EMBEDDER_DEVICE"),
             "batch_size": self.batch_size,
         }
 
@@ -102,7 +113,7 @@ class ClipResource(dg.ConfigurableResource):
     arch: str | None = None  # default $VISIT_CLIP_ARCH, else ViT-B-32
     pretrained: str | None = None  # open_clip tag or checkpoint file; default $VISIT_CLIP_PRETRAINED
     allow_random_init: bool | None = None  # default $VISIT_CLIP_ALLOW_RANDOM_INIT, else False
-    device: str = "cpu"
+    device: str | None = None  # default $VISIT_<MODEL>_DEVICE, else cpu; cuda | auto
     batch_size: int = 32
     num_workers: int | None = None  # image decode workers; None = encoder default
     loader: str = "threads"  # threads | dataloader
@@ -116,7 +127,7 @@ class ClipResource(dg.ConfigurableResource):
             "arch": self.arch or _env("VISIT_CLIP_ARCH") or DEFAULT_ARCH,
             "pretrained": self.pretrained or _env("VISIT_CLIP_PRETRAINED"),
             "allow_random_init": bool(allow),
-            "device": self.device,
+            "device": _device(self.device, "VISIT_CLIP_DEVICE"),
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
             "loader": self.loader,
@@ -138,14 +149,14 @@ class RewardResource(dg.ConfigurableResource):
     """Reward model scoring (question, answer) pairs; none configured by default (scores absent)."""
 
     checkpoint: str | None = None  # HF folder or hub id; default $VISIT_REWARD_MODEL
-    device: str = "cpu"
+    device: str | None = None  # default $VISIT_<MODEL>_DEVICE, else cpu; cuda | auto
     batch_size: int = 8
     max_length: int = 512
 
     def settings(self) -> dict[str, Any]:
         return {
             "checkpoint": self.checkpoint or _env("VISIT_REWARD_MODEL"),
-            "device": self.device,
+            "device": _device(self.device, "VISIT_REWARD_DEVICE"),
             "batch_size": self.batch_size,
             "max_length": self.max_length,
         }

@@ -21,6 +21,7 @@ from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
 from ..automation import follow_parents
+from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, markdown, preview
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
@@ -94,7 +95,7 @@ class QualityConfig(dg.Config):
     clip_max_sentences: int = 10  # long answers: mean of the first sentences (CLIP reads 77 tokens)
 
 
-@dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu",
+@dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
           kinds={"pytorch", "parquet"}, automation_condition=follow_parents,
           deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")])
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
