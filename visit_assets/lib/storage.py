@@ -22,8 +22,11 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def safe_name(value: str, what: str) -> str:
-    """Names end up in paths and SQL text: only a conservative alphabet is allowed."""
-    if not _SAFE.match(str(value)):
+    """Names end up in paths and SQL text: only a conservative alphabet is allowed.
+
+    `fullmatch`, not `match`: `$` also matches before a trailing newline, so "name\\n" would pass.
+    """
+    if not _SAFE.fullmatch(str(value)):
         raise ValueError(f"{what} {value!r} must match {_SAFE.pattern}")
     return str(value)
 
@@ -87,5 +90,5 @@ class ParquetStore:
         return pl.concat([self.read(asset, dataset, int(s)) for s in shards], how="diagonal_relaxed")
 
     def versions(self, asset: str, dataset: str) -> list[str]:
-        base = self.root / asset / f"dataset={dataset}"
+        base = self.root / safe_name(asset, "asset") / f"dataset={safe_name(dataset, 'dataset')}"
         return sorted(p.name for p in base.iterdir()) if base.exists() else []

@@ -19,6 +19,7 @@ from ...lib.instructify import registry as registry_mod
 from ...lib.instructify import sampling as sampling_mod
 from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import filters as filters_mod
 from ..automation import follow_parents
@@ -30,7 +31,7 @@ from ..resources import StoreResource
 from . import checks
 
 GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
-    "prompts/instructify/*", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
+    "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
 FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
 EXPORT_VERSION = code_version(export_mod)
 
@@ -204,7 +205,7 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
           deps=["selected_subset"])
 def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """LLaVA JSON of the selected subset, in a new folder per content version: never overwritten."""
-    dataset = context.partition_key
+    dataset = safe_name(context.partition_key, "dataset")  # it becomes a folder name below
     parquet = store.store()
     frame = parquet.read("selected_subset", dataset)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []

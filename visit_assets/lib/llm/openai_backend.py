@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from visit_assets.lib.llm.types import LLMRequest, LLMUnavailableError, error_result, finish_result
 from visit_assets.lib.models.identity import ModelIdentity
@@ -33,6 +34,11 @@ def normalize_base_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if not url:
         raise ValueError("empty base URL")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Base URLs are config (shown in the UI) and appear in errors: no secrets in them.
+        raise ValueError(f"the base URL for host {parts.hostname!r} carries credentials; put the key in the "
+                         "environment variable named by api_key_env instead")
     return url if url.endswith("/v1") else url + "/v1"
 
 

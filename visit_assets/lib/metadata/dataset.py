@@ -36,7 +36,7 @@ class DatasetError(ValueError):
 
 def check_dataset_name(name: str) -> str:
     """Dataset names become partition keys, paths and SQL literals: allow a safe alphabet only."""
-    if not DATASET_NAME.match(name or ""):
+    if not DATASET_NAME.fullmatch(name or ""):  # match() would let a trailing newline through
         raise DatasetError(f"dataset name {name!r} must match {DATASET_NAME.pattern}")
     return name
 
