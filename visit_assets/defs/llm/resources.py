@@ -163,7 +163,8 @@ def run_llm_batch(
         results = client.generate(reqs, progress=progress)
     except LLMUnavailableError as exc:
         s = client.last_stats
-        log.error(f"[{label}] stopped: {exc}. {s.completed} finished results are cached; re-run to resume.")
+        cached = s.completed - s.failures.get("error", 0)  # error results are retried, never cached
+        log.error(f"[{label}] stopped: {exc}. {cached} answers of this batch are cached; re-run to resume.")
         raise
     meta = llm_metadata(client)
     s = client.last_stats
