@@ -14,7 +14,7 @@ from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import StoreResource
 
-FACTS_VERSION = code_version(facts_mod)
+FACTS_VERSION = code_version(facts_mod, files=("prompts/instructify_checks/declarative.yaml",))
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,

@@ -30,10 +30,10 @@ from ..resources import DatasetsResource, StoreResource
 from . import scoring
 
 IMPORT_VERSION = code_version(imported_mod)
-QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring)
+QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
 CLUSTER_VERSION = code_version(clustering_mod)
 SELECT_VERSION = code_version(select_mod, scores_mod, plots_mod)
-EVAL_VERSION = code_version(evaluation_mod, pairwise_mod)
+EVAL_VERSION = code_version(evaluation_mod, pairwise_mod, files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
 GROUP = "selection"
 
 

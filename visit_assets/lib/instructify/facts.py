@@ -24,6 +24,7 @@ from visit_assets.lib.ids import content_hash
 from visit_assets.lib.llm.types import OK, LLMRequest, LLMResult, SamplingParams
 from visit_assets.lib.metadata.describe import MANY, position, size_word
 from visit_assets.lib.metadata.describe import plural as _describe_plural
+from visit_assets.lib.prompts import load_prompt, prompt_dir
 
 KINDS = ("caption", "object", "qa", "ocr")
 
@@ -32,12 +33,13 @@ DUPLICATE_IOU = 0.90  # same-label boxes overlapping this much are one object an
 GRID = 0.05  # coordinates shown are rounded to 0.05 (Instructify's layout rule)
 MIN_DECLARATIVE_CHARS = 10  # rewritten lines of 10 characters or fewer are dropped (Instructify's rule)
 
-DECLARATIVE_PROMPT_VERSION = 1  # bump when the text below changes
-DECLARATIVE_SYSTEM = (
-    "You rewrite a question about an image and its answer as one short declarative statement of fact. "
-    "Use only what the question and the answer say. Reply with the statement only."
-)
-DECLARATIVE_TEMPLATE = "Question: {question}\nAnswer: {answer}\nStatement:"
+# The QA-to-declarative prompt: visit_assets/prompts/instructify_checks/declarative.yaml (edit the
+# text there and bump its `version`; facts record it as `declarative_prompt_version`).
+DECLARATIVE_PROMPT = load_prompt("declarative", prompt_dir("instructify_checks"))
+DECLARATIVE_PROMPT_ID: str = DECLARATIVE_PROMPT.id
+DECLARATIVE_PROMPT_VERSION: int = DECLARATIVE_PROMPT.version
+DECLARATIVE_SYSTEM: str = DECLARATIVE_PROMPT.system
+DECLARATIVE_TEMPLATE: str = DECLARATIVE_PROMPT.template
 
 
 @dataclass(frozen=True)
@@ -287,8 +289,8 @@ def qa_to_declarative_requests(record: Mapping[str, Any], params: SamplingParams
     """One request per distinct QA pair (in `facts_for` order), tagged with the QA fact's id."""
     return [
         LLMRequest.chat(
-            DECLARATIVE_TEMPLATE.format(question=q, answer=a),
-            system=DECLARATIVE_SYSTEM,
+            DECLARATIVE_PROMPT.render_values({"question": q, "answer": a}, strip=False),  # q, a already stripped
+            system=DECLARATIVE_PROMPT.system,
             params=params or SamplingParams(temperature=0.0, max_tokens=64),
             tag=fact.fact_id,
         )

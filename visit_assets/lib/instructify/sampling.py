@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from visit_assets.lib.ids import content_hash, stable_json
 from visit_assets.lib.llm.types import EMPTY, ERROR, OK, TRUNCATED, LLMRequest, LLMResult, SamplingParams
+from visit_assets.lib.prompts import load_prompt, prompt_dir
 
 from .facts import Fact, facts_for
 from .parse import PARTIAL, QAPair, parse_fact_refs, parse_qa, parse_verdict
@@ -46,17 +47,13 @@ R_ALL_DUPLICATES, R_FIRST_QA_FAILED = "all_duplicates", "first_qa_failed"
 S_NO_FACTS, S_CONSUMED, S_EXHAUSTED = "no_facts", "facts_consumed", "facts_exhausted"
 S_FAILURES, S_MAX_ITERATIONS = "too_many_failures", "max_iterations"
 
-VERIFY_PROMPT_VERSION = 1  # bump when the text below changes
-VERIFY_SYSTEM = (
-    "You check answers about an image against a numbered list of known facts about that image. Be strict: "
-    "an answer is True only if the facts state or directly imply everything it says; otherwise it is False."
-)
-VERIFY_TEMPLATE = (
-    "Facts about the image:\n{facts}\n\n"
-    "Question: {question}\nAnswer: {answer}\n\n"
-    "Is this answer correct and fully supported by the facts? On the first line write only True or False. "
-    'On the second line write "Facts:" followed by the numbers of the facts that support the answer.'
-)
+# The verification prompt: visit_assets/prompts/instructify_checks/verify.yaml (edit the text there
+# and bump its `version`; conversations record it as `verify_prompt_version`).
+VERIFY_PROMPT = load_prompt("verify", prompt_dir("instructify_checks"))
+VERIFY_PROMPT_ID: str = VERIFY_PROMPT.id
+VERIFY_PROMPT_VERSION: int = VERIFY_PROMPT.version
+VERIFY_SYSTEM: str = VERIFY_PROMPT.system
+VERIFY_TEMPLATE: str = VERIFY_PROMPT.template
 
 GenerateFn = Callable[[list[LLMRequest]], list[LLMResult]]
 
@@ -314,8 +311,10 @@ def _prepare(p: _Pending) -> None:
 
 
 def _verify_request(s: _Image, pair: QAPair, cfg: SamplingConfig, tag: Any) -> LLMRequest:
-    user = VERIFY_TEMPLATE.format(facts=format_facts(s.facts), question=pair.question, answer=pair.answer)
-    return LLMRequest.chat(user, system=VERIFY_SYSTEM, params=cfg.verification, tag=tag)
+    # values inserted as they are (strip=False), exactly as the prompt has always been rendered
+    user = VERIFY_PROMPT.render_values(
+        {"facts": format_facts(s.facts), "question": pair.question, "answer": pair.answer}, strip=False)
+    return LLMRequest.chat(user, system=VERIFY_PROMPT.system, params=cfg.verification, tag=tag)
 
 
 def sample_conversations(

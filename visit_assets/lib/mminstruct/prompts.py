@@ -1,28 +1,27 @@
 """The MM-Instruct prompt templates: versioned YAML files under visit_assets/prompts/mminstruct/.
 
-Each file holds `id`, `version` (int, bumped whenever the text changes), `system`, `template`
-and the `variables` the template uses (`{name}` fields, str.format syntax). Prompts that show
-in-context examples also hold `example_template` (fields: `{n}`, the 1-based position, plus
-`example_variables`) and `example_separator`; the rendered examples fill `{examples}`.
-
-Rendering is strict: a missing or unexpected variable raises, so a template edit that forgets a
-field fails at load time, not in the middle of a run. Every row an LLM stage writes should record
-`prompt.lineage()` (id, version and a fingerprint of the text).
+The loader, `PromptTemplate` and the file format are shared by every prompt family and live in
+visit_assets/lib/prompts.py; this module fixes the MM-Instruct folder, the id rule (the id is
+"mminstruct." + the file name) and the prompts that must be present. Prompts that show in-context
+examples hold `example_template` (fields: `{n}`, the 1-based position, plus `example_variables`)
+and `example_separator`; the rendered examples fill `{examples}`. Every row an LLM stage writes
+should record `prompt.lineage()` (id, version and a fingerprint of the text).
 """
 
 from __future__ import annotations
 
-import string
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-import yaml
+from visit_assets.lib import prompts as _shared
+from visit_assets.lib.prompts import PromptError, PromptTemplate, prompt_dir, template_fields
 
-from visit_assets.lib.ids import content_hash
-from visit_assets.lib.llm.types import LLMRequest, SamplingParams
+__all__ = [
+    "PROMPTS_DIR", "ID_PREFIX", "INSTRUCTION_GENERATION", "CLUSTER_MERGE", "ANSWER_GENERATION", "FIT_CHECK",
+    "PROMPT_NAMES", "PromptError", "PromptTemplate", "template_fields", "parse_prompt", "load_prompt", "load_prompts",
+]
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts" / "mminstruct"
+PROMPTS_DIR = prompt_dir("mminstruct")
 ID_PREFIX = "mminstruct."
 
 INSTRUCTION_GENERATION = "instruction_generation"
@@ -31,145 +30,15 @@ ANSWER_GENERATION = "answer_generation"
 FIT_CHECK = "fit_check"
 PROMPT_NAMES = (INSTRUCTION_GENERATION, CLUSTER_MERGE, ANSWER_GENERATION, FIT_CHECK)
 
-_KEYS = {"id", "version", "description", "variables", "system", "template", "example_variables", "example_template", "example_separator"}
-
-
-class PromptError(ValueError):
-    """A prompt file is malformed or a render got the wrong variables."""
-
-
-def template_fields(template: str) -> set[str]:
-    """Names of the `{field}`s in a str.format template; only plain names are allowed."""
-    names: set[str] = set()
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise PromptError(f"bad template: {exc}") from exc
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise PromptError(f"template field {{{name}}} must be a plain name (no index, attribute, format spec or conversion)")
-        names.add(name)
-    return names
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    name: str  # file stem, e.g. "answer_generation"
-    id: str
-    version: int
-    system: str
-    template: str
-    variables: tuple[str, ...]
-    description: str = ""
-    example_template: str | None = None
-    example_variables: tuple[str, ...] = ()
-    example_separator: str = "\n"
-    path: str = field(default="", compare=False)
-
-    @property
-    def key(self) -> str:
-        return f"{self.id}@v{self.version}"
-
-    @property
-    def fingerprint(self) -> str:
-        """Content hash of everything that reaches the model (the version should follow it)."""
-        return content_hash(self.id, self.system, self.template, self.example_template, self.example_separator)
-
-    def lineage(self) -> dict[str, Any]:
-        return {"prompt_id": self.id, "prompt_version": self.version, "prompt_fingerprint": self.fingerprint}
-
-    def render_examples(self, examples: Sequence[Mapping[str, Any]]) -> str:
-        if self.example_template is None:
-            raise PromptError(f"{self.key} takes no examples")
-        out = []
-        for n, ex in enumerate(examples, start=1):
-            values = {k: ex[k] for k in self.example_variables if k in ex}
-            missing = [k for k in self.example_variables if k not in values]
-            if missing:
-                raise PromptError(f"{self.key}: example {n} lacks {missing}")
-            out.append(self.example_template.format(n=n, **{k: str(v).strip() for k, v in values.items()}))
-        return self.example_separator.join(out)
-
-    def render(self, **values: Any) -> str:
-        """The user message. `examples` may be given as a list of mappings (rendered here)."""
-        missing = [v for v in self.variables if v not in values]
-        extra = sorted(set(values) - set(self.variables))
-        if missing or extra:
-            raise PromptError(f"{self.key}: missing variables {missing}, unexpected {extra}")
-        if "examples" in values and not isinstance(values["examples"], str):
-            values = {**values, "examples": self.render_examples(values["examples"])}
-        return self.template.format(**{k: str(v).strip() for k, v in values.items()})
-
-    def request(self, *, params: SamplingParams | None = None, tag: Any = None, **values: Any) -> LLMRequest:
-        return LLMRequest.chat(self.render(**values), system=self.system or None, params=params, tag=tag)
-
 
 def parse_prompt(raw: Any, name: str, path: str = "") -> PromptTemplate:
-    where = path or name
-    if not isinstance(raw, dict):
-        raise PromptError(f"{where}: must be a mapping")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise PromptError(f"{where}: unknown keys {unknown}")
-    for key in ("id", "version", "template", "variables"):
-        if key not in raw:
-            raise PromptError(f"{where}: missing `{key}`")
-    pid = raw["id"]
-    if pid != ID_PREFIX + name:
-        raise PromptError(f"{where}: id must be {ID_PREFIX + name!r} (the file name), got {pid!r}")
-    version = raw["version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise PromptError(f"{where}: version must be a positive integer")
-    template = str(raw["template"]).strip()
-    system = str(raw.get("system") or "").strip()
-    variables = tuple(raw["variables"] or ())
-    used = template_fields(template)
-    if used != set(variables):
-        raise PromptError(f"{where}: template uses {sorted(used)} but declares {sorted(variables)}")
-    if template_fields(system):
-        raise PromptError(f"{where}: the system message must not contain {{fields}}")
-    ex_template = raw.get("example_template")
-    ex_vars = tuple(raw.get("example_variables") or ())
-    if ex_template is not None:
-        ex_template = str(ex_template).strip()
-        ex_used = template_fields(ex_template)
-        if ex_used != set(ex_vars) | {"n"} and ex_used != set(ex_vars):
-            raise PromptError(f"{where}: example_template uses {sorted(ex_used)} but declares {sorted(ex_vars)} (+ n)")
-        if "examples" not in variables:
-            raise PromptError(f"{where}: example_template given but the template has no {{examples}}")
-    return PromptTemplate(
-        name=name,
-        id=pid,
-        version=version,
-        system=system,
-        template=template,
-        variables=variables,
-        description=str(raw.get("description") or ""),
-        example_template=ex_template,
-        example_variables=ex_vars,
-        example_separator=str(raw.get("example_separator", "\n")),
-        path=path,
-    )
+    return _shared.parse_prompt(raw, name, path, id_prefix=ID_PREFIX)
 
 
 def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplate:
-    path = Path(directory or PROMPTS_DIR) / f"{name}.yaml"
-    if not path.is_file():
-        raise PromptError(f"no prompt file {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_prompt(raw, name, str(path))
+    return _shared.load_prompt(name, directory or PROMPTS_DIR, id_prefix=ID_PREFIX)
 
 
 def load_prompts(directory: str | Path | None = None) -> dict[str, PromptTemplate]:
     """Every MM-Instruct prompt by name; all of PROMPT_NAMES must be present."""
-    d = Path(directory or PROMPTS_DIR)
-    prompts = {p.stem: load_prompt(p.stem, d) for p in sorted(d.glob("*.yaml"))}
-    missing = [n for n in PROMPT_NAMES if n not in prompts]
-    if missing:
-        raise PromptError(f"{d}: missing prompt files {missing}")
-    return prompts
+    return _shared.load_prompts(directory or PROMPTS_DIR, required=PROMPT_NAMES, id_prefix=ID_PREFIX)

@@ -20,24 +20,19 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from visit_assets.lib.prompts import load_prompt, prompt_dir
+
 Preference = Literal["A", "B", "tie"]
 
-PAIRWISE_PROMPT_ID = "pairwise-judge"
-PAIRWISE_PROMPT_VERSION = "1"  # bump on any change to the wording below
+# The judge prompts: visit_assets/prompts/selection/pairwise.yaml and pairwise_example.yaml. Edit
+# the wording there and bump the file's `version`. The versions are kept strings here, as before.
+PAIRWISE_PROMPT = load_prompt("pairwise", prompt_dir("selection"))
+PAIRWISE_PROMPT_ID: str = PAIRWISE_PROMPT.id
+PAIRWISE_PROMPT_VERSION: str = str(PAIRWISE_PROMPT.version)
 
-_PAIRWISE_SYSTEM = (
-    "You compare two answers written by AI assistants to the same instruction about an image. "
-    "Be impartial: the order in which the answers are shown and their length must not influence "
-    "you."
-)
-_PAIRWISE_USER = (
-    "{context}Instruction:\n{instruction}\n\n"
-    "Answer A:\n{answer_a}\n\n"
-    "Answer B:\n{answer_b}\n\n"
-    "Which answer responds better to the instruction? Consider correctness, helpfulness, level "
-    "of detail and clarity. Give a short justification, then end with a last line that is exactly "
-    "one of `Verdict: A`, `Verdict: B` or `Verdict: tie`."
-)
+
+def _context_block(image_context: str | None) -> str:
+    return f"Description of the image:\n{image_context.strip()}\n\n" if image_context else ""
 
 
 def pairwise_messages(instruction: str, answer_a: str, answer_b: str, *,
@@ -47,42 +42,24 @@ def pairwise_messages(instruction: str, answer_a: str, answer_b: str, *,
     The judge is text-only; `image_context` (e.g. a reference description of the image, as in
     LLaVA-Bench) is shown before the instruction when given.
     """
-    context = f"Description of the image:\n{image_context.strip()}\n\n" if image_context else ""
-    return [
-        {"role": "system", "content": _PAIRWISE_SYSTEM},
-        {"role": "user", "content": _PAIRWISE_USER.format(
-            context=context, instruction=instruction.strip(), answer_a=answer_a.strip(), answer_b=answer_b.strip())},
-    ]
+    # strip=False: the context block ends in a blank line that must stay; the rest is stripped here
+    return PAIRWISE_PROMPT.messages({
+        "context": _context_block(image_context), "instruction": instruction.strip(),
+        "answer_a": answer_a.strip(), "answer_b": answer_b.strip()}, strip=False)
 
 
-EXAMPLE_PROMPT_ID = "pairwise-example-judge"
-EXAMPLE_PROMPT_VERSION = "1"
-
-_EXAMPLE_SYSTEM = (
-    "You compare two training examples for a vision-language assistant about the same image. Each "
-    "example is an instruction and its answer. Be impartial: the order of the examples and their "
-    "length must not influence you."
-)
-_EXAMPLE_USER = (
-    "{context}Example A\nInstruction:\n{instruction_a}\nAnswer:\n{answer_a}\n\n"
-    "Example B\nInstruction:\n{instruction_b}\nAnswer:\n{answer_b}\n\n"
-    "Which example would teach the assistant more: a clear, useful instruction about the image, "
-    "answered correctly, helpfully and in detail? Give a short justification, then end with a last "
-    "line that is exactly one of `Verdict: A`, `Verdict: B` or `Verdict: tie`."
-)
+EXAMPLE_PROMPT = load_prompt("pairwise_example", prompt_dir("selection"))
+EXAMPLE_PROMPT_ID: str = EXAMPLE_PROMPT.id
+EXAMPLE_PROMPT_VERSION: str = str(EXAMPLE_PROMPT.version)
 
 
 def example_pair_messages(instruction_a: str, answer_a: str, instruction_b: str, answer_b: str, *,
                           image_context: str | None = None) -> list[dict[str, str]]:
     """Like `pairwise_messages` for two examples whose instructions differ (e.g. a selected
     conversation against a random other one of the same image); same verdict format."""
-    context = f"Description of the image:\n{image_context.strip()}\n\n" if image_context else ""
-    return [
-        {"role": "system", "content": _EXAMPLE_SYSTEM},
-        {"role": "user", "content": _EXAMPLE_USER.format(
-            context=context, instruction_a=instruction_a.strip(), answer_a=answer_a.strip(),
-            instruction_b=instruction_b.strip(), answer_b=answer_b.strip())},
-    ]
+    return EXAMPLE_PROMPT.messages({
+        "context": _context_block(image_context), "instruction_a": instruction_a.strip(), "answer_a": answer_a.strip(),
+        "instruction_b": instruction_b.strip(), "answer_b": answer_b.strip()}, strip=False)
 
 
 _VERDICT_RE = re.compile(

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from visit_assets.lib.prompts import load_prompt, prompt_dir
+
 # Paper Table 2 (fixed weights, set by hand by the authors).
 DEFAULT_WEIGHTS: dict[str, float] = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
 SCORE_NAMES = tuple(DEFAULT_WEIGHTS)
@@ -154,31 +156,17 @@ def final_scores(raw: Mapping[str, Any], weights: Mapping[str, float] | None = N
 # ---------------------------------------------------------------------------------------------
 # LLM judge score G(x)
 
-JUDGE_PROMPT_ID = "igpt4-judge-score"
-JUDGE_PROMPT_VERSION = "1"  # bump on any change to the wording below: it changes the scores
-
-_JUDGE_SYSTEM = (
-    "You grade training examples for a vision-language assistant. Each example is an instruction "
-    "about an image and the answer written for it. You do not see the image; judge only the text."
-)
-_JUDGE_USER = (
-    "Rate how good this answer is as a response to the instruction, on an integer scale from 0 "
-    "(useless, wrong or off-topic) to 100 (excellent). Consider whether it follows the "
-    "instruction, whether it is informative and specific rather than vague or repetitive, and "
-    "whether it is fluent and grammatical.\n\n"
-    "Instruction:\n{instruction}\n\n"
-    "Answer:\n{answer}\n\n"
-    "Reply with the score alone on the first line, for example `Score: 73`. "
-    "You may explain your rating briefly on the following lines."
-)
+# The judge prompt: visit_assets/prompts/selection/judge_score.yaml. Edit the wording there and bump
+# its `version`: it changes the scores. Rows record "<JUDGE_PROMPT_ID>@<JUDGE_PROMPT_VERSION>"; the
+# version is kept a string here, as the rows have always stored it.
+JUDGE_PROMPT = load_prompt("judge_score", prompt_dir("selection"))
+JUDGE_PROMPT_ID: str = JUDGE_PROMPT.id
+JUDGE_PROMPT_VERSION: str = str(JUDGE_PROMPT.version)
 
 
 def judge_request_messages(instruction: str, answer: str) -> list[dict[str, str]]:
     """Chat messages asking an LLM for a 0-100 quality score (prompt JUDGE_PROMPT_ID v JUDGE_PROMPT_VERSION)."""
-    return [
-        {"role": "system", "content": _JUDGE_SYSTEM},
-        {"role": "user", "content": _JUDGE_USER.format(instruction=instruction.strip(), answer=answer.strip())},
-    ]
+    return JUDGE_PROMPT.messages({"instruction": instruction.strip(), "answer": answer.strip()}, strip=False)
 
 
 JUDGE_OK = "ok"
