@@ -452,8 +452,6 @@ def test_catalog_refuses_a_hostile_asset_folder(tmp_path, name):
         build_catalog(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="lib/catalog.py build_catalog: safe_name allows '-' and '.', which are not SQL "
-                                       "identifier characters: DuckDB raises a parser/catalog error instead")
 @pytest.mark.parametrize("name", ["a-b", "main.x"])
 def test_catalog_refuses_asset_folders_that_are_not_sql_identifiers(tmp_path, name):
     _store_with_data(tmp_path)

@@ -136,6 +136,9 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
     llava = json.loads((folder / "llava.json").read_text())
     assert validate_llava(llava) == [] and sorted(i["id"] for i in llava) == sorted(subset["conversation_id"])
 
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["changes_since_previous_dataset_version"]["previous_dataset_version"] is None  # the first version
+
     pairs = store.read("pairwise_evaluation", "sample")
     siblings = ranking.group_by("image_id").agg(pl.col("selected").sum().alias("s"), pl.len().alias("n"))
     pairable = sum(min(s, n - s) for s, n in siblings.select("s", "n").iter_rows())
@@ -173,3 +176,26 @@ def test_an_imported_scored_dataset_is_reselected_without_regenerating(home):
     subset = store.read("selected_subset", "scored")
     assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, {
         "clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}, Fraction(5))
+
+
+def test_the_export_manifest_says_what_changed_since_the_previous_dataset_version(home):
+    defs = build_defs(llm=ScriptedLLM())
+    steps = UPSTREAM + SELECTION + ["visit_export"]
+    with dg.instance_for_test() as instance:
+        run_dataset(defs, "sample", instance, only=steps, log=lambda _: None)
+        path = home / "datasets/sample/annotations/captions.json"
+        coco = json.loads(path.read_text())
+        target = next(a for a in coco["annotations"] if a["image_id"] == 1)  # astronaut.jpg
+        target["caption"] = "An astronaut in an orange suit poses beside a model of the space shuttle."
+        path.write_text(json.dumps(coco))
+        run_dataset(defs, "sample", instance, only=steps, log=lambda _: None)
+    store = ParquetStore(home / "store")
+    export = store.read("visit_export", "sample")
+    manifest = json.loads((home / "exports/sample" / export["export_version"][0] / "manifest.json").read_text())
+    changes = manifest["changes_since_previous_dataset_version"]
+    assert changes["previous_dataset_version"] and changes["previous_dataset_version"] != changes["dataset_version"]
+    grouped = changes["assets"]["grouped_metadata"]
+    assert grouped["changed"] == 1 and grouped["added"] == grouped["removed"] == 0
+    assert grouped["reasons"] == {"metadata": 1}
+    astronaut = store.read_shards("grouped_metadata", "sample", SHARDS).filter(pl.col("image_key") == "astronaut.jpg")
+    assert grouped["examples"]["changed"] == astronaut["image_id"].to_list()

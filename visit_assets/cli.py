@@ -81,11 +81,32 @@ def catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def diff(args: argparse.Namespace) -> int:
+    import json
+
+    from .lib.versions import diff_versions, format_diff
+
+    try:
+        result = diff_versions(settings.store_root(), args.dataset, args.old, args.new, examples=args.examples)
+    except ValueError as e:
+        print(f"visit-assets diff: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else format_diff(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="visit-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run-sample", help="run the whole pipeline on the embedded sample dataset").set_defaults(fn=run_sample)
     sub.add_parser("catalog", help="rebuild the DuckDB catalog over the Parquet store").set_defaults(fn=catalog)
+    d = sub.add_parser("diff", help="what changed between two dataset versions, and why (default: the last two)")
+    d.add_argument("dataset")
+    d.add_argument("--old", help="dataset version to compare from (default: the second most recent)")
+    d.add_argument("--new", help="dataset version to compare to (default: the most recent)")
+    d.add_argument("--examples", type=int, default=5, help="example items per kind of change")
+    d.add_argument("--json", action="store_true", help="print the full result as JSON")
+    d.set_defaults(fn=diff)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -5,6 +5,7 @@ The catalog holds views only, so it is rebuilt in a second and never blocks a wr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from string import Template
 
@@ -13,6 +14,13 @@ import duckdb
 from .storage import safe_name
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # asset names become view names, unquoted
+
+
+def view_name(asset: str) -> str:
+    if not _IDENTIFIER.fullmatch(safe_name(asset, "asset")):
+        raise ValueError(f"store folder {asset!r} is not a valid view name ({_IDENTIFIER.pattern})")
+    return asset
 
 
 def _statements(text: str) -> list[str]:
@@ -40,12 +48,13 @@ def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path =
             template = (sql_dir / "asset_views.sql").read_text()
             for asset in assets_with_data(store):
                 for stmt in _statements(template):
-                    con.execute(Template(stmt).substitute(fill, asset=safe_name(asset, "asset")))
-            for stmt in _statements((sql_dir / "lineage.sql").read_text()):
-                try:
-                    con.execute(stmt)
-                except (duckdb.CatalogException, duckdb.BinderException):  # its assets are not there yet
-                    pass
+                    con.execute(Template(stmt).substitute(fill, asset=view_name(asset)))
+            for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
+                for stmt in _statements((sql_dir / name).read_text()):
+                    try:
+                        con.execute(Template(stmt).substitute(fill))
+                    except (duckdb.CatalogException, duckdb.BinderException):  # its assets are not there yet
+                        pass
     finally:
         con.close()
     return catalog_path

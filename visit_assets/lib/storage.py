@@ -60,9 +60,14 @@ class ParquetStore:
 
     def write(self, asset: str, dataset: str, data_version: str, frame: pl.DataFrame,
               shard: int | None = None, **extra) -> Path:
-        """Write one partition's version, then point `current` at it (both by atomic rename)."""
+        """Write one partition's version, then point `current` at it (both by atomic rename).
+
+        A data version already on disk is kept as it is: the version is a hash of everything that
+        determines the rows, so they are the same rows, and those already there keep the dataset
+        version that first produced them (never overwritten)."""
         path = self.data_path(asset, dataset, data_version, shard)
-        _atomic_write(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+        if not path.exists():
+            _atomic_write(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
         pointer = {"asset": asset, "dataset": dataset, "shard": shard, "data_version": data_version,
                    "path": str(path.relative_to(self.root)), "rows": frame.height,
                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}

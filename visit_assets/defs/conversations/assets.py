@@ -19,6 +19,7 @@ from ...lib.instructify import registry as registry_mod
 from ...lib.instructify import sampling as sampling_mod
 from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib import versions as versions_mod
 from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import filters as filters_mod
@@ -33,7 +34,7 @@ from . import checks
 GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
     "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
 FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
-EXPORT_VERSION = code_version(export_mod)
+EXPORT_VERSION = code_version(export_mod, versions_mod)
 
 
 class GenerationConfig(dg.Config):
@@ -180,14 +181,18 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
               "instruction": r["turns"][0]["value"].replace("<image>", "").strip()} for r in to_check]
     jobs = answer_mod.fit_requests(items)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="fit check") if jobs else ([], {})
+    fit_keys = {}
     for row, job, result in zip(to_check, jobs, results):
         fits = answer_mod.fit_row(job, result)["fits"]
+        fit_keys[row["conversation_id"]] = result.cache_key
         if fits is not True:  # "no" and an unclear reply both fail, and say which
             reasons[row["conversation_id"]] = "instruction_does_not_fit" if fits is False else "fit_check_unclear"
     kept = frame.filter(pl.col("conversation_id").is_in([c for c, r in reasons.items() if r is None])) if rows else frame
     rejected = frame.filter(pl.col("conversation_id").is_in([c for c, r in reasons.items() if r])) if rows else frame
     if rows:
         rejected = rejected.with_columns(pl.col("conversation_id").replace_strict(reasons, default=None).alias("reason"))
+        fit_key = pl.col("conversation_id").replace_strict(fit_keys, default=None, return_dtype=pl.String)
+        kept, rejected = kept.with_columns(fit_key.alias("fit_cache_key")), rejected.with_columns(fit_key.alias("fit_cache_key"))
     version = content_hash(parent["data_version"], FILTER_VERSION, filters_mod.filter_settings(),
                            llm.get_client().identity.as_dict())
     for name, out in (("filtered_conversations", kept), ("conversation_rejects", rejected)):
@@ -199,6 +204,14 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
     yield dg.MaterializeResult(asset_key="conversation_rejects", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": rejected.height,
         "rejects_by_reason": counts_by(rejected, "reason") if rejected.height else {}})
+
+
+def _changes(parquet, dataset: str, current: str | None) -> dict:
+    """What changed (images, conversations, selected rows, and why) since the dataset version
+    ingested before this one: deterministic for a given store history, so re-exports match."""
+    versions = [v["dataset_version"] for v in versions_mod.dataset_versions(parquet, dataset)]
+    before = versions[:versions.index(current)] if current in versions else []
+    return versions_mod.manifest_changes(parquet, dataset, before[-1] if before else None, current)
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
@@ -215,6 +228,7 @@ def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
               "source_dataset_versions": sorted({v for v in frame["source_dataset_version"] if v})
               if "source_dataset_version" in frame.columns else [],
               "selection_data_version": selection.get("data_version"),
+              "changes_since_previous_dataset_version": _changes(parquet, dataset, selection.get("dataset_version")),
               **export_mod.export_summary(conversations)}
     table = io.BytesIO()
     frame.write_parquet(table)  # the full rows (scores and lineage included) beside the LLaVA JSON

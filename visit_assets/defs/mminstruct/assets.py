@@ -6,7 +6,7 @@ import polars as pl
 
 from ...lib.code_version import code_version
 from ...lib.ids import content_hash
-from ...lib.frames import rows_frame
+from ...lib.frames import frame_fingerprint, rows_frame
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import cluster as cluster_mod
 from ...lib.mminstruct import generate as generate_mod
@@ -154,8 +154,9 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
     parent = parquet.current("image_embeddings", dataset, shard)
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
                                pl.lit(shard).alias("shard")])
-    version = content_hash(parent["data_version"], parquet.current("clustered_instructions", dataset)["data_version"],
-                           MATCH_VERSION, config.model_dump())
+    # From the matches themselves: a new instruction pool that leaves this shard's matches as they
+    # were (the same merged instructions won) changes nothing below.
+    version = content_hash(frame_fingerprint(frame), MATCH_VERSION, config.model_dump())
     parquet.write("instruction_matches", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                   code_version=MATCH_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={

@@ -74,10 +74,13 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
     values = np.full(frame.height, np.nan)
     status: list[str | None] = ["imported"] * frame.height
     replies: list[str | None] = [None] * frame.height
+    keys: list[str | None] = [None] * frame.height
     for i, result in zip(todo, results):
         score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
         values[i], status[i], replies[i] = np.nan if score is None else score, parsed, result.text
+        keys[i] = result.cache_key
     columns = [pl.Series("judge_status", status, dtype=pl.String), pl.Series("judge_reply", replies, dtype=pl.String),
+               pl.Series("judge_cache_key", keys, dtype=pl.String),
                pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
     return values, columns, meta, dict(zip(*np.unique([s for s in status], return_counts=True)))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 import polars as pl
 
+from ..frames import RUN_COLUMNS, frame_fingerprint
 from .dataset import DatasetLayout, dataset_version, load_dataset
 from .grouping import QCConfig, group_records
 from .images import probe_images
@@ -28,16 +28,11 @@ def ingest_records(layout: DatasetLayout, n_shards: int, code_version: str) -> t
     return frame, version
 
 
-# Columns that change with the dataset version or the run, not with a shard's own records.
-_NOT_CONTENT = ("record_order", "dataset_version", "code_version", "ingested_at")
-
-
 def records_fingerprint(records: pl.DataFrame) -> str:
     """Content hash of one shard's records (in file order): equal when an edit elsewhere in the
     dataset left this shard untouched, so its downstream partitions keep their data versions."""
     ordered = records.sort("record_order") if "record_order" in records.columns else records
-    body = ordered.drop([c for c in _NOT_CONTENT if c in records.columns]).write_ndjson()
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    return frame_fingerprint(ordered, drop=(*RUN_COLUMNS, "record_order"))
 
 
 def group_shard(records: pl.DataFrame, images_dir: Path | None, qc: QCConfig, dataset: str, version: str,

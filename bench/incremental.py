@@ -1,0 +1,421 @@
+"""Incremental regeneration: what re-runs, and what reaches the LLM, after a small edit.
+
+    python bench/incremental.py                  # the packaged SmolLM2-135M GGUF (llama_cpp), ~8 min
+    python bench/incremental.py --backend echo   # model-free echo backend, ~1 min
+
+On a fresh VISIT_HOME holding a copy of the embedded sample, the whole graph runs as
+`visit-assets run-sample` runs it (`runner.run_dataset` with the sample's LAPTOP knobs), then again
+after each of three edits, one after the other:
+
+  captions  one caption of each of 2 images (the same shard) rewritten in the COCO captions file
+  seed      one seed instruction's text changed, in a copy of the seeds file
+  prompt    the Instructify `complex_reasoning` template reworded and bumped to version 2, in a copy
+            of the packaged prompt files; the conversation stage's code version (which hashes its
+            prompt files) is recomputed and the definitions rebuilt, as a code-location restart
+            after editing the packaged file would
+
+Neither the seeds file nor the prompt folder can be pointed elsewhere by configuration (no setting
+or env var): the copies are put in place by setting the module globals `seeds.DEFAULT_SEEDS_PATH`,
+`registry.DEFAULT_DIR` and `code_version.PACKAGE` in this process (restored afterwards).
+
+`run_dataset` executes every partition each time (a UI "materialize all"); the LLM cache makes
+the unchanged ones cheap. Per step the table shows: asset partitions executed, how many got a
+new data version (what Dagster automation would consider changed), LLM requests asked, answered
+from the cache and sent to the backend (cache misses; from each materialization's llm_* metadata,
+checked against the new rows of the cache file), how many of the sent requests belong to rows of
+per-image (dataset x shard) stages and to which images, and wall time. Prints only; the results
+are pasted into docs/benchmarks.md by hand.
+
+The packaged model is the default: the full sample run took 289 s with it on this 2-CPU machine
+(549 s while other jobs loaded it), under the 5 min budget. Echo (same code path, no model) is
+the quick variant; it cannot show the MM-Instruct cascade (no echo instruction parses, so nothing
+is clustered, matched or answered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+DATASET = "sample"
+PER_IMAGE_LLM_ASSETS = ("image_facts", "generated_instructions", "generated_conversations", "filtered_conversations")
+
+
+# --- the edits -----------------------------------------------------------------------------------
+
+def caption_file(home: Path) -> Path:
+    return home / "datasets" / DATASET / "annotations" / "captions.json"
+
+
+def pick_images(home: Path, n: int = 2) -> list[str]:
+    """`n` image keys that share a shard (so the other shards are untouched), with captions."""
+    from visit_assets import settings
+    from visit_assets.lib.ids import shard_of
+
+    data = json.loads(caption_file(home).read_text())
+    captioned = {a["image_id"] for a in data["annotations"]}
+    keys = sorted(i["file_name"] for i in data["images"] if i["id"] in captioned)
+    by_shard: dict[int, list[str]] = {}
+    for key in keys:
+        by_shard.setdefault(shard_of(key, settings.n_shards()), []).append(key)
+    for shard in sorted(by_shard):
+        if len(by_shard[shard]) >= n:
+            return by_shard[shard][:n]
+    raise RuntimeError(f"no shard holds {n} captioned images")
+
+
+def edit_captions(home: Path, image_keys: list[str]) -> None:
+    """Rewrite the first caption of each image (a new, valid, non-duplicate sentence)."""
+    path = caption_file(home)
+    data = json.loads(path.read_text())
+    ids = {i["id"]: i["file_name"] for i in data["images"] if i["file_name"] in image_keys}
+    done = set()
+    for ann in data["annotations"]:
+        key = ids.get(ann["image_id"])
+        if key and key not in done:
+            ann["caption"] = f"A rewritten caption describing {key.split('.')[0].replace('_', ' ')} in new words."
+            done.add(key)
+    assert done == set(image_keys), done
+    path.write_text(json.dumps(data, indent=1))
+
+
+def most_used_seed(store: Path) -> str | None:
+    """The seed shown to the most images in the current generated_instructions (ties: by id)."""
+    import polars as pl
+
+    frames = [pl.read_parquet(store / json.loads(p.read_text())["path"])
+              for p in sorted((store / "_current" / "generated_instructions").glob("*/*.json"))]
+    ids = [i for f in frames if "seed_ids" in f.columns for ids in f["seed_ids"].to_list() for i in ids or []]
+    return min(set(ids), key=lambda i: (-ids.count(i), i)) if ids else None
+
+
+def edit_seed(home: Path, seed_id: str | None = None) -> str:
+    """Copy the packaged seeds file, change one seed's text (default: the first), point the loader at the copy."""
+    import yaml
+
+    from visit_assets.lib.mminstruct import seeds as seeds_mod
+
+    raw = yaml.safe_load(seeds_mod.DEFAULT_SEEDS_PATH.read_text())
+    seed = next(s for s in raw["seeds"] if seed_id in (None, s["id"]))
+    seed["text"] = seed["text"].rstrip(".") + ", and end with a surprising twist."
+    copy = home / "seed_instructions.yaml"
+    copy.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    seeds_mod.DEFAULT_SEEDS_PATH = copy  # no setting or env var names the seeds file
+    return seed["id"]
+
+
+def bump_prompt(home: Path, prompt_id: str = "complex_reasoning"):
+    """Reword one Instructify prompt type and bump its version, in a copy of the packaged prompt and
+    data files, then redo what restarting the code location after editing the packaged file would:
+    recompute the conversation stage's code version (it hashes its prompt files) and rebuild the
+    definitions. Returns (new version, new definitions)."""
+    import importlib
+
+    from visit_assets.definitions import build_defs
+    from visit_assets.defs.conversations import assets as conversation_assets
+    from visit_assets.lib import code_version as cv
+    from visit_assets.lib.instructify import registry as registry_mod
+
+    overlay = home / "package"
+    for sub in ("prompts", "data"):
+        shutil.copytree(cv.PACKAGE / sub, overlay / sub)
+    path = overlay / "prompts" / "instructify" / f"{prompt_id}.yaml"
+    text = path.read_text(encoding="utf-8")
+    version = int(registry_mod.load_prompt(path).version) + 1
+    edited = text.replace("Then answer it:", "Then answer it carefully:").replace(
+        f"version: {version - 1}\n", f"version: {version}\n", 1)
+    assert edited.count("carefully") == 1 and f"version: {version}\n" in edited, "prompt changed; update the edit"
+    path.write_text(edited, encoding="utf-8")
+    # No setting or env var names the prompt folder or the package root: point the module globals at the copy.
+    cv.PACKAGE = overlay
+    registry_mod.DEFAULT_DIR = overlay / "prompts" / "instructify"
+    importlib.reload(conversation_assets)
+    return version, build_defs()
+
+
+def _restore_package(saved) -> None:
+    import importlib
+
+    from visit_assets.defs.conversations import assets as conversation_assets
+    from visit_assets.lib import code_version as cv
+    from visit_assets.lib.instructify import registry as registry_mod
+    from visit_assets.lib.mminstruct import seeds as seeds_mod
+
+    changed = (cv.PACKAGE, registry_mod.DEFAULT_DIR) != saved[1:]
+    seeds_mod.DEFAULT_SEEDS_PATH, cv.PACKAGE, registry_mod.DEFAULT_DIR = saved
+    if changed:
+        importlib.reload(conversation_assets)
+
+
+# --- what a run did ------------------------------------------------------------------------------
+
+def pointers(store: Path) -> dict[tuple[str, str | None], str]:
+    """(asset, partition) -> current data version, from the store's pointer files."""
+    out = {}
+    for p in (store / "_current").glob("*/*/*.json"):
+        d = json.loads(p.read_text())
+        out[(d["asset"], None if d["shard"] is None else str(d["shard"]))] = d["data_version"]
+    return out
+
+
+def cache_keys(store: Path) -> set[str]:
+    path = store / "llm_cache.sqlite"
+    if not path.exists():
+        return set()
+    con = sqlite3.connect(path)
+    try:
+        return {k for (k,) in con.execute("SELECT key FROM llm_responses")}
+    finally:
+        con.close()
+
+
+Owner = tuple  # (asset, shard or None for dataset-level assets, image_id, prompt_id, seed_ids, recipe)
+
+
+def key_owners(store: Path, keys: set[str]) -> dict[str, set[Owner]]:
+    """For each cache key, the current rows naming it in any *cache_key* column, as
+    (asset, shard, image_id, prompt_id, seed_ids, recipe); shard is None for dataset-level assets.
+    Not every request is named by a row: the MM-Instruct fit check and the quality judge are not."""
+    import polars as pl
+
+    owners: dict[str, set[Owner]] = {k: set() for k in keys}
+    if not keys:
+        return owners
+    wanted = list(keys)
+    for p in sorted((store / "_current").glob("*/*/*.json")):
+        d = json.loads(p.read_text())
+        frame = pl.read_parquet(store / d["path"])
+        extra = [c for c in ("image_id", "prompt_id", "seed_ids", "recipe") if c in frame.columns]
+        for col in [c for c in frame.columns if "cache_key" in c]:
+            if frame.schema[col] not in (pl.String, pl.List(pl.String)):
+                continue
+            rows = frame.select(pl.col(col).alias("_k"), *extra)
+            if frame.schema[col] != pl.String:
+                rows = rows.explode("_k")
+            for r in rows.filter(pl.col("_k").is_in(wanted)).to_dicts():
+                owners[r["_k"]].add((d["asset"], d["shard"], r.get("image_id"), r.get("prompt_id"),
+                                     tuple(r.get("seed_ids") or ()), r.get("recipe")))
+    return owners
+
+
+@dataclass
+class Step:
+    name: str
+    wall_s: float
+    executed: int  # asset partitions materialized
+    changed: dict[str, int]  # asset -> partitions with a new data version
+    total_partitions: int
+    llm: dict[str, dict[str, int]]  # asset -> {requests, cache_hits, sent}
+    llm_by_partition: dict[tuple[str, str], int]  # (asset, shard) -> sent
+    new_cache_rows: int
+    backend_calls: int | None
+    owners: dict[str, set[Owner]] = field(default_factory=dict)
+    changed_partitions: set[tuple[str, str | None]] = field(default_factory=set)
+
+    def total(self, what: str) -> int:
+        return sum(v.get(what, 0) for v in self.llm.values())
+
+    def sent_per_image_stages(self) -> int:
+        return sum(v.get("sent", 0) for a, v in self.llm.items() if a in PER_IMAGE_LLM_ASSETS)
+
+    def images_sent_for(self) -> set[str]:
+        """Images whose per-image (dataset x shard) rows name a request sent in this step."""
+        return {o[2] for owners in self.owners.values() for o in owners if o[1] is not None and o[2] is not None}
+
+    def unattributed_or_dataset_level(self) -> int:
+        """Sent requests no per-image row names (dataset-level stages, and requests no row records)."""
+        return sum(1 for owners in self.owners.values() if not any(o[1] is not None for o in owners))
+
+    def by_kind(self, images: set[str] | None = None) -> dict[str, tuple[int, int]]:
+        """Sent requests (new cache rows) by what asked for them: kind -> (requests, images); with
+        `images`, only requests named by rows of those images (None: all)."""
+        kinds: dict[str, tuple[set, set]] = {}
+        for key, owners in self.owners.items():
+            per_image = sorted((o for o in owners if o[1] is not None), key=str)
+            if images is not None and not any(o[2] in images for o in per_image):
+                continue
+            kind = _kind(per_image[0] if per_image else min(owners, key=str) if owners else None)
+            keys, imgs = kinds.setdefault(kind, (set(), set()))
+            keys.add(key)
+            imgs.update(o[2] for o in per_image if o[2])
+        return {k: (len(v[0]), len(v[1])) for k, v in sorted(kinds.items())}
+
+
+def _kind(owner: Owner | None) -> str:
+    if owner is None:
+        return "named by no row (QA rewrite, fit check, quality judge)"
+    asset, recipe = owner[0], owner[5]
+    if asset in ("conversation_attempts", "generated_conversations", "filtered_conversations", "conversation_rejects"):
+        return "MM-Instruct answers" if recipe == "mm-instruct" else "Instructify conversations + verification"
+    return {"generated_instructions": "instruction generation", "clustered_instructions": "cluster merges",
+            "pairwise_evaluation": "pairwise judge"}.get(asset, asset)
+
+
+def _backend_calls() -> int | None:
+    from visit_assets.defs.llm.resources import LLMResource
+
+    return getattr(LLMResource().get_client().backend, "calls", None)
+
+
+def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config: dict) -> Step:
+    import dagster as dg
+
+    from visit_assets.runner import run_dataset
+
+    before, keys_before = pointers(store), cache_keys(store)
+    calls_before = _backend_calls()
+    t_start = time.time()
+    t0 = time.perf_counter()
+    run_dataset(defs, DATASET, instance, run_config=run_config, op_config=op_config, log=lambda _: None)
+    wall = time.perf_counter() - t0
+    after, keys_after = pointers(store), cache_keys(store)
+    llm: dict[str, dict[str, int]] = {}
+    by_partition: dict[tuple[str, str], int] = {}
+    executed = 0
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        events = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_timestamp=t_start), limit=10_000).records
+        for record in events:
+            executed += 1
+            mat = record.asset_materialization
+            meta = {k: v.value for k, v in mat.metadata.items() if k in ("llm_requests", "llm_cache_hits", "llm_sent")}
+            if not meta:
+                continue
+            stats = llm.setdefault(key.to_user_string(), {"requests": 0, "cache_hits": 0, "sent": 0})
+            for short in ("requests", "cache_hits", "sent"):
+                stats[short] += int(meta.get(f"llm_{short}", 0))
+            shard = str(mat.partition).split("|")[-1] if mat.partition else "-"
+            by_partition[(key.to_user_string(), shard)] = by_partition.get((key.to_user_string(), shard), 0) + \
+                int(meta.get("llm_sent", 0))
+    changed_parts = {k for k, v in after.items() if before.get(k) != v}
+    changed: dict[str, int] = {}
+    for asset, _ in changed_parts:
+        changed[asset] = changed.get(asset, 0) + 1
+    new_keys = keys_after - keys_before
+    calls_after = _backend_calls()
+    return Step(name=name, wall_s=wall, executed=executed, changed=changed, total_partitions=len(after), llm=llm,
+                llm_by_partition=by_partition, new_cache_rows=len(new_keys),
+                backend_calls=None if calls_after is None else calls_after - calls_before,
+                owners=key_owners(store, new_keys), changed_partitions=changed_parts)
+
+
+def scenario(home: Path, steps=("full", "captions", "seed", "prompt"), log=print) -> tuple[list[Step], dict]:
+    """Run the full graph, then each edit and a re-run; returns the steps and what was edited."""
+    import dagster as dg
+
+    from visit_assets import settings
+    from visit_assets.cli import LAPTOP, QUIET
+    from visit_assets.definitions import defs as loaded_defs
+    from visit_assets.lib import code_version as cv
+    from visit_assets.lib.instructify import registry as registry_mod
+    from visit_assets.lib.mminstruct import seeds as seeds_mod
+
+    saved_env = {v: os.environ.get(v) for v in ("VISIT_HOME", "VISIT_STORE", "VISIT_DATASETS", "VISIT_LLM_CACHE")}
+    os.environ["VISIT_HOME"] = str(home)
+    for var in ("VISIT_STORE", "VISIT_DATASETS", "VISIT_LLM_CACHE"):
+        os.environ.pop(var, None)
+    if not (home / "datasets" / DATASET).exists():
+        shutil.copytree(settings.sample_dataset(), home / "datasets" / DATASET)
+    store = settings.store_root()
+    edits: dict = {}
+    saved = (seeds_mod.DEFAULT_SEEDS_PATH, cv.PACKAGE, registry_mod.DEFAULT_DIR)
+    defs = loaded_defs  # the prompt step reloads the definitions, as restarting the code location would
+    results = []
+    try:
+        with dg.instance_for_test() as instance:
+            for step in steps:
+                if step == "captions":
+                    edits["images"] = pick_images(home)
+                    edit_captions(home, edits["images"])
+                elif step == "seed":
+                    edits["seed"] = edit_seed(home, most_used_seed(store))
+                elif step == "prompt":
+                    edits["prompt_version"], defs = bump_prompt(home)
+                elif step != "full":
+                    raise ValueError(step)
+                log(f"[{step}] running the graph ...")
+                results.append(run_step(step, defs, instance, store, LAPTOP, QUIET))
+                log(f"[{step}] {results[-1].wall_s:.1f} s")
+    finally:
+        _restore_package(saved)
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    return results, edits
+
+
+# --- report --------------------------------------------------------------------------------------
+
+LABELS = {"full": "full run (empty cache)", "captions": "2 captions edited", "seed": "1 seed instruction edited",
+          "prompt": "prompt complex_reasoning v1 -> v2"}
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
+
+
+def table(steps: list[Step], backend: str, edited: set[str] | None = None) -> str:
+    full = steps[0]
+    out = [f"LLM backend: {backend}"]
+    out += _markdown(
+        ["step", "partitions run", "new data version", "LLM requests", "cache hits", "sent", "new cache rows",
+         "sent, per-image stages", "images named", "wall s", "wall / full", "sent / full"],
+        [[LABELS.get(s.name, s.name), str(s.executed), f"{sum(s.changed.values())}/{s.total_partitions}",
+          str(s.total("requests")), str(s.total("cache_hits")), str(s.total("sent")), str(s.new_cache_rows),
+          str(s.sent_per_image_stages()), str(len(s.images_sent_for())), f"{s.wall_s:.1f}",
+          f"{s.wall_s / full.wall_s:.2f}", f"{s.total('sent') / max(full.total('sent'), 1):.3f}"] for s in steps])
+    kinds = sorted({k for s in steps for k in s.by_kind()})
+    out += ["", "Requests sent (new cache rows), by what asked for them: requests (images named)"]
+    out += _markdown(["kind"] + [s.name for s in steps],
+                     [[k] + ["%d (%d)" % s.by_kind()[k] if k in s.by_kind() else "0" for s in steps] for k in kinds])
+    captions = next((s for s in steps if s.name == "captions"), None)
+    if edited and captions is not None:
+        mine = captions.by_kind(edited)
+        out += ["", f"captions step: {sum(n for n, _ in mine.values())} requests named by rows of the 2 edited images "
+                    f"({', '.join(f'{k} {n}' for k, (n, _) in mine.items())}); "
+                    f"{len(captions.images_sent_for() - edited)} other images named by sent requests"]
+    assets = sorted({a for s in steps for a in s.llm} | {a for s in steps for a in s.changed})
+    out += ["", "Per asset: partitions with a new data version / LLM requests sent"]
+    out += _markdown(["asset"] + [s.name for s in steps],
+                     [[a] + [f"{s.changed.get(a, 0)} / {s.llm.get(a, {}).get('sent', '-')}" for s in steps]
+                      for a in assets])
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="llama_cpp", help="LLM backend: llama_cpp (packaged model) or echo")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
+    args = parser.parse_args(argv)
+    os.environ["VISIT_LLM_BACKEND"] = args.backend
+    home = args.keep or Path(tempfile.mkdtemp(prefix="visit-incremental-"))
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        steps, edits = scenario(home, log=lambda m: print(m, file=sys.stderr))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(home, ignore_errors=True)
+    print(f"edits: {json.dumps(edits)}")
+    from visit_assets.lib.ids import image_id
+
+    print(table(steps, args.backend, {image_id(DATASET, k) for k in edits.get("images", [])}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
