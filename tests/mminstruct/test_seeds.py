@@ -66,3 +66,17 @@ def test_version_is_content_hash(tmp_path):
     data["seeds"][0]["text"] = "Write a haiku about the mood of this image."
     assert seeds_version(_write(tmp_path, data)) != v
     assert seeds_version() == seeds_version(DEFAULT_SEEDS_PATH)
+
+
+def test_visit_seeds_file_points_at_the_users_own_seeds(tmp_path, monkeypatch):
+    from visit_assets.lib.mminstruct import seeds as seeds_mod
+
+    shipped = seeds_mod.seeds_version()
+    own = tmp_path / "my_seeds.yaml"
+    text = seeds_mod.DEFAULT_SEEDS_PATH.read_text(encoding="utf-8")
+    first = seeds_mod.load_seeds()[0]
+    own.write_text(text.replace(first.text, first.text.rstrip(".?") + " in one sentence.", 1), encoding="utf-8")
+    monkeypatch.setenv(seeds_mod.SEEDS_ENV, str(own))
+    assert seeds_mod.default_path() == own
+    assert seeds_mod.load_seeds()[0].text.endswith("in one sentence.")
+    assert seeds_mod.seeds_version() != shipped

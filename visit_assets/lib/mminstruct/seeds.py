@@ -12,6 +12,7 @@ seeds, so comments and formatting do not change it and any edit to a seed does.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ from visit_assets.lib.ids import content_hash
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_SEEDS_PATH = DATA_DIR / "seed_instructions.yaml"
+SEEDS_ENV = "VISIT_SEEDS_FILE"  # the user's own seeds file, instead of the shipped one
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(SEEDS_ENV, "").strip() or DEFAULT_SEEDS_PATH)
 
 SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 MIN_SEED_CHARS = 15  # shorter than this is not an instruction
@@ -96,7 +102,7 @@ def _problems_and_seeds(raw: Any) -> tuple[list[str], dict[str, str], list[Seed]
 
 
 def _read(path: str | Path | None) -> Any:
-    p = Path(path) if path is not None else DEFAULT_SEEDS_PATH
+    p = Path(path) if path is not None else default_path()
     try:
         return yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -107,7 +113,7 @@ def load_seed_file(path: str | Path | None = None) -> tuple[dict[str, str], list
     """(categories, seeds) of a validated seeds file; raises SeedFileError listing every problem."""
     problems, categories, seeds = _problems_and_seeds(_read(path))
     if problems:
-        where = Path(path) if path is not None else DEFAULT_SEEDS_PATH
+        where = Path(path) if path is not None else default_path()
         raise SeedFileError(f"{where}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
     return categories, seeds
 
