@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations`: Dagster reads the asset's annotations at definition time
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -25,11 +26,11 @@ def clean_env(monkeypatch, tmp_path):
 def test_defaults(tmp_path, monkeypatch):
     r = LLMResource()
     assert r.backend_kind() == "llama_cpp"
-    assert r.resolved_cache_path() == tmp_path / "home" / "store" / "llm_cache.sqlite"
+    assert Path(r.resolved_cache_path()) == tmp_path / "home" / "store" / "llm_cache.sqlite"
     monkeypatch.setenv("VISIT_STORE", str(tmp_path / "s"))
-    assert default_cache_path() == tmp_path / "s" / "llm_cache.sqlite"
+    assert Path(default_cache_path()) == tmp_path / "s" / "llm_cache.sqlite"
     monkeypatch.setenv("VISIT_LLM_CACHE", str(tmp_path / "x.sqlite"))
-    assert LLMResource().resolved_cache_path() == tmp_path / "x.sqlite"
+    assert Path(LLMResource().resolved_cache_path()) == tmp_path / "x.sqlite"
     assert LLMResource(use_cache=False).resolved_cache_path() is None
 
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import dagster as dg
 
 from ... import settings
 from ...lib.ids import stable_json
-from ...lib.llm import LLMCache, LLMClient, LLMRequest, LLMResult, LLMUnavailableError, make_backend
+from ...lib.llm import LLMClient, LLMRequest, LLMResult, LLMUnavailableError, make_backend
 from ...lib.llm.backends import BACKENDS
+from ...lib.llm.cache import open_cache
 
 _clients: dict[tuple[int, str], LLMClient] = {}
 _clients_lock = threading.Lock()
@@ -38,8 +38,9 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-def default_cache_path() -> Path:
-    return Path(_env("VISIT_LLM_CACHE") or settings.store_root() / "llm_cache.sqlite")
+def default_cache_path() -> str:
+    """$VISIT_LLM_CACHE as written (a trailing slash picks the one-file-per-answer FileCache)."""
+    return _env("VISIT_LLM_CACHE") or str(settings.store_root() / "llm_cache.sqlite")
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -114,10 +115,10 @@ class LLMResource(dg.ConfigurableResource):
             }
         return {}
 
-    def resolved_cache_path(self) -> Path | None:
+    def resolved_cache_path(self) -> str | None:
         if not self.use_cache:
             return None
-        return Path(self.cache_path) if self.cache_path else default_cache_path()
+        return self.cache_path or default_cache_path()
 
     def get_client(self) -> LLMClient:
         """The client for this configuration, built once per process (the model loads once)."""
@@ -127,7 +128,7 @@ class LLMResource(dg.ConfigurableResource):
             client = _clients.get(key)
             if client is None:
                 backend = make_backend(kind, **kwargs)
-                client = _clients[key] = LLMClient(backend, LLMCache(cache_path) if cache_path else None)
+                client = _clients[key] = LLMClient(backend, open_cache(cache_path) if cache_path else None)
         return client
 
     def run_batch(

@@ -8,7 +8,7 @@ Backend modules (llama_cpp, openai/httpx, vllm) are imported only when their bac
 """
 
 from visit_assets.lib.llm.backends import BACKENDS, make_backend
-from visit_assets.lib.llm.cache import LLMCache, NullCache
+from visit_assets.lib.llm.cache import FileCache, LLMCache, NullCache, open_cache
 from visit_assets.lib.llm.client import Backend, LLMClient, LLMStats
 from visit_assets.lib.llm.types import (
     EMPTY,
@@ -34,7 +34,9 @@ __all__ = [
     "TRUNCATED",
     "UNPARSEABLE",
     "Backend",
+    "FileCache",
     "LLMCache",
+    "open_cache",
     "LLMClient",
     "LLMRequest",
     "LLMResult",

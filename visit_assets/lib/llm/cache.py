@@ -141,3 +141,68 @@ class NullCache:
 
     def close(self) -> None:
         pass
+
+
+class FileCache:
+    """The same cache as one small JSON file per answer, for a store shared by several hosts.
+
+    SQLite's WAL needs every process on one host; a network filesystem (NFS, EFS, Filestore) does
+    give atomic renames within a folder, so each answer is written aside and renamed into place:
+    no locks, no server, and a step retried on another node still finds every finished answer.
+    Layout: `<folder>/<key[:2]>/<key>.json`. Costs one file open per lookup: fine for the
+    thousands of requests of a step, and the answers are what is expensive.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.path = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"FileCache({str(self.path)!r})"
+
+    def _file(self, key: str) -> Path:
+        if not key.isalnum():  # keys are hex content hashes; anything else must not become a path
+            raise ValueError(f"cache key must be alphanumeric, got {key!r}")
+        return self.path / key[:2] / f"{key}.json"
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for key in dict.fromkeys(keys):
+            try:
+                out[key] = json.loads(self._file(key).read_text(encoding="utf-8"))["record"]
+            except FileNotFoundError:
+                pass
+        return out
+
+    def get(self, key: str) -> dict | None:
+        return self.get_many([key]).get(key)
+
+    def put(self, key: str, result: LLMResult) -> None:
+        self.put_many({key: result})
+
+    def put_many(self, results: Mapping[str, LLMResult]) -> None:
+        for key, r in results.items():
+            target = self._file(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = {"model": r.model.label() if r.model else "", "status": r.status, "record": r.to_record(),
+                    "created_at": time.time()}
+            tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(body, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+
+    def count(self) -> int:
+        return sum(1 for _ in self.path.glob("*/*.json"))
+
+    def keys(self) -> set[str]:
+        return {p.stem for p in self.path.glob("*/*.json")}
+
+    def close(self) -> None:
+        pass
+
+
+def open_cache(location: str | os.PathLike[str]) -> LLMCache | FileCache:
+    """A path ending in a slash, or an existing folder, is a FileCache; anything else SQLite."""
+    text = os.fspath(location)
+    return FileCache(text) if text.endswith(("/", os.sep)) or Path(text).is_dir() else LLMCache(text)
