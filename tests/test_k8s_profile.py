@@ -44,6 +44,7 @@ from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
 from visit_assets.defs import k8s as k8s_tags
 from visit_assets.defs.k8s import GPU_OP_TAGS, gpu_op_tags
 from visit_assets.defs.llm.resources import LLMResource
+from visit_assets.lib.llm.cache import FileCache, LLMCache, open_cache
 from visit_assets.lib.llm.openai_backend import OpenAIBackend, normalize_base_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,11 +122,16 @@ def _arg(args: list[str], flag: str) -> str:
 
 
 def _cluster_env(tmp_path: Path) -> dict[str, str]:
-    """The cluster settings file, with the volume paths moved under tmp_path and a dummy API key."""
+    """The cluster settings file, with the shared volume moved to tmp_path/visit and a dummy API key.
+
+    Every path under VISIT_HOME keeps its place below the new home, written as the file writes it
+    (so VISIT_LLM_CACHE keeps its trailing slash, which selects the folder cache)."""
     env = _env_file()
     home = tmp_path / "visit"
-    env.update(VISIT_HOME=str(home), VISIT_STORE=str(home / "store"), VISIT_DATASETS=str(home / "datasets"),
-               VISIT_LLM_CACHE=str(tmp_path / "node-cache" / "llm_cache.sqlite"), HF_HOME=str(tmp_path / "hf"))
+    for key in ("VISIT_STORE", "VISIT_DATASETS", "VISIT_LLM_CACHE", "HF_HOME"):
+        rel = PurePosixPath(env[key]).relative_to(env["VISIT_HOME"])
+        env[key] = str(home / rel) + ("/" if env[key].endswith("/") else "")
+    env["VISIT_HOME"] = str(home)
     env[env["VISIT_LLM_API_KEY_ENV"]] = "test-key-not-a-secret"
     return env
 
@@ -312,12 +318,12 @@ def test_step_pods_built_by_dagster_k8s(install):
     for pod, container in ((gpu_pod, gpu_c), (cpu_pod, cpu_c)):
         volumes = {v.name: v for v in pod.volumes}
         assert volumes["visit-store"].persistent_volume_claim.claim_name == "visit-store"
-        assert volumes["llm-cache"].host_path.path == "/var/cache/visit-assets"
+        assert not [v.name for v in pod.volumes if v.host_path is not None]  # nothing node-local
         mounts = [{"name": m.name, "mountPath": m.mount_path} for m in container.volume_mounts]
         assert _mount_for(env["VISIT_STORE"], mounts)["name"] == "visit-store"
         assert _mount_for(env["VISIT_HOME"], mounts)["name"] == "visit-store"
         assert _mount_for(env["VISIT_DATASETS"], mounts)["name"] == "visit-store"
-        assert _mount_for(env["VISIT_LLM_CACHE"], mounts)["name"] == "llm-cache"
+        assert _mount_for(env["VISIT_LLM_CACHE"], mounts)["name"] == "visit-store"  # every node sees every answer
         assert {e.config_map_ref.name for e in container.env_from if e.config_map_ref} >= {"visit-assets-env"}
         assert {e.secret_ref.name for e in container.env_from if e.secret_ref} == {"visit-llm-api"}
         (pg,) = [e for e in container.env if e.name == "DAGSTER_PG_PASSWORD"]
@@ -395,19 +401,45 @@ def test_manifests_are_valid_kubernetes_objects():
         assert model.metadata.namespace == namespace
 
 
-def test_shared_store_is_read_write_many_and_the_cache_is_not_on_it():
+def test_shared_store_is_read_write_many_and_holds_the_llm_cache():
     (pvc,) = _yaml_docs("storage.yaml")
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
     volumes = {v["name"]: v for v in _launcher()["volumes"]}
     assert volumes["visit-store"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
-    assert "hostPath" in volumes["llm-cache"]  # node-local disk: SQLite WAL needs one host
 
     env = _env_file()
     assert _under(env["VISIT_STORE"], env["VISIT_HOME"]) and _under(env["VISIT_DATASETS"], env["VISIT_HOME"])
-    assert not _under(env["VISIT_LLM_CACHE"], env["VISIT_STORE"])
-    mounts = _launcher()["volume_mounts"]
-    assert _mount_for(env["VISIT_LLM_CACHE"], mounts)["name"] == "llm-cache"
-    assert _mount_for(env["HF_HOME"], mounts)["name"] == "visit-store"
+    for mounts in (_launcher()["volume_mounts"], _user_deployment()["volumeMounts"]):
+        assert _mount_for(env["HF_HOME"], mounts)["name"] == "visit-store"
+        assert _mount_for(env["VISIT_LLM_CACHE"], mounts)["name"] == "visit-store"
+
+
+def test_llm_cache_is_the_folder_cache_on_the_shared_volume():
+    """SQLite WAL needs one host; on the shared volume the cache is one file per answer (FileCache)."""
+    location = _env_file()["VISIT_LLM_CACHE"]
+    assert location.endswith("/"), "VISIT_LLM_CACHE must end in '/': without it a fresh volume gets a SQLite file"
+    assert _under(location, _env_file()["VISIT_HOME"])
+    cache = open_cache(location)  # opens nothing: /data/visit need not exist here
+    assert isinstance(cache, FileCache) and cache.path == Path(location)
+    if not Path(location).exists():  # why the "/": the same path without it, on a fresh volume, is SQLite
+        assert isinstance(open_cache(location.rstrip("/")), LLMCache)
+
+    text = (K8S / "visit-assets.env.example").read_text()
+    comment = text[: text.index("VISIT_LLM_CACHE=")].rsplit("\n\n", 1)[-1]
+    assert "TRAILING SLASH IS REQUIRED" in comment
+    doc = DOC.read_text()
+    assert f"VISIT_LLM_CACHE={location}" in doc and "trailing slash is required" in doc.lower()
+    assert "lookupcache=positive" in doc[doc.index("### The LLM cache on a cluster"):]
+
+
+def test_no_host_path_volume_anywhere_in_the_profile():
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in _yaml_docs(path.name):
+            hits = [".".join(p) for p, key, _ in _walk(doc) if key in ("hostPath", "host_path")]
+            assert not hits, f"{path.name}: node-local volume at {hits}"
+    assert not [v["name"] for v in _launcher()["volumes"] if "hostPath" in v]
+    assert not [v["name"] for v in _user_deployment()["volumes"] if "hostPath" in v]
+    assert "llm-cache" not in "".join(p.read_text() for p in K8S.iterdir() if p.is_file())
 
 
 def test_vllm_pool_matches_the_settings():
@@ -497,6 +529,7 @@ def test_definitions_build_and_the_llm_resource_builds_two_endpoints_offline(tmp
         raise AssertionError("an HTTP client was created while building the backend")
 
     monkeypatch.setattr(httpx, "Client", no_network)
+    before = sorted(tmp_path.rglob("*"))
     resource = LLMResource()
     assert resource.backend_kind() == "openai"
     client = resource.get_client()
@@ -509,8 +542,11 @@ def test_definitions_build_and_the_llm_resource_builds_two_endpoints_offline(tmp
     assert backend._http is None  # nothing contacted, no connection pool yet
     assert backend._headers()["Authorization"] == "Bearer test-key-not-a-secret"  # the key by its variable's name
     assert "test-key-not-a-secret" not in repr(backend) and "vllm-0" not in backend.identity.label()
-    assert resource.resolved_cache_path() == Path(env["VISIT_LLM_CACHE"])
-    assert not Path(env["VISIT_LLM_CACHE"]).exists()  # the cache opens on first use
+    assert env["VISIT_LLM_CACHE"].endswith("/")
+    assert resource.resolved_cache_path() == env["VISIT_LLM_CACHE"]  # the string as written, slash kept
+    assert isinstance(client.cache, FileCache) and client.cache.path == Path(env["VISIT_LLM_CACHE"])
+    assert not Path(env["VISIT_LLM_CACHE"]).exists()  # made by the first answer written, not by the client
+    assert sorted(tmp_path.rglob("*")) == before  # building the client created nothing at all
 
 
 def _load_cluster_location():

@@ -167,9 +167,12 @@ class FileCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
         for key in dict.fromkeys(keys):
+            path = self._file(key)
             try:
-                out[key] = json.loads(self._file(key).read_text(encoding="utf-8"))["record"]
+                out[key] = json.loads(path.read_text(encoding="utf-8"))["record"]
             except FileNotFoundError:
+                pass
+            except OSError:  # e.g. ESTALE on NFS while another writer renames the same key: a miss
                 pass
         return out
 
