@@ -11,7 +11,7 @@ sample:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli run-sample
 
 test:
-	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/ensure_chromium.sh && venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 ui:
 	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \
