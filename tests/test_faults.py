@@ -246,6 +246,13 @@ def _kill_mid_batch(home: Path, server: FakeLLMServer, env: dict[str, str]) -> t
     return answered, set(server.received) - answered
 
 
+
+def assert_resent_only_unanswered(server, resent: set, answered: set, ref_bodies: set, event: str) -> None:
+    assert not resent & answered, f"a request answered before {event} was sent again"
+    assert max(server.received.values()) == 1  # and nothing twice in the re-run
+    assert resent == ref_bodies - answered  # exactly the unanswered ones (in-flight ones among them)
+
+
 def test_sigkill_mid_generation_then_rerun_loses_nothing_and_resends_nothing(prepared, tmp_path):
     base, reference, ref_bodies = prepared
     home = clone_home(base, tmp_path / "home")
@@ -262,9 +269,7 @@ def test_sigkill_mid_generation_then_rerun_loses_nothing_and_resends_nothing(pre
         resent = set(server.received)
     finally:
         server.close()
-    assert not resent & answered, "a request answered before the kill was sent again"
-    assert max(server.received.values()) == 1  # and nothing twice in the re-run
-    assert resent == ref_bodies - answered  # exactly the unanswered ones (the in-flight ones among them)
+    assert_resent_only_unanswered(server, resent, answered, ref_bodies, "the kill")
     assert in_flight <= resent
     meta = latest_metadata(home, "generated_conversations")
     assert meta["llm_cache_hits"] == KILL_AFTER and meta["llm_sent"] == len(resent)
@@ -352,9 +357,7 @@ def test_endpoint_dies_mid_run_clear_error_finished_kept_rerun_sends_the_rest(pr
         resent = set(server.received)
     finally:
         server.close()
-    assert not resent & answered, "a request answered before the outage was sent again"
-    assert max(server.received.values()) == 1
-    assert resent == ref_bodies - answered
+    assert_resent_only_unanswered(server, resent, answered, ref_bodies, "the outage")
     meta = latest_metadata(home, "generated_conversations")
     assert meta["llm_cache_hits"] == DIE_AFTER and meta["llm_sent"] == len(resent)
     assert_same_output(home, reference)
