@@ -199,3 +199,14 @@ def test_the_export_manifest_says_what_changed_since_the_previous_dataset_versio
     assert grouped["reasons"] == {"metadata": 1}
     astronaut = store.read_shards("grouped_metadata", "sample", SHARDS).filter(pl.col("image_key") == "astronaut.jpg")
     assert grouped["examples"]["changed"] == astronaut["image_id"].to_list()
+
+
+def test_a_dataset_with_nothing_to_select_gives_empty_tables_not_errors(home):
+    shutil.rmtree(home / "datasets/sample/conversations")  # no imported data, no generated conversations
+    with dg.instance_for_test() as instance:
+        run_dataset(build_defs(llm=ScriptedLLM()), "sample", instance,
+                    only=UPSTREAM + SELECTION + ["pairwise_evaluation", "visit_export"], log=lambda _: None)
+    store = ParquetStore(home / "store")
+    for asset in ("quality_scores", "selected_subset", "selection_ranking", "pairwise_evaluation", "visit_export"):
+        assert store.read(asset, "sample").height == 0, asset
+    assert store.read("image_clusters", "sample").height == 15  # the images are still clustered

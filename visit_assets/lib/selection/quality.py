@@ -48,7 +48,9 @@ def scaled_columns(raw: dict[str, np.ndarray]) -> tuple[list[pl.Series], dict[st
 def ranking(frame: pl.DataFrame, rows: pl.DataFrame, weights_used: dict[str, float]) -> pl.DataFrame:
     """Every scored conversation with F, cluster, rank and the outcome of the selection."""
     ranked = frame.select("conversation_id", "image_id", "image_key", "recipe", "dataset", "dataset_version").join(
-        rows.rename({"id": "conversation_id"}), on="conversation_id", how="left")
+        rows.rename({"id": "conversation_id"}).cast({"conversation_id": pl.String, "cluster": pl.Int64,
+                                                      "F": pl.Float64, "rank": pl.Int64, "selected": pl.Boolean}),
+        on="conversation_id", how="left")
     outcome = (pl.when(pl.col("selected")).then(pl.lit("selected"))
                .when(pl.col("cluster").is_null()).then(pl.lit("no_image_cluster"))
                .when(pl.col("F").is_null()).then(pl.lit("no_score"))
