@@ -215,7 +215,7 @@ def _changes(parquet, dataset: str, current: str | None) -> dict:
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
-          deps=["selected_subset"])
+          deps=["selected_subset"], automation_condition=follow_parents)
 def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """LLaVA JSON of the selected subset, in a new folder per content version: never overwritten."""
     dataset = safe_name(context.partition_key, "dataset")  # it becomes a folder name below

@@ -20,7 +20,7 @@ from ...lib.selection import plots as plots_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
-from ..automation import follow_parents
+from ..automation import follow_parents, follow_parents_allowing_missing
 from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, markdown, preview
@@ -96,7 +96,8 @@ class QualityConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
-          kinds={"pytorch", "parquet"}, automation_condition=follow_parents,
+          kinds={"pytorch", "parquet"},
+          automation_condition=follow_parents_allowing_missing("filtered_conversations", "imported_conversations"),
           deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")])
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
                    llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
