@@ -1,17 +1,14 @@
--- Derived views; each is created only when the assets it reads exist.
-
--- Rejects by reason for every current partition.
-CREATE OR REPLACE VIEW rejects_by_reason AS
-SELECT dataset, dataset_version, reason, count(*) AS records
-FROM metadata_rejects GROUP BY ALL ORDER BY dataset, records DESC;
+-- Derived views; each is created only when the assets it reads exist. (`rejects_by_reason`, a
+-- union over whichever reject tables exist, is built in lib/catalog.py.)
 
 -- One row per (image, source record) of the current grouped metadata: where each image came from.
 CREATE OR REPLACE VIEW image_lineage AS
 SELECT g.dataset, g.dataset_version, g.image_id, g.image_key, g.code_version,
        s.source, s.source_format, s.record_id, s.kind
 FROM grouped_metadata g, unnest(g.source_record_ids) AS u(record_id)
-JOIN source_records s ON s.dataset = g.dataset AND s.dataset_version = g.dataset_version
-                      AND s.record_id = u.record_id;
+-- every version: an unchanged shard keeps the rows (and dataset version) that first produced them
+JOIN (SELECT DISTINCT dataset, dataset_version, record_id, source, source_format, kind FROM source_records_all) s
+  ON s.dataset = g.dataset AND s.dataset_version = g.dataset_version AND s.record_id = u.record_id;
 
 -- Every dataset version ever ingested, with its record accounting.
 CREATE OR REPLACE VIEW dataset_versions AS

@@ -33,6 +33,23 @@ def assets_with_data(store: Path) -> list[str]:
                   if p.is_dir() and not p.name.startswith(("_", ".")) and any(p.glob("*/*/*.parquet")))
 
 
+# Every table of rows that did not make it, by the stage that set them aside.
+REJECT_TABLES = {"metadata_rejects": "ingest", "imported_rejects": "imported", "conversation_rejects": "conversations"}
+
+
+def _rejects_view(con: duckdb.DuckDBPyConnection, views: list[str]) -> None:
+    """`rejects_by_reason`: one count per stage, dataset version and reason, over the reject tables
+    that exist and have a reason column (an empty partition may have none)."""
+    parts = []
+    for table, stage in REJECT_TABLES.items():
+        if table in views and "reason" in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}:
+            parts.append(f"SELECT '{stage}' AS stage, dataset, dataset_version, reason FROM {table}")
+    if parts:
+        con.execute("CREATE OR REPLACE VIEW rejects_by_reason AS SELECT stage, dataset, dataset_version, reason, "
+                    f"count(*) AS records FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL "
+                    "ORDER BY dataset, stage, records DESC")
+
+
 def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
     """Create or refresh `<store>/catalog.duckdb`; returns its path."""
     store = Path(store).resolve()
@@ -49,6 +66,7 @@ def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path =
             for asset in assets_with_data(store):
                 for stmt in _statements(template):
                     con.execute(Template(stmt).substitute(fill, asset=view_name(asset)))
+            _rejects_view(con, assets_with_data(store))
             for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
                 for stmt in _statements((sql_dir / name).read_text()):
                     try:
