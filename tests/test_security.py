@@ -14,9 +14,8 @@ import json
 import logging
 import re
 import shutil
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +31,9 @@ from visit_assets.lib.catalog import build_catalog
 from visit_assets.lib.metadata.dataset import DatasetError
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "llm"))  # the shared OpenAI-compatible stub
+from llm_stub import StubServer, chat_response  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -173,46 +175,25 @@ KEY_ENV = "VISIT_SECURITY_TEST_LLM_KEY"
 SECRET_WORDS = re.compile(r"api_?key|(?:^|_)token$|secret|passw|credential|bearer|auth", re.IGNORECASE)
 
 
-class FakeOpenAI:
-    """An OpenAI-compatible chat server on 127.0.0.1 that records each Authorization header."""
+def _authorization(headers: dict) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+
+
+class FakeOpenAI(StubServer):
+    """The scripted OpenAI-compatible stub (tests/llm/llm_stub.py), answering every chat request
+    with one status; `authorizations` lists the Authorization header of each request."""
 
     def __init__(self, status: int = 200):
-        self.authorizations: list[str | None] = []
-        fake = self
+        def script(n, body):
+            if status == 200:
+                return 200, {}, chat_response("The photograph shows an astronaut in a white spacesuit.",
+                                              prompt_tokens=20, completion_tokens=10)
+            return status, {}, {"error": {"message": "overloaded", "type": "server_error"}}
+        super().__init__(script)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                fake.authorizations.append(self.headers.get("Authorization"))
-                if status == 200:
-                    payload = {"id": "chatcmpl-1", "object": "chat.completion", "model": body.get("model"),
-                               "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                   "role": "assistant",
-                                   "content": "The photograph shows an astronaut in a white spacesuit."}}],
-                               "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}}
-                else:
-                    payload = {"error": {"message": "overloaded", "type": "server_error"}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def authorizations(self) -> list[str | None]:
+        return [_authorization(h) for h in self.headers]
 
 
 @pytest.fixture
