@@ -147,13 +147,14 @@ def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, sto
     X = np.asarray(usable["embedding"].to_list(), dtype=np.float32) if usable.height else np.zeros((0, 1), np.float32)
     labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
                                                     method=config.method)
+    dataset_version = scoring.current_dataset_version(parquet, dataset)
     frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
         pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
-        *lineage_columns(dataset, scoring.current_dataset_version(parquet, dataset), CLUSTER_VERSION))
+        *lineage_columns(dataset, dataset_version, CLUSTER_VERSION))
     version = content_hash(_versions(parquet, dataset, ["image_embeddings"], True), CLUSTER_VERSION,
                            config.model_dump())
-    parquet.write("image_clusters", dataset, version, frame, dataset_version=frame["dataset_version"][0]
-                  if frame.height else None, code_version=CLUSTER_VERSION, method=info.get("method"))
+    parquet.write("image_clusters", dataset, version, frame, dataset_version=dataset_version,
+                  code_version=CLUSTER_VERSION, method=info.get("method"))
     if emb.height > usable.height:
         context.log.warning(f"{emb.height - usable.height} images have no embedding (see image_embeddings.error)")
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={

@@ -1,5 +1,7 @@
 """The model calls behind quality_scores and pairwise_evaluation (resources in, columns out)."""
 
+from collections import Counter
+
 import numpy as np
 import polars as pl
 
@@ -82,7 +84,7 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
     columns = [pl.Series("judge_status", status, dtype=pl.String), pl.Series("judge_reply", replies, dtype=pl.String),
                pl.Series("judge_cache_key", keys, dtype=pl.String),
                pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
-    return values, columns, meta, dict(zip(*np.unique([s for s in status], return_counts=True)))
+    return values, columns, meta, dict(Counter(status))
 
 
 def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,
@@ -103,7 +105,7 @@ def score_all(context, config, parquet, dataset: str, shards: list[int], frame: 
     for name, (values, model) in computed.items():
         raw[name], models[name] = quality_mod.merge_score(frame, name, values, model)
     info = {"models": {n: m for n, (_, m) in computed.items()}, "clip_source": space,
-            "judge_status": {str(k): int(v) for k, v in judge_status.items()}, "llm": llm_meta}
+            "judge_status": judge_status, "llm": llm_meta}
     if reward_values is None:
         info["models"]["reward"] = "none configured (score absent; weights renormalised)"
     return frame, raw, models, judge_columns, info

@@ -32,7 +32,23 @@ CREATE TABLE IF NOT EXISTS llm_responses (
 """
 
 
-class LLMCache:
+def _entry(result: LLMResult) -> tuple[str, str, dict, float]:
+    """(model label, status, record, time): what either cache stores per answer."""
+    return result.model.label() if result.model else "", result.status, result.to_record(), time.time()
+
+
+class _Cache:
+    """`get` / `put` in terms of a cache's batch `get_many` / `put_many`."""
+
+    def get(self, key: str) -> dict | None:
+        return self.get_many([key]).get(key)
+
+    def put(self, key: str, result: LLMResult) -> None:
+        """Store one finished result at once."""
+        self.put_many({key: result})
+
+
+class LLMCache(_Cache):
     """Thread-safe handle on the cache file; reopens itself after a fork."""
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -86,18 +102,11 @@ class LLMCache:
                     out[key] = json.loads(record)
         return out
 
-    def get(self, key: str) -> dict | None:
-        return self.get_many([key]).get(key)
-
-    def put(self, key: str, result: LLMResult) -> None:
-        """Store one finished result and commit it at once."""
-        self.put_many({key: result})
-
     def put_many(self, results: Mapping[str, LLMResult]) -> None:
-        rows = [
-            (key, r.model.label() if r.model else "", r.status, json.dumps(r.to_record(), ensure_ascii=False), time.time())
-            for key, r in results.items()
-        ]
+        rows = []
+        for key, r in results.items():
+            model, status, record, created = _entry(r)
+            rows.append((key, model, status, json.dumps(record, ensure_ascii=False), created))
         if not rows:
             return
         with self._lock:
@@ -143,7 +152,7 @@ class NullCache:
         pass
 
 
-class FileCache:
+class FileCache(_Cache):
     """The same cache as one small JSON file per answer, for a store shared by several hosts.
 
     SQLite's WAL needs every process on one host; a network filesystem (NFS, EFS, Filestore) does
@@ -170,24 +179,15 @@ class FileCache:
             path = self._file(key)
             try:
                 out[key] = json.loads(path.read_text(encoding="utf-8"))["record"]
-            except FileNotFoundError:
-                pass
-            except OSError:  # e.g. ESTALE on NFS while another writer renames the same key: a miss
+            except OSError:  # not there yet, or ESTALE on NFS while another writer renames it: a miss
                 pass
         return out
-
-    def get(self, key: str) -> dict | None:
-        return self.get_many([key]).get(key)
-
-    def put(self, key: str, result: LLMResult) -> None:
-        self.put_many({key: result})
 
     def put_many(self, results: Mapping[str, LLMResult]) -> None:
         for key, r in results.items():
             target = self._file(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            body = {"model": r.model.label() if r.model else "", "status": r.status, "record": r.to_record(),
-                    "created_at": time.time()}
+            body = dict(zip(("model", "status", "record", "created_at"), _entry(r)))
             tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(body, fh, ensure_ascii=False)
