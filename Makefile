@@ -1,7 +1,9 @@
-# Two commands do all the set-up on a fresh machine (the first run builds the environment, ~10 min):
+# Two commands do all the set-up on a fresh machine (the first one builds the environment from
+# requirements.lock and checks it: scripts/env.sh):
 #   make sample   run the whole pipeline on the embedded sample dataset
 #   make test     run the test suite
-.PHONY: sample test ui catalog
+# make lock re-resolves pyproject.toml's ranges into requirements.lock (commit the result).
+.PHONY: sample test ui catalog check-setup lock
 
 # torch's OpenMP threads spin while waiting; with several shard runs sharing the cores that costs
 # 5-8x (measured, bench/clip_throughput.py). Passive waiting is the right default here.
@@ -19,3 +21,9 @@ ui:
 
 catalog:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli catalog
+
+check-setup:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.setup_check
+
+lock:
+	@scripts/lock.sh

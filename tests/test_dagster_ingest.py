@@ -10,6 +10,7 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
+from visit_assets.defs.automation import plan
 from visit_assets.defs.ingest.sensors import dataset_folder_sensor
 from visit_assets.defs.partitions import shard_partitions
 from visit_assets.defs.resources import DatasetsResource, StoreResource
@@ -96,26 +97,31 @@ def test_sensor_adds_new_dataset_partition_and_requests_ingest(home, instance):
     assert changed.run_requests[0].run_key != result.run_requests[0].run_key
 
 
-def test_automation_regenerates_only_the_changed_datasets_partitions(home, instance):
+def test_regeneration_plans_only_the_changed_datasets_partitions(home, instance):
     import shutil
 
     shutil.copytree(home / "datasets" / "sample", home / "datasets" / "other")
     run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
     run_dataset(defs, "other", instance, only=INGEST, log=lambda _: None)
-    ingest = dg.AssetSelection.assets(*INGEST)
-    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest)
-    # Re-ingesting unchanged metadata keeps the data version: nothing downstream is requested.
+    graph = defs.resolve_asset_graph()
+    ingest = {dg.AssetKey(a) for a in INGEST}
+
+    def planned(dataset: str) -> set:
+        return {(r.partition_key, k) for r in plan(instance, graph, dataset) for k in r.assets if k in ingest}
+
+    assert not planned("sample") and not planned("other")
+    # Re-ingesting unchanged metadata keeps the data version: nothing downstream is stale.
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.execute_in_process(instance=instance, partition_key="other",
                                   asset_selection=[dg.AssetKey("source_records")]).success
-    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest, cursor=first.cursor)
-    assert first.total_requested == 0
+    assert not planned("other")
     # Change one dataset's metadata and re-ingest it, as the folder sensor would.
     qa = home / "datasets" / "sample" / "qa_pairs.jsonl"
     qa.write_text(qa.read_text() + '{"id": "extra", "image": "coffee.jpg", "ocr": ["EXTRA"]}\n')
     assert job.execute_in_process(instance=instance, partition_key="sample",
                                   asset_selection=[dg.AssetKey("source_records")]).success
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=ingest, cursor=first.cursor)
-    requested = result.get_requested_partitions(dg.AssetKey("grouped_metadata"))
-    assert requested, "the changed dataset's per-image partitions must be requested"
-    assert {k.keys_by_dimension["dataset"] for k in requested} == {"sample"}
+    requested = planned("sample")
+    # every shard re-groups from the new source records (each keeps its data version if unchanged)
+    assert {(pk.keys_by_dimension["shard"], k.to_user_string()) for pk, k in requested} == {
+        (s, a) for s in shard_partitions.get_partition_keys() for a in ("grouped_metadata", "metadata_rejects")}
+    assert not planned("other")

@@ -25,7 +25,7 @@ from visit_assets.lib.llm.echo_backend import EchoBackend
 from visit_assets.lib.llm.types import finish_result
 from visit_assets.lib.selection.text import instruction_and_answer
 from visit_assets.lib.storage import ParquetStore
-from visit_assets.runner import run_dataset
+from visit_assets.runner import regenerate, run_dataset
 
 pytestmark = pytest.mark.slow
 UPSTREAM = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings"]
@@ -213,29 +213,26 @@ def test_a_dataset_with_nothing_to_select_gives_empty_tables_not_errors(home):
 
 
 def test_an_edited_imported_file_regenerates_the_selection_chain_and_nothing_else(home):
-    """As the sensors would: re-ingest, then one automation tick requests the whole chain below the
-    imported file (not the clusters, not the on-demand evaluation), though no conversation was ever
-    generated for this dataset (an imported-only dataset must not wait for one)."""
+    """As the sensors would: re-ingest, then regenerate wave by wave: only the chain below the imported
+    file runs (not the clusters, not the conversations, not the on-demand evaluation)."""
     defs = build_defs(llm=ScriptedLLM())
-    selection = dg.AssetSelection.assets(*SELECTION, "pairwise_evaluation", "visit_export")
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
-        run_dataset(defs, "sample", instance, only=UPSTREAM + SELECTION + ["visit_export"], log=lambda _: None)
-        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection).cursor
+        run_dataset(defs, "sample", instance, log=lambda _: None)
+        assert regenerate(defs, "sample", instance, log=lambda _: None) == []  # all up to date
         path = home / "datasets/sample/conversations/existing.json"
         items = json.loads(path.read_text())
         items[0]["conversations"][1]["value"] += " The helmet visor reflects the studio lights."
         path.write_text(json.dumps(items))
         assert job.execute_in_process(instance=instance, partition_key="sample",
                                       asset_selection=[dg.AssetKey("source_records")]).success
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                   cursor=cursor)
-        requested = {a for a in [*SELECTION, "pairwise_evaluation", "visit_export"]
-                     if result.get_requested_partitions(dg.AssetKey(a))}
-        assert requested == {"imported_conversations", "imported_rejects", "quality_scores", "selected_subset",
-                             "selection_ranking", "visit_export"}
-        assert {k for a in requested for k in result.get_requested_partitions(dg.AssetKey(a))} == {"sample"}
-        run_dataset(defs, "sample", instance, only=sorted(requested), log=lambda _: None)
+        ran = regenerate(defs, "sample", instance, log=lambda _: None)
+        # every shard re-groups from the new source records, keeping its data version: nothing below runs
+        assert {a for partition, assets in ran if partition != "sample" for a in assets} == {
+            "grouped_metadata", "metadata_rejects"}
+        assert {a for partition, assets in ran if partition == "sample" for a in assets} == {
+            "imported_conversations", "imported_rejects", "quality_scores", "selected_subset", "selection_ranking",
+            "visit_export"}
         assert _meta(instance, "quality_scores")["llm_sent"].value == 1  # only the edited answer is judged
     scores = ParquetStore(home / "store").read("quality_scores", "sample")
     assert scores.filter(pl.col("answer").str.contains("visor reflects")).height == 1

@@ -95,6 +95,12 @@ def diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_setup(args: argparse.Namespace) -> int:
+    from .setup_check import main as check
+
+    return check([])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="visit-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--examples", type=int, default=5, help="example items per kind of change")
     d.add_argument("--json", action="store_true", help="print the full result as JSON")
     d.set_defaults(fn=diff)
+    sub.add_parser("check-setup", help="load and exercise each native component (llama.cpp, embedder, torch), "
+                   "each in its own process").set_defaults(fn=check_setup)
     args = parser.parse_args(argv)
     return args.fn(args)
 

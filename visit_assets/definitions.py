@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs import automation
 from .defs.conversations import assets as conversation_assets
 from .defs.ingest import assets as ingest_assets
 from .defs.instructify import assets as instructify_assets
@@ -27,7 +28,7 @@ def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
         assets=dg.load_assets_from_modules(
             [ingest_assets, model_assets, instructify_assets, mminstruct_assets, conversation_assets,
              selection_assets]),
-        sensors=[ingest_sensors.dataset_folder_sensor, ingest_sensors.automation_sensor,
+        sensors=[ingest_sensors.dataset_folder_sensor, automation.regenerate_downstream,
                  mminstruct_sensors.seed_file_sensor],
         schedules=[ingest_sensors.nightly_reingest],
         jobs=[ingest_sensors.ingest_dataset_job],

@@ -1,8 +1,8 @@
 """Run the whole asset graph for one dataset, in process, recording into a Dagster instance.
 
-Assets are taken in dependency order and batched by partitions definition: each batch runs as
-one Dagster run per partition key (the dataset, or each dataset|shard), exactly as a UI backfill
-would, so the UI shows these runs and their metadata afterwards.
+Assets are taken in dependency order, wave by wave (consecutive assets sharing a partitions
+definition, as the regenerate_downstream sensor runs them): each wave runs as one Dagster run per
+partition key (the dataset, or each dataset|shard), so the UI shows these runs and their metadata.
 """
 
 from __future__ import annotations
@@ -13,32 +13,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from .defs.partitions import dataset_partitions, image_partitions, shard_partitions
-
-
-def _partition_keys(partitions_def, dataset: str) -> list[str | None]:
-    if partitions_def is None:
-        return [None]
-    if partitions_def == dataset_partitions:
-        return [dataset]
-    if partitions_def == image_partitions:
-        return [dg.MultiPartitionKey({"dataset": dataset, "shard": s}) for s in shard_partitions.get_partition_keys()]
-    raise ValueError(f"unsupported partitions definition {partitions_def}")
-
-
-def batches(defs: dg.Definitions) -> list[tuple[object, list[dg.AssetKey]]]:
-    """Consecutive assets (in dependency order) that share a partitions definition."""
-    graph = defs.resolve_asset_graph()
-    out: list[tuple[object, list[dg.AssetKey]]] = []
-    for key in graph.toposorted_asset_keys:
-        node = graph.get(key)
-        if not node.is_materializable:
-            continue
-        if out and out[-1][0] == node.partitions_def:
-            out[-1][1].append(key)
-        else:
-            out.append((node.partitions_def, [key]))
-    return out
+from .defs.automation import partition_keys, plan, waves
+from .defs.partitions import dataset_partitions
 
 
 HOST_TAG, PID_TAG = "visit/host", "visit/pid"
@@ -94,11 +70,11 @@ def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance
     release_dead_runs(instance, log)
     tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     job = defs.resolve_implicit_global_asset_job_def()
-    for partitions_def, keys in batches(defs):
+    for partitions_def, keys in waves(defs.resolve_asset_graph()):
         keys = [k for k in keys if only is None or k.to_user_string() in only]
         if not keys:
             continue
-        for partition_key in _partition_keys(partitions_def, dataset):
+        for partition_key in partition_keys(partitions_def, dataset):
             log(f"materializing {', '.join(k.to_user_string() for k in keys)} [{partition_key or '-'}]")
             names = {k.to_user_string() for k in keys}
             ops = {op: {"config": cfg} for op, cfg in (op_config or {}).items() if op in names}
@@ -109,3 +85,25 @@ def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance
             )
             if not result.success:
                 raise RuntimeError(f"run for {partition_key} failed: {_failure(result)}")
+
+
+def regenerate(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, max_waves: int = 50,
+               log: Callable[[str], None] = print) -> list[tuple[str | None, tuple[str, ...]]]:
+    """In process, what the regenerate_downstream sensor does through the daemon: run the next wave
+    of missing or stale partitions until nothing is left. Returns (partition, assets) per run."""
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_implicit_global_asset_job_def()
+    ran: list[tuple[str | None, tuple[str, ...]]] = []
+    for _ in range(max_waves):
+        requests = plan(instance, graph, dataset)
+        if not requests:
+            return ran
+        for request in requests:
+            names = tuple(k.to_user_string() for k in request.assets)
+            log(f"regenerating {', '.join(names)} [{request.partition_key}] ({request.why})")
+            result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                            asset_selection=list(request.assets), raise_on_error=False)
+            if not result.success:
+                raise RuntimeError(f"run for {request.partition_key} failed: {_failure(result)}")
+            ran.append((request.partition_key, names))
+    raise RuntimeError(f"{dataset} still had work after {max_waves} waves")

@@ -23,5 +23,15 @@ def n_shards() -> int:
     return int(os.environ.get("VISIT_SHARDS", "4"))
 
 
+def sensor_interval_s() -> int:
+    """Seconds between two evaluations of each sensor (folder, seeds, automation)."""
+    return int(os.environ.get("VISIT_SENSOR_INTERVAL_S", "30"))
+
+
+def reingest_cron() -> str:
+    """When the `nightly_reingest` schedule (off by default) re-ingests every dataset."""
+    return os.environ.get("VISIT_REINGEST_CRON", "0 3 * * *")
+
+
 def sample_dataset() -> Path:
     return Path(__file__).resolve().parent / "sample_data" / "datasets" / "sample"

@@ -58,11 +58,32 @@ def test_deterministic_at_temperature_zero(real_backend):
     assert [r.completion_tokens for r in a] == [r.completion_tokens for r in b]
 
 
-def test_deterministic_with_seed_when_sampling(real_backend):
+@pytest.mark.parametrize("name", ["llama_backend", "llama_seq_backend"])
+def test_deterministic_with_seed_when_sampling(name, request):
+    """In process, a seeded sampled request gives the same text in any order: the backend orders
+    and batches a call's requests itself. A server cannot promise this (next test)."""
+    backend = request.getfixturevalue(name)
     reqs = batch(max_tokens=10, temperature=0.8, seed=11)[:4]
-    a = LLMClient(real_backend).generate(reqs)
-    b = LLMClient(real_backend).generate(list(reversed(reqs)))[::-1]
+    a = LLMClient(backend).generate(reqs)
+    b = LLMClient(backend).generate(list(reversed(reqs)))[::-1]
     assert [r.text for r in a] == [r.text for r in b]
+
+
+def test_server_sampling_is_reproducible_through_the_cache(server_backend, tmp_path):
+    """Through a server, sampled text depends on what the server decoded before (its KV-cache
+    reuse changes the batch shapes, so the logits differ in the last bits), so the same seeded
+    request in another order may sample other words. What the product promises instead: the seed
+    reaches the server and is part of the cache key, and a re-run replays the stored answers
+    without asking the server again."""
+    reqs = batch(max_tokens=10, temperature=0.8, seed=11)[:4]
+    cache = LLMCache(tmp_path / "c.sqlite")
+    first = LLMClient(server_backend, cache=cache).generate(reqs)
+    replay = LLMClient(server_backend, cache=cache).generate(list(reversed(reqs)))[::-1]
+    assert all(r.status in ("ok", "truncated") for r in first)
+    assert [r.text for r in replay] == [r.text for r in first]
+    assert all(r.cached for r in replay) and not any(r.cached for r in first)
+    other_seed = batch(max_tokens=10, temperature=0.8, seed=12)[:4]
+    assert {r.cache_key(server_backend.identity) for r in other_seed}.isdisjoint({r.cache_key for r in first})
 
 
 def test_truncated_at_max_tokens(real_backend):

@@ -1,6 +1,6 @@
 """The Dagster UI for real: `dagster dev` (webserver + daemon) on loopback, driven by headless Chromium.
 
-`dagster_ui` starts the server on a free 127.0.0.1 port with a private DAGSTER_HOME (the repo's
+`dagster_ui` starts the server (tests/dagster_dev.py) on a free 127.0.0.1 port with a private DAGSTER_HOME (the repo's
 dagster.yaml: queued runs, so the daemon must run) and a private VISIT_HOME holding the sample
 dataset, registered as a `dataset` partition. The sensors (on by default) are stopped before the
 daemon starts: otherwise the folder sensor ingests the sample on its own and the automation sensor
@@ -12,30 +12,27 @@ Chromium is a failure, not a skip: .ci/run installs it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from visit_assets import settings
-from visit_assets.definitions import defs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/dagster_dev.py, whatever the import mode
+from dagster_dev import DagsterDevError, dagster_dev  # noqa: E402
+
+from visit_assets import settings  # noqa: E402
+from visit_assets.definitions import defs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STABLE_OUT = REPO / "bench" / "out" / "ui"  # git-ignored; a copy of the screenshots that outlives tmp_path
-SERVER_START_TIMEOUT = 120
 _FAILED = pytest.StashKey[bool]()
 
 
@@ -71,18 +68,6 @@ def ui_out(tmp_path, request) -> Path:
     print(f"\nUI screenshots: {out} (copy: {stable})")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _default_sigint() -> None:
-    # A background job of a non-interactive shell inherits SIGINT as ignored; `dagster dev` forwards
-    # a shutdown to its children as SIGINT, which they would then never see.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _stop_sensors(env: dict[str, str]) -> None:
     """Stop every sensor of the definitions in the instance, before the daemon first ticks."""
     names = [s.name for s in defs.sensors]
@@ -94,53 +79,10 @@ def _stop_sensors(env: dict[str, str]) -> None:
         assert proc.returncode == 0, f"could not stop sensor {name}:\n{out[-3000:]}"
 
 
-def _instance_info(url: str) -> str:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": "{ instance { info } }"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)["data"]["instance"]["info"] or ""
-
-
-def _wait_until_serving(proc: subprocess.Popen, ui: DagsterUI) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{ui.log_tail()}")
-        try:
-            info = _instance_info(ui.url)
-        except (OSError, ValueError, KeyError):  # not up yet
-            time.sleep(0.3)
-            continue
-        # Two webservers can end up listening on one port (seen with a leftover `dagster dev`):
-        # make sure this one is ours.
-        assert str(ui.dagster_home) in info, f"{ui.url} serves another Dagster instance:\n{info[:1000]}"
-        return
-    pytest.fail(f"dagster dev did not serve {ui.url} within {SERVER_START_TIMEOUT}s:\n{ui.log_tail()}")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (webserver, daemon, code servers, run workers), then SIGKILL."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # whatever is left of the group (a child outliving `dagster dev`), or dagster dev itself
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-
-
 @pytest.fixture
 def dagster_ui(tmp_path, monkeypatch, ui_out) -> DagsterUI:
     visit_home, dagster_home = tmp_path / "visit_home", tmp_path / "dagster_home"
     shutil.copytree(settings.sample_dataset(), visit_home / "datasets" / "sample")
-    dagster_home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     env_vars = {"VISIT_HOME": str(visit_home), "DAGSTER_HOME": str(dagster_home), "OMP_WAIT_POLICY": "PASSIVE",
                 "VISIT_LLM_BACKEND": "echo", "HF_HUB_OFFLINE": "1"}
     for name, value in env_vars.items():  # the test process runs assets in-process with the same settings
@@ -149,30 +91,20 @@ def dagster_ui(tmp_path, monkeypatch, ui_out) -> DagsterUI:
         monkeypatch.delenv(name, raising=False)
     env = dict(os.environ)
 
-    # One process creates the storage first: several CLIs racing on a fresh SQLite home corrupt
-    # its schema version table ("more than one head").
-    instance = dg.DagsterInstance.from_config(str(dagster_home))
-    port = _free_port()
-    ui = DagsterUI(url=f"http://127.0.0.1:{port}", instance=instance, visit_home=visit_home,
-                   dagster_home=dagster_home, log=tmp_path / "dagster-dev.log")
-    proc = None
-    try:
+    def prepare(instance: dg.DagsterInstance) -> None:
         instance.add_dynamic_partitions("dataset", ["sample"])
-        _stop_sensors(env)
-        with open(ui.log, "wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_default_sigint,
-            )
-        _wait_until_serving(proc, ui)
-        yield ui
+        _stop_sensors({**env, "DAGSTER_HOME": str(dagster_home)})
+
+    log = tmp_path / "dagster-dev.log"
+    try:
+        with dagster_dev(dagster_home, log, env, before_start=prepare) as dev:
+            yield DagsterUI(url=dev.url, instance=dev.instance, visit_home=visit_home, dagster_home=dagster_home,
+                            log=log)
+    except DagsterDevError as e:
+        pytest.fail(str(e))
     finally:
-        if proc is not None:
-            _kill_group(proc)
-        instance.dispose()
-        if ui.log.exists():
-            shutil.copyfile(ui.log, ui_out / ui.log.name)
+        if log.exists():
+            shutil.copyfile(log, ui_out / log.name)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from ...lib import versions as versions_mod
 from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import filters as filters_mod
-from ..automation import follow_parents
+from ..automation import REGENERATED
 from ..llm.resources import LLMResource
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview
@@ -94,11 +94,11 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
     specs=[
         dg.AssetSpec("generated_conversations", deps=["image_facts", "instruction_matches", "image_descriptions"],
                      description="Conversations of both recipes in LLaVA turns, one row each: recipe, prompt, model, seed.",
-                     automation_condition=follow_parents, kinds={"parquet"}, group_name="conversations"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
         dg.AssetSpec("conversation_attempts", deps=["image_facts", "instruction_matches", "image_descriptions"],
                      description="Every generation attempt per image (accepted / rejected and why), plus one "
                                  "'stopped' row per image naming Instructify's stop rule.",
-                     automation_condition=follow_parents, kinds={"parquet"}, group_name="conversations"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
     ],
     partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
     pool="gpu",
@@ -160,10 +160,10 @@ def _rule_reason(row: dict) -> str | None:
     specs=[
         dg.AssetSpec("filtered_conversations", deps=["generated_conversations"], group_name="conversations",
                      description="Conversations that pass the rule filters and (MM-Instruct) the LLM fit check.",
-                     automation_condition=follow_parents, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}),
         dg.AssetSpec("conversation_rejects", deps=["generated_conversations"], group_name="conversations",
                      description="Every generated conversation the filters removed, with the reason.",
-                     automation_condition=follow_parents, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=image_partitions, code_version=FILTER_VERSION, pool="gpu",
 )
@@ -215,7 +215,7 @@ def _changes(parquet, dataset: str, current: str | None) -> dict:
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
-          deps=["selected_subset"], automation_condition=follow_parents)
+          deps=["selected_subset"], tags=REGENERATED)
 def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """LLaVA JSON of the selected subset, in a new folder per content version: never overwritten."""
     dataset = safe_name(context.partition_key, "dataset")  # it becomes a folder name below

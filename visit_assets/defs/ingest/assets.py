@@ -12,7 +12,7 @@ from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
-from ..automation import follow_parents
+from ..automation import REGENERATED
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -68,10 +68,10 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource, data
     specs=[
         dg.AssetSpec("grouped_metadata", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
                      description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
-                     automation_condition=follow_parents, kinds={"parquet", "polars"}, group_name="ingest"),
+                     tags=REGENERATED, kinds={"parquet", "polars"}, group_name="ingest"),
         dg.AssetSpec("metadata_rejects", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
                      description="Every source record that did not reach grouped_metadata, with its reason.",
-                     automation_condition=follow_parents, kinds={"parquet"}, group_name="ingest"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="ingest"),
     ],
     partitions_def=image_partitions, check_specs=checks.grouping_check_specs, code_version=GROUPING_VERSION,
 )
@@ -104,7 +104,7 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=DESCRIBE_VERSION,
-          group_name="ingest", automation_condition=follow_parents, kinds={"parquet"},
+          group_name="ingest", tags=REGENERATED, kinds={"parquet"},
           check_specs=checks.description_check_specs)
 def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
     """Each grouped image rendered as plain text (captions, objects with coarse positions, QA facts, OCR)."""

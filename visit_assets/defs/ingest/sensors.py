@@ -8,6 +8,7 @@ unchanged file re-ingests to the same data version, and nothing downstream of it
 
 import dagster as dg
 
+from ... import settings
 from ...lib.metadata.dataset import DatasetError, fingerprint
 from ..partitions import dataset_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -17,7 +18,7 @@ from .assets import source_records
 ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[source_records])
 
 
-@dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=settings.sensor_interval_s(), default_status=dg.DefaultSensorStatus.RUNNING)
 def dataset_folder_sensor(context: dg.SensorEvaluationContext, datasets: DatasetsResource,
                           store: StoreResource) -> dg.SensorResult:
     known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
@@ -42,15 +43,8 @@ def dataset_folder_sensor(context: dg.SensorEvaluationContext, datasets: Dataset
     )
 
 
-@dg.schedule(cron_schedule="0 3 * * *", job=ingest_dataset_job, default_status=dg.DefaultScheduleStatus.STOPPED)
+@dg.schedule(cron_schedule=settings.reingest_cron(), job=ingest_dataset_job, default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_reingest(context: dg.ScheduleEvaluationContext):
     """Re-ingest every dataset nightly; unchanged ones keep their data version, so only real changes flow down."""
     for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
         yield dg.RunRequest(partition_key=name, run_key=f"{name}:{context.scheduled_execution_time.isoformat()}")
-
-
-# Runs the per-image stages whose parents changed (the assets' `eager` automation conditions).
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "regenerate_downstream", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)

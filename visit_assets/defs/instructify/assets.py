@@ -8,7 +8,7 @@ from ...lib.ids import content_hash
 from ...lib.instructify import facts as facts_mod
 from ...lib.frames import rows_frame
 from ...lib.metadata.pipeline import lineage_columns
-from ..automation import follow_parents
+from ..automation import REGENERATED
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, image_partitions
@@ -18,7 +18,7 @@ FACTS_VERSION = code_version(facts_mod, files=("prompts/instructify_checks/decla
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,
-          group_name="instructify", automation_condition=follow_parents, kinds={"parquet"}, pool="gpu")
+          group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool="gpu")
 def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource) -> dg.MaterializeResult:
     """Each image's metadata as numbered facts: captions, a box layout, QA rewritten as statements by the LLM, OCR."""
     dataset, shard = dataset_and_shard(context)

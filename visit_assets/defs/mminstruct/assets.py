@@ -12,7 +12,7 @@ from ...lib.mminstruct import cluster as cluster_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
-from ..automation import follow_parents
+from ..automation import REGENERATED
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, preview
 from ..models.resources import ClipResource, EmbedderResource
@@ -42,7 +42,7 @@ def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
 
 
 @dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool="gpu",
-          code_version=GENERATE_VERSION, group_name="mminstruct", automation_condition=follow_parents,
+          code_version=GENERATE_VERSION, group_name="mminstruct", tags=REGENERATED,
           kinds={"parquet"})
 def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
@@ -79,7 +79,7 @@ class ClusterConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
           deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)], pool="gpu",
-          automation_condition=follow_parents, kinds={"parquet", "scikitlearn"})
+          tags=REGENERATED, kinds={"parquet", "scikitlearn"})
 def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource,
                            llm: LLMResource, embedder: EmbedderResource):
     """Generated instructions embedded, clustered with k-means, and each cluster merged by the LLM into one."""
@@ -122,7 +122,7 @@ class MatchConfig(dg.Config):
 
 @dg.asset(partitions_def=image_partitions, code_version=MATCH_VERSION, group_name="mminstruct",
           deps=["image_embeddings", dg.AssetDep("clustered_instructions", partition_mapping=from_dataset)],
-          automation_condition=follow_parents, kinds={"parquet", "numpy"})
+          tags=REGENERATED, kinds={"parquet", "numpy"})
 def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, store: StoreResource,
                         clip: ClipResource, embedder: EmbedderResource):
     """Similarity of each image to every merged instruction, and one instruction sampled per image.

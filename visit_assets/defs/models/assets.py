@@ -10,7 +10,7 @@ from ...lib.metadata.paths import UnsafePath, resolve_inside
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.models import clip as clip_mod
 from ...lib.models import embedder as embedder_mod
-from ..automation import follow_parents
+from ..automation import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -33,7 +33,7 @@ def _image_paths(images_dir, keys: list[str]) -> list[str]:
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],
-          code_version=EMBEDDING_VERSION, group_name="models", automation_condition=follow_parents,
+          code_version=EMBEDDING_VERSION, group_name="models", tags=REGENERATED,
           kinds={"pytorch", "parquet"}, pool="gpu", op_tags=GPU_OP_TAGS, check_specs=checks.embedding_check_specs)
 def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource,
                      clip: ClipResource, embedder: EmbedderResource):

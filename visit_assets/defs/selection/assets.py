@@ -20,7 +20,7 @@ from ...lib.selection import plots as plots_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
-from ..automation import follow_parents, follow_parents_allowing_missing
+from ..automation import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, markdown, preview
@@ -56,10 +56,10 @@ def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
         dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata")],
                      description="Already-made VisIT conversations from the dataset's conversations/ folder, "
                                  "to be scored and re-selected without regenerating (imported scores kept).",
-                     automation_condition=follow_parents, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
         dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata")],
                      description="Every imported item that could not be used, with the reason.",
-                     automation_condition=follow_parents, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
     ],
     partitions_def=dataset_partitions, code_version=IMPORT_VERSION,
 )
@@ -97,7 +97,7 @@ class QualityConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
           kinds={"pytorch", "parquet"},
-          automation_condition=follow_parents_allowing_missing("filtered_conversations", "imported_conversations"),
+          tags=REGENERATED,
           deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")])
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
                    llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
@@ -137,7 +137,7 @@ class ClusterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
-          automation_condition=follow_parents, deps=[_dataset_dep("image_embeddings")])
+          tags=REGENERATED, deps=[_dataset_dep("image_embeddings")])
 def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource):
     """A spectral cluster per image (nearest-neighbour affinity); the method used is on every row."""
     dataset = context.partition_key
@@ -179,10 +179,10 @@ class SelectionConfig(dg.Config):
     specs=[
         dg.AssetSpec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="The selected conversations: top F within each image cluster.",
-                     automation_condition=follow_parents, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}),
         dg.AssetSpec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
-                     automation_condition=follow_parents, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=dataset_partitions, code_version=SELECT_VERSION,
 )

@@ -1,0 +1,87 @@
+"""A daemon-launched run killed with -9 (what the OOM killer does) mid-way through a model step: its
+`gpu` pool slot is freed within the bound dagster.yaml sets, the other runs go on, the run is
+retried once by the daemon, and the retry sends the LLM only the requests that were never answered.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from visit_assets import settings
+
+from conftest import REPO, Watch, automated_assets
+
+pytestmark = pytest.mark.slow
+
+DATASET = "sample"
+GPU_POOL = "gpu"
+DELAY_S = 0.4  # a slow model: the generation step is still running when it is killed
+ANSWERED_BEFORE_KILL = 3
+TIMEOUT_S = 600
+
+
+def slot_bound_s() -> float:
+    """How long a dead run may keep its slots, from the project's own dagster.yaml."""
+    monitoring = yaml.safe_load((REPO / "dagster.yaml").read_text())["run_monitoring"]
+    return monitoring["poll_interval_seconds"] + monitoring["free_slots_after_run_end_seconds"] + 30
+
+
+def gpu_claims(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    info = instance.event_log_storage.get_concurrency_info(GPU_POOL)
+    return [(claim.run_id, claim.step_key) for claim in info.claimed_slots]
+
+
+def run_processes(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+    """Pids of the run's worker and step processes, as its own events record them, still alive."""
+    pids = {e.dagster_event.pid for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.pid}
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon: Watch):
+    daemon.llm.delay_s = DELAY_S
+    shutil.copytree(settings.sample_dataset(), daemon.visit_home / "datasets" / DATASET)
+
+    def a_model_step_is_mid_batch() -> bool:
+        return bool(gpu_claims(daemon.instance)) and sum(daemon.llm.answered.values()) >= ANSWERED_BEFORE_KILL
+
+    daemon.wait("a model step holding the gpu slot, mid-batch", a_model_step_is_mid_batch, TIMEOUT_S)
+    victim, step = gpu_claims(daemon.instance)[0]
+    # What was answered by now was stored by the client well before the kill (an answer still in
+    # flight at the kill is lost with the process, and may honestly be asked again).
+    with daemon.llm.cond:
+        answered = {h for h, n in daemon.llm.answered.items() if n}
+    time.sleep(1.0)
+    pids = run_processes(daemon.instance, victim)
+    assert pids, f"no process of run {victim} found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    with daemon.llm.cond:
+        received_at_kill = dict(daemon.llm.received)
+
+    daemon.wait(f"the killed run's slot ({step}) to be freed",
+                lambda: victim not in {r for r, _ in gpu_claims(daemon.instance)}, slot_bound_s(),
+                allow_failures=True)
+    freed_after = time.monotonic() - killed_at
+    run = daemon.instance.get_run_by_id(victim)
+    assert run.status == dg.DagsterRunStatus.FAILURE, run.status
+
+    automated = automated_assets()
+    daemon.wait("every automated asset materialized after the kill",
+                lambda: all(daemon.materializations(a) for a in automated), TIMEOUT_S, allow_failures=True)
+    daemon.settle(TIMEOUT_S, allow_failures=True)
+    failed = {r.run_id for r in daemon.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))}
+    assert failed == {victim}, failed  # only the killed run failed; its retry and every other run succeeded
+    retries = daemon.instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": victim}))
+    assert len(retries) == 1 and retries[0].status == dg.DagsterRunStatus.SUCCESS
+    resent = [h for h in answered if daemon.llm.received[h] > received_at_kill[h]]
+    assert not resent, f"{len(resent)} answered requests were sent again after the kill"
+    print(f"slot freed {freed_after:.0f} s after the kill (bound {slot_bound_s():.0f} s)")
