@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,10 +85,18 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     print(f"fresh clone of {commit} in {clone}", flush=True)
     result: dict = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine()}
+    out = RESULTS / f"setup_cost-{result['date']}.json"
+
+    def save() -> None:  # after every step, so a stopped run keeps what it measured
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run `finally` when stopped
     try:
         pip_cache = scratch / "pip-cache"
         result["setup_empty_pip_cache"] = cold = setup(clone, scratch, "cold", pip_cache)
         print(f"set-up, fresh machine (empty pip cache): {cold['wall_s']:.0f} s, {cold['venv_mb']} MB", flush=True)
+        save()
         result["setup_warm_pip_cache"] = warm = setup(clone, scratch, "warm", pip_cache)
         print(f"set-up, pip cache warm: {warm['wall_s']:.0f} s", flush=True)
         result["setup_ratio_cold_over_warm"] = round(cold["wall_s"] / warm["wall_s"], 2)
@@ -95,15 +104,14 @@ def main() -> None:
         shutil.rmtree(Path(warm["venv"]))
         result["make_sample"] = sample(clone, scratch, cold["venv"])
         print(f"make sample: {result['make_sample']['wall_s']:.0f} s", flush=True)
+        save()
         if args.with_tests:
             env = {**os.environ, "VISIT_ASSETS_VENV": cold["venv"]}
             result["make_test_s"] = round(timed(["make", "test"], clone, env, scratch / "test.out"), 1)
             result["make_test_tail"] = (scratch / "test.out").read_text().splitlines()[-1]
             print(f"make test: {result['make_test_s']:.0f} s ({result['make_test_tail']})", flush=True)
     finally:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"setup_cost-{result['date']}.json"
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        save()
         print(f"raw results: {out}")
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/install_env.sh"
 key=$( (cat "$top/pyproject.toml" "$top/requirements.lock" "$top/scripts/env.sh" "$top/scripts/install_env.sh";
-        echo "$LLAMA_CMAKE_ARGS") | sha256sum | cut -c1-16)
+        echo "$LLAMA_CMAKE_ARGS"; python3 -VV) | sha256sum | cut -c1-16)
 venv=${VISIT_ASSETS_VENV:-$HOME/.cache/visit-assets/venv-$key}
 point_here() {  # an env made from another checkout: point its editable install here (cheap, no deps)
   [ "$("$venv/bin/python" -c 'import visit_assets as v; print(v.__file__)' 2>/dev/null)" \
@@ -16,11 +16,17 @@ point_here() {  # an env made from another checkout: point its editable install 
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$top" >/dev/null 2>&1 \
     || "$venv/bin/pip" install --no-deps -e "$top" >&2
 }
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9  # two `make` commands at once on a fresh machine: the second waits for the first's set-up
 if [ ! -f "$venv/.complete" ]; then
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+    echo "set-up: $venv exists and is not a virtualenv; not touching it (choose another VISIT_ASSETS_VENV)" >&2
+    exit 1
+  fi
   if [ ! -f "$venv/.installed" ]; then
     echo "setting up $venv (a fresh machine: ~10 min, llama.cpp compiles; log: $venv.log)" >&2
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
+    rm -rf "$venv"  # an unfinished earlier attempt
     install_env "$venv" "$top/requirements.lock"
     touch "$venv/.installed"
   fi

@@ -20,7 +20,7 @@ install_env() {
   [ -n "$lock" ] && pin=(-c "$lock")
   pipi() {  # one install step; its duration goes to the log ("[set-up] N s: what"), for bench/setup_cost.py
     local t0=$SECONDS
-    "$venv/bin/pip" install --disable-pip-version-check "${pin[@]}" "$@" >>"$log" 2>&1 \
+    "$venv/bin/pip" install --disable-pip-version-check ${pin[@]+"${pin[@]}"} "$@" >>"$log" 2>&1 \
       || { tail -40 "$log" >&2; echo "set-up failed installing: $*  (full log: $log)" >&2; return 1; }
     echo "[set-up] $((SECONDS - t0)) s: $*" >>"$log"
   }

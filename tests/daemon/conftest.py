@@ -11,6 +11,7 @@ was how the stalled regeneration went unnoticed).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,14 +24,13 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers, whatever the import mode
 from dagster_dev import DagsterDev, DagsterDevError, dagster_dev  # noqa: E402
 from fake_llm_server import FakeLLMServer  # noqa: E402
 
 from visit_assets.definitions import defs  # noqa: E402
-from visit_assets.defs.automation import is_regenerated  # noqa: E402
+from visit_assets.defs.automation import is_regenerated, unfinished_runs  # noqa: E402
 from visit_assets.lib.mminstruct.seeds import default_path as default_seeds_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +88,8 @@ class Watch:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def in_progress_runs(self) -> list:
-        return self.instance.get_runs(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+        """Queued or running, and failed runs about to be retried."""
+        return unfinished_runs(self.instance)
 
     def wait(self, what: str, done: Callable[[], bool], timeout: float, allow_failures: bool = False) -> None:
         deadline = time.monotonic() + timeout
@@ -115,6 +116,21 @@ class Watch:
         self.wait("the daemon to settle", quiet, timeout, allow_failures)
 
 
+def drop_in(source: Path, target: Path) -> None:
+    """Put a folder into the watched folder at once (copied aside, then renamed), as `mv` would:
+    the folder sensor never sees it half copied."""
+    aside = target.parent.parent / f".{target.name}.partial"
+    shutil.copytree(source, aside)
+    os.rename(aside, target)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Rewrite a watched file at once (written aside, then renamed over it)."""
+    aside = path.with_name(f".{path.name}.partial")
+    aside.write_text(text)
+    os.replace(aside, path)
+
+
 @pytest.fixture
 def daemon(tmp_path, monkeypatch) -> Watch:
     """`dagster dev` with sensors on and an empty watched folder; yields a Watch."""
@@ -125,7 +141,7 @@ def daemon(tmp_path, monkeypatch) -> Watch:
     seeds.write_text(default_seeds_path().read_text())
     env_vars = {"VISIT_HOME": str(visit_home), "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
                 "VISIT_LLM_BACKEND": "openai", "VISIT_LLM_BASE_URLS": llm.url, "VISIT_LLM_SERVED_MODEL": SERVED,
-                "VISIT_LLM_MAX_RETRIES": "1", "VISIT_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
+                "VISIT_LLM_MAX_RETRIES": "1", "VISIT_LLM_CONCURRENCY": "1", "VISIT_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
                 # two shards: half the runs of the default four, the same code paths
                 "VISIT_SHARDS": "2", "VISIT_SEEDS_FILE": str(seeds), "VISIT_REINGEST_CRON": "* * * * *"}
     for name, value in env_vars.items():

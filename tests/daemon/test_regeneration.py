@@ -7,7 +7,6 @@ automation condition, which are per shard) and from the shard function, never fr
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 
 import dagster as dg
@@ -16,7 +15,7 @@ import pytest
 from visit_assets import settings
 from visit_assets.lib.ids import shard_of
 
-from conftest import Watch, automated_assets, partitioned_by_shard
+from conftest import Watch, automated_assets, drop_in, partitioned_by_shard, replace_text
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +49,7 @@ def edit_caption(dataset_dir, image: str) -> None:
     image_id = next(i["id"] for i in coco["images"] if i["file_name"] == image)
     annotation = next(a for a in coco["annotations"] if a["image_id"] == image_id)
     annotation["caption"] = "A woman astronaut in an orange suit stands beside a flag, smiling at the camera."
-    path.write_text(json.dumps(coco))
+    replace_text(path, json.dumps(coco))
 
 
 def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_depends_on_it(daemon: Watch):
@@ -59,7 +58,7 @@ def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_de
     assert "pairwise_evaluation" not in automated  # on demand only
 
     dataset_dir = daemon.visit_home / "datasets" / DATASET
-    shutil.copytree(settings.sample_dataset(), dataset_dir)
+    drop_in(settings.sample_dataset(), dataset_dir)
     daemon.wait("every automated asset materialized for the dropped dataset",
                 lambda: all_materialized(daemon, automated), WAVE_TIMEOUT_S)
     daemon.settle(WAVE_TIMEOUT_S)
@@ -91,7 +90,7 @@ def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_de
 
     # An edited seed instruction: the seed sensor re-materializes the seeds, and every shard's
     # instructions (and what follows) regenerate once.
-    daemon.seeds.write_text(daemon.seeds.read_text().replace("text: ", "text: Please, ", 1))
+    replace_text(daemon.seeds, daemon.seeds.read_text().replace("text: ", "text: Please, ", 1))
     once_more = second["generated_instructions"] + Counter(expected_partitions("generated_instructions"))
     daemon.wait("the edited seeds to reach every shard's instructions",
                 lambda: daemon.materializations("generated_instructions") == once_more, WAVE_TIMEOUT_S)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from .. import settings
 from .partitions import dataset_partitions, image_partitions, shard_partitions
@@ -89,13 +90,13 @@ HISTORY = 10_000  # materializations read per asset and tick; an older input cou
 
 
 def _history(instance: dg.DagsterInstance, key: dg.AssetKey, pks: list) -> dict:
-    """Partition -> [(storage id, data version, code version)] of its materializations, newest first."""
+    """Partition -> [(timestamp, data version, code version, run id)] of its materializations, newest first."""
     filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=None if pks == [None] else [str(k) for k in pks])
     out: dict = {}
     for record in instance.fetch_materializations(filters, limit=HISTORY).records:
         tags = record.asset_materialization.tags or {}
         out.setdefault(record.partition_key, []).append(
-            (record.storage_id, tags.get("dagster/data_version"), tags.get("dagster/code_version")))
+            (record.timestamp, tags.get("dagster/data_version"), tags.get("dagster/code_version"), record.run_id))
     return out
 
 
@@ -105,24 +106,27 @@ def _parent_partitions(parent_def, child_def, pk, dataset: str) -> list:
     return [pk] if parent_def == child_def else partition_keys(parent_def, dataset)
 
 
-def status(graph, key: dg.AssetKey, pk, dataset: str, history) -> str:
-    """"missing", "stale" (a new code version, or a parent partition whose data version differs from
-    the one this partition last read) or "fresh". The same notion as Dagster's stale status, read
-    from the same materialization records (data version and code version tags)."""
+def status(graph, key: dg.AssetKey, pk, dataset: str, history, run_start) -> str:
+    """"missing", "stale" or "fresh": Dagster's notion of stale (the UI's), from the same records.
+    Stale: a new code version, or a parent partition whose current data version differs from the
+    one it had when the run that made this partition was created (a parent made later in that same run,
+    upstream in its wave, was read after it was made)."""
     own = history(key).get(None if pk is None else str(pk))
     if not own:
         return "missing"
-    own_id, _, own_code = own[0]
+    _, _, own_code, own_run = own[0]
     node = graph.get(key)
     if node.code_version and own_code != node.code_version:
         return "stale"
+    started = run_start(own_run)
     for parent in node.parent_keys:
         parent_def = graph.get(parent).partitions_def
         for ppk in _parent_partitions(parent_def, node.partitions_def, pk, dataset):
             versions = history(parent).get(None if ppk is None else str(ppk))
-            if not versions or versions[0][0] < own_id:
-                continue  # not materialized since this partition was
-            read = next((dv for sid, dv, _ in versions if sid < own_id), None)
+            if not versions or versions[0][3] == own_run or versions[0][0] < started:
+                continue  # unchanged since the run was created, or made by that run before this step
+            # what it read: made before its run was created, or by its run (before this step)
+            read = next((dv for made, dv, _, run in versions if made < started or run == own_run), None)
             if read is None or read != versions[0][1]:
                 return "stale"
     return "fresh"
@@ -142,17 +146,26 @@ def plan(instance: dg.DagsterInstance, graph, dataset: str) -> list[WaveRequest]
     """What to run next for `dataset`: the first wave with a missing or stale partition, as one
     request per partition key (empty when everything regenerated is up to date)."""
     cache: dict = {}
+    starts: dict[str, float] = {}
 
     def history(key: dg.AssetKey) -> dict:
         if key not in cache:
             cache[key] = _history(instance, key, partition_keys(graph.get(key).partitions_def, dataset))
         return cache[key]
 
+    def run_start(run_id: str) -> float:
+        """When the run was created: what was made before could be what it read (storage ids are
+        per run file in SQLite storage, so times, not ids, order events of different runs)."""
+        if run_id not in starts:
+            record = instance.get_run_record_by_id(run_id)
+            starts[run_id] = record.create_timestamp.timestamp() if record else 0.0
+        return starts[run_id]
+
     for index, (partitions_def, keys) in enumerate(waves(graph)):
         keys = [k for k in keys if is_regenerated(graph.get(k))]
         requests = []
         for pk in partition_keys(partitions_def, dataset) if keys else []:
-            state = {k: status(graph, k, pk, dataset, history) for k in keys}
+            state = {k: status(graph, k, pk, dataset, history, run_start) for k in keys}
             missing = {k for k, s in state.items() if s == "missing"}
             stale = {k for k, s in state.items() if s == "stale"}
             # Missing: the rest of the wave follows in the same run. Stale: only what is stale now;
@@ -189,14 +202,20 @@ def _whole_assets(graph, keys: set[dg.AssetKey]) -> tuple[dg.AssetKey, ...]:
     return tuple(sorted(out, key=lambda k: k.to_user_string()))
 
 
-# Not finished yet (Dagster's own IN_PROGRESS_RUN_STATUSES leaves out queued runs).
-UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# Queued, starting, running or being cancelled (Dagster's IN_PROGRESS_RUN_STATUSES leaves out queued runs).
+UNFINISHED = list(NOT_FINISHED_STATUSES)
+
+
+def unfinished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Runs not finished, and failed runs the daemon is about to retry."""
+    runs = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED))
+    failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=100)
+    return runs + [r for r in failed if r.is_complete_and_waiting_to_retry]
 
 
 def _busy(instance: dg.DagsterInstance, dataset: str) -> bool:
     """A run of this dataset (or an unpartitioned one, e.g. the seeds) is queued or running."""
-    for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED)):
+    for run in unfinished_runs(instance):
         partition = run.tags.get("dagster/partition")
         if partition is None or partition == dataset or run.tags.get("dagster/partition/dataset") == dataset:
             return True
@@ -204,11 +223,13 @@ def _busy(instance: dg.DagsterInstance, dataset: str) -> bool:
 
 
 def run_key(instance: dg.DagsterInstance, graph, dataset: str, request: WaveRequest) -> str:
-    """Same upstream state, same key: Dagster then skips the request, so a failed run is not
-    retried every tick, only once something upstream has changed."""
+    """Same state, same key: Dagster then skips the request, so a failed run is not retried every
+    tick, only once something it reads (or has made) has changed."""
     parents = {p for k in request.assets for p in graph.get(k).parent_keys} - set(request.assets)
-    state = [(parent.to_user_string(), _latest_ids(instance, parent, dataset))
-             for parent in sorted(parents, key=lambda k: k.to_user_string())]
+    # the parents' latest materializations, and the requested assets' own (a reverted code version
+    # or a wiped partition asks again; a failed run, which made nothing, does not)
+    state = [(key.to_user_string(), _latest_ids(instance, key, dataset))
+             for key in sorted(parents | set(request.assets), key=lambda k: k.to_user_string())]
     versions = [(k.to_user_string(), graph.get(k).code_version) for k in request.assets]
     digest = hashlib.sha256(repr((request.partition_key, versions, state)).encode()).hexdigest()[:16]
     return f"{dataset}:wave{request.wave}:{request.partition_key}:{digest}"
