@@ -10,7 +10,7 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from visit_assets.defs.automation import plan
+from visit_assets.defs.waves import Records, plan
 from visit_assets.defs.ingest.sensors import dataset_folder_sensor
 from visit_assets.defs.partitions import shard_partitions
 from visit_assets.defs.resources import DatasetsResource, StoreResource
@@ -107,7 +107,7 @@ def test_regeneration_plans_only_the_changed_datasets_partitions(home, instance)
     ingest = {dg.AssetKey(a) for a in INGEST}
 
     def planned(dataset: str) -> set:
-        return {(r.partition_key, k) for r in plan(instance, graph, dataset) for k in r.assets if k in ingest}
+        return {(r.partition_key, k) for r in plan(Records(instance, graph, dataset)) for k in r.assets if k in ingest}
 
     assert not planned("sample") and not planned("other")
     # Re-ingesting unchanged metadata keeps the data version: nothing downstream is stale.

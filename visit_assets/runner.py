@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from .defs.automation import partition_keys, plan, waves
+from .defs.waves import Records, partition_keys, plan, waves
 from .defs.partitions import dataset_partitions
 
 
@@ -59,6 +59,15 @@ def _failure(result) -> str:
     return f"step {event.step_key}: {message if error.cls_name in message else f'{error.cls_name}: {message}'}"
 
 
+def _run(job, instance: dg.DagsterInstance, partition_key, keys, run_config: dict | None = None) -> None:
+    """One in-process run, tagged with this host and process (release_dead_runs); its failure raised."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, asset_selection=list(keys),
+                                    run_config=run_config or {}, raise_on_error=False, tags=tags)
+    if not result.success:
+        raise RuntimeError(f"run for {partition_key} failed: {_failure(result)}")
+
+
 def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, run_config: dict | None = None,
                 op_config: dict[str, dict] | None = None, only: list[str] | None = None,
                 log: Callable[[str], None] = print) -> None:
@@ -68,42 +77,32 @@ def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance
     """
     instance.add_dynamic_partitions(dataset_partitions.name, [dataset])
     release_dead_runs(instance, log)
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     job = defs.resolve_implicit_global_asset_job_def()
     for partitions_def, keys in waves(defs.resolve_asset_graph()):
         keys = [k for k in keys if only is None or k.to_user_string() in only]
         if not keys:
             continue
+        names = {k.to_user_string() for k in keys}
+        ops = {op: {"config": cfg} for op, cfg in (op_config or {}).items() if op in names}
         for partition_key in partition_keys(partitions_def, dataset):
             log(f"materializing {', '.join(k.to_user_string() for k in keys)} [{partition_key or '-'}]")
-            names = {k.to_user_string() for k in keys}
-            ops = {op: {"config": cfg} for op, cfg in (op_config or {}).items() if op in names}
-            result = job.execute_in_process(
-                instance=instance, partition_key=partition_key, asset_selection=keys,
-                run_config={**(run_config or {}), **({"ops": ops} if ops else {})}, raise_on_error=False,
-                tags=tags,
-            )
-            if not result.success:
-                raise RuntimeError(f"run for {partition_key} failed: {_failure(result)}")
+            _run(job, instance, partition_key, keys, {**(run_config or {}), **({"ops": ops} if ops else {})})
 
 
-def regenerate(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, max_waves: int = 50,
+def regenerate(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, max_rounds: int = 50,
                log: Callable[[str], None] = print) -> list[tuple[str | None, tuple[str, ...]]]:
     """In process, what the regenerate_downstream sensor does through the daemon: run the next wave
     of missing or stale partitions until nothing is left. Returns (partition, assets) per run."""
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
     ran: list[tuple[str | None, tuple[str, ...]]] = []
-    for _ in range(max_waves):
-        requests = plan(instance, graph, dataset)
+    for _ in range(max_rounds):
+        requests = plan(Records(instance, graph, dataset))
         if not requests:
             return ran
         for request in requests:
             names = tuple(k.to_user_string() for k in request.assets)
             log(f"regenerating {', '.join(names)} [{request.partition_key}] ({request.why})")
-            result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                            asset_selection=list(request.assets), raise_on_error=False)
-            if not result.success:
-                raise RuntimeError(f"run for {request.partition_key} failed: {_failure(result)}")
+            _run(job, instance, request.partition_key, request.assets)
             ran.append((request.partition_key, names))
-    raise RuntimeError(f"{dataset} still had work after {max_waves} waves")
+    raise RuntimeError(f"{dataset} still had work after {max_rounds} rounds")

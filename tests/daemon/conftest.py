@@ -30,7 +30,8 @@ from dagster_dev import DagsterDev, DagsterDevError, dagster_dev  # noqa: E402
 from fake_llm_server import FakeLLMServer  # noqa: E402
 
 from visit_assets.definitions import defs  # noqa: E402
-from visit_assets.defs.automation import is_regenerated, unfinished_runs  # noqa: E402
+from visit_assets.defs.automation import unfinished_runs  # noqa: E402
+from visit_assets.defs.waves import is_regenerated  # noqa: E402
 from visit_assets.lib.mminstruct.seeds import default_path as default_seeds_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from ...lib import versions as versions_mod
 from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import filters as filters_mod
-from ..automation import REGENERATED
+from ..waves import REGENERATED
 from ..llm.resources import LLMResource
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview

@@ -8,7 +8,7 @@ from ...lib.ids import content_hash
 from ...lib.instructify import facts as facts_mod
 from ...lib.frames import rows_frame
 from ...lib.metadata.pipeline import lineage_columns
-from ..automation import REGENERATED
+from ..waves import REGENERATED
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, image_partitions

@@ -12,7 +12,7 @@ from ...lib.mminstruct import cluster as cluster_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
-from ..automation import REGENERATED
+from ..waves import REGENERATED
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, preview
 from ..models.resources import ClipResource, EmbedderResource

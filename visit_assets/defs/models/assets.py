@@ -10,7 +10,7 @@ from ...lib.metadata.paths import UnsafePath, resolve_inside
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.models import clip as clip_mod
 from ...lib.models import embedder as embedder_mod
-from ..automation import REGENERATED
+from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource

@@ -20,7 +20,7 @@ from ...lib.selection import plots as plots_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
-from ..automation import REGENERATED
+from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, markdown, preview
