@@ -2,8 +2,9 @@
 # requirements.lock and checks it: scripts/env.sh):
 #   make sample   run the whole pipeline on the embedded sample dataset
 #   make test     run the test suite
+# make rehearse runs the sample through the stand-in model (a test instrument with planted faults).
 # make lock re-resolves pyproject.toml's ranges into requirements.lock (commit the result).
-.PHONY: sample test ui catalog check-setup lock
+.PHONY: sample test ui catalog check-setup lock rehearse
 
 # torch's OpenMP threads spin while waiting; with several shard runs sharing the cores that costs
 # 5-8x (measured, bench/clip_throughput.py). Passive waiting is the right default here.
@@ -18,6 +19,9 @@ test:
 ui:
 	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \
 	  "$$venv/bin/dagster" dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+rehearse:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli rehearse
 
 catalog:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli catalog

@@ -1,4 +1,4 @@
-"""`visit-assets` command line: run the whole graph on the embedded sample, rebuild the catalog."""
+"""`visit-assets` command line: run the whole graph on a dataset folder or the embedded sample, rebuild the catalog."""
 
 from __future__ import annotations
 
@@ -36,29 +36,89 @@ def _install_sample(datasets: Path) -> Path:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    """`run` on the embedded sample (copied into the datasets root), with the LAPTOP config."""
+    from .run_command import RunFile
+
+    dataset_dir = _install_sample(settings.datasets_root())
+    return _run_folder(dataset_dir, RunFile(ops=LAPTOP, path="run-sample's LAPTOP config"), None, command="run-sample")
+
+
+def run(args: argparse.Namespace) -> int:
+    """A dataset folder through the whole graph, or the named assets, with a config file."""
+    from .run_command import RunFile, UsageError, environment, load_run_file, parse_assets
+
+    try:
+        run_file = load_run_file(args.config) if args.config else RunFile()
+        only = parse_assets(args.assets)
+    except UsageError as e:
+        return _usage_error("run", e)
+    with environment(run_file.env):  # before the definitions are imported: VISIT_SHARDS shapes them
+        return _run_folder(Path(args.dataset), run_file, only, copy=args.copy, command="run")
+
+
+def _usage_error(command: str, error: Exception) -> int:
+    print(f"visit-assets {command}: {error}", file=sys.stderr)
+    return 2
+
+
+def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = False, command: str = "run") -> int:
+    """Check everything, put the folder where the sensors look, run the waves with progress on the
+    terminal, then print where everything is. 2: nothing ran (a usage error); 1: a run failed."""
+    dagster_home = _prepare_home()
+
     import dagster as dg
 
+    from . import runner
     from .definitions import defs
     from .lib.catalog import build_catalog, view_names
-    from .runner import run_dataset
+    from .progress import TerminalProgress, attached
+    from .run_command import UsageError, check, check_dataset_folder, missing_inputs, place_dataset
 
-    dagster_home = _prepare_home()
-    dataset_dir = _install_sample(settings.datasets_root())
+    try:
+        layout = check_dataset_folder(folder)
+        only = check(defs, run_file, only)
+    except UsageError as e:
+        return _usage_error(command, e)
+    printer = TerminalProgress()
     with dg.DagsterInstance.get() as instance:
-        run_dataset(defs, dataset_dir.name, instance, run_config=QUIET, op_config=LAPTOP)
+        missing = missing_inputs(instance, defs, layout.name, only)
+        if missing:
+            return _usage_error(command, UsageError(
+                f"these inputs of the named assets do not exist yet for dataset {layout.name}:\n"
+                + "\n".join(f"  - {m}" for m in missing) + "\nAdd them to --assets, or run without --assets."))
+        try:
+            target, how = place_dataset(layout.root, settings.datasets_root(), copy=copy)
+        except UsageError as e:
+            return _usage_error(command, e)
+        printer.line(f"dataset {target.name}: {layout.root} ({how}); Dagster instance {dagster_home}")
+        if only is not None:
+            printer.line(f"assets: {', '.join(only)}")
+        with attached(instance, printer):
+            try:
+                runner.run_dataset(defs, target.name, instance, run_config={**QUIET, **run_file.run_config()},
+                                   op_config=run_file.ops, only=only, log=printer.line)
+            except RuntimeError as e:
+                print(f"visit-assets {command}: {e}", file=sys.stderr)
+                print(f"The failed run, with its logs, is in the Dagster UI:\n  {_ui_command(dagster_home)}",
+                      file=sys.stderr)
+                return 1
     catalog = build_catalog(settings.store_root())
-    print(_summary(catalog, view_names(catalog), dagster_home))
+    print(_summary(catalog, view_names(catalog), dagster_home, target.name))
     return 0
 
 
-def _summary(catalog: Path, views: list[str], dagster_home: Path) -> str:
+def _ui_command(dagster_home: Path) -> str:
+    return f"DAGSTER_HOME={dagster_home} {Path(sys.executable).parent / 'dagster'} dev -w {REPO / 'workspace.yaml'} -h 127.0.0.1 -p 3000"
+
+
+def _summary(catalog: Path, views: list[str], dagster_home: Path, dataset: str = "*") -> str:
     import duckdb
 
     con = duckdb.connect(str(catalog), read_only=True)
     counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0]
               for v in views if not v.endswith("_all") and v != "current_partitions"}
     con.close()
-    exports = sorted((settings.home() / "exports").glob("*/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    exports = sorted((settings.home() / "exports").glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",
              "LLaVA export (JSON + Parquet + manifest; a new folder per content version):",
              f"  {exports[-1].parent if exports else '(none)'}",
@@ -68,7 +128,7 @@ def _summary(catalog: Path, views: list[str], dagster_home: Path) -> str:
         f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{catalog}', read_only=True)"
         ".sql('SELECT * FROM rejects_by_reason'))\"",
         "", "Open the Dagster UI (asset graph, runs, metadata) on http://127.0.0.1:3000 with `make ui`, i.e.:",
-        f"  DAGSTER_HOME={dagster_home} {Path(sys.executable).parent / 'dagster'} dev -w {REPO / 'workspace.yaml'} -h 127.0.0.1 -p 3000",
+        f"  {_ui_command(dagster_home)}",
     ]
     return "\n".join(lines)
 
@@ -101,10 +161,60 @@ def check_setup(args: argparse.Namespace) -> int:
     return check([])
 
 
+def _plan(args: argparse.Namespace, default: dict):
+    from .lib.standin.faults import FaultPlan
+
+    try:
+        return FaultPlan.parse(args.faults, args.fault_seed) if args.faults is not None else FaultPlan(default, args.fault_seed)
+    except ValueError as e:
+        raise SystemExit(f"visit-assets: --faults: {e}") from e
+
+
+def stand_in(args: argparse.Namespace) -> int:
+    """Serve the stand-in (a test instrument, never a model) until interrupted."""
+    import time
+
+    from .lib.standin import STAND_IN_MODEL
+    from .lib.standin.server import StandInServer
+
+    server = StandInServer(_plan(args, {}), port=args.port, tokens_per_s=args.tokens_per_s,
+                           total_tokens_per_s=args.total_tokens_per_s, max_concurrency=args.max_concurrency,
+                           log_path=args.log).start()
+    print(f"stand-in (a TEST INSTRUMENT imitating a competent model; its rows are marked not real) on {server.base_url}\n"
+          f"faults: {dict(server.plan.rates) or 'none'}; log: {args.log or 'GET /stand-in/log'}\n"
+          f"point the product at it:\n  VISIT_LLM_BACKEND=openai VISIT_LLM_BASE_URLS={server.base_url} "
+          f"VISIT_LLM_SERVED_MODEL={STAND_IN_MODEL}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def rehearse(args: argparse.Namespace) -> int:
+    """The sample through the stand-in, in its own home; prints each check's precision and recall."""
+    from . import rehearsal
+
+    home = Path(args.home) if args.home else settings.home() / "rehearsal"
+    report = rehearsal.run(home, _plan(args, rehearsal.DEFAULT_FAULTS), log=lambda line: print(line, flush=True))
+    print(rehearsal.summary(report, home))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="visit-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run-sample", help="run the whole pipeline on the embedded sample dataset").set_defaults(fn=run_sample)
+    r = sub.add_parser("run", help="run the whole graph, or the named assets, on a dataset folder, with progress",
+                       description="Materialize every asset (or --assets) for a dataset folder, wave by wave, as "
+                       "Dagster runs recorded in $DAGSTER_HOME (the UI shows them). The folder is linked into the "
+                       "datasets root (VISIT_DATASETS), where the sensors look. See docs/user-guide.md.")
+    r.add_argument("dataset", help="the dataset folder: images/ plus metadata files, optionally dataset.yaml")
+    r.add_argument("--config", help="YAML: <asset>: {config}, resources: {llm: {...}}, env: {VISIT_*: value}")
+    r.add_argument("--assets", help="comma-separated assets to materialize (default: all); their inputs must exist")
+    r.add_argument("--copy", action="store_true", help="copy the folder into the datasets root instead of linking it")
+    r.set_defaults(fn=run)
     sub.add_parser("catalog", help="rebuild the DuckDB catalog over the Parquet store").set_defaults(fn=catalog)
     d = sub.add_parser("diff", help="what changed between two dataset versions, and why (default: the last two)")
     d.add_argument("dataset")
@@ -115,6 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     d.set_defaults(fn=diff)
     sub.add_parser("check-setup", help="load and exercise each native component (llama.cpp, embedder, torch), "
                    "each in its own process").set_defaults(fn=check_setup)
+    for name, helptext in (("stand-in", "serve the stand-in model (a test instrument with planted faults) on 127.0.0.1"),
+                           ("rehearse", "run the sample through the stand-in and score every filter against its faults")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--faults", help='fault rates, e.g. "unsupported=0.1,empty=0.05" (known: see docs/user-guide.md)')
+        p.add_argument("--fault-seed", type=int, default=0, help="which requests get the faults (deterministic)")
+        p.set_defaults(fn=stand_in if name == "stand-in" else rehearse)
+        if name == "stand-in":
+            p.add_argument("--port", type=int, default=8765)
+            p.add_argument("--tokens-per-s", type=float, default=0.0, help="decode speed per request (0: instant)")
+            p.add_argument("--total-tokens-per-s", type=float, default=0.0, help="decode speed of the server (0: unlimited)")
+            p.add_argument("--max-concurrency", type=int, default=0, help="requests decoding at once (0: unlimited)")
+            p.add_argument("--log", help="append every request, its fault and the truth to this JSONL file")
+        else:
+            p.add_argument("--home", help="where the rehearsal keeps its store and exports (default $VISIT_HOME/rehearsal)")
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -7,14 +7,17 @@ partition key (the dataset, or each dataset|shard), so the UI shows these runs a
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
+import time
 from collections.abc import Callable
 
 import dagster as dg
 
 from .defs.waves import Records, partition_keys, plan, waves
 from .defs.partitions import dataset_partitions
+from .progress import duration
 
 
 HOST_TAG, PID_TAG = "visit/host", "visit/pid"
@@ -59,34 +62,77 @@ def _failure(result) -> str:
     return f"step {event.step_key}: {message if error.cls_name in message else f'{error.cls_name}: {message}'}"
 
 
-def _run(job, instance: dg.DagsterInstance, partition_key, keys, run_config: dict | None = None) -> None:
+def _run(job, instance: dg.DagsterInstance, partition_key, keys, run_config: dict | None = None,
+         tags: dict[str, str] | None = None) -> None:
     """One in-process run, tagged with this host and process (release_dead_runs); its failure raised."""
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    tags = {**(tags or {}), HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     result = job.execute_in_process(instance=instance, partition_key=partition_key, asset_selection=list(keys),
                                     run_config=run_config or {}, raise_on_error=False, tags=tags)
     if not result.success:
         raise RuntimeError(f"run for {partition_key} failed: {_failure(result)}")
 
 
+def did_you_mean(unknown: list[str], known: list[str]) -> str:
+    close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def asset_names(defs: dg.Definitions) -> list[str]:
+    """The materializable assets, in dependency order."""
+    graph = defs.resolve_asset_graph()
+    return [k.to_user_string() for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+
+
+def with_execution_sets(defs: dg.Definitions, names: list[str]) -> list[str]:
+    """`names` plus the assets made by the same step (a multi-asset runs whole), in dependency
+    order; an unknown name raises ValueError listing the known ones."""
+    known = asset_names(defs)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown asset{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                         f"{did_you_mean(unknown, known)}; the assets are: {', '.join(known)}")
+    graph = defs.resolve_asset_graph()
+    wanted = set(names)
+    for name in names:
+        wanted |= {k.to_user_string() for k in graph.get(dg.AssetKey.from_user_string(name)).execution_set_asset_keys}
+    return [n for n in known if n in wanted]
+
+
+def planned_runs(defs: dg.Definitions, dataset: str, only: list[str] | None = None) -> list[tuple[int, object, list]]:
+    """(wave, partition key, asset keys) of every run run_dataset makes, in order."""
+    wanted = None if only is None else set(with_execution_sets(defs, list(only)))
+    out = []
+    for wave, (partitions_def, keys) in enumerate(waves(defs.resolve_asset_graph())):
+        keys = [k for k in keys if wanted is None or k.to_user_string() in wanted]
+        out += [(wave, pk, keys) for pk in partition_keys(partitions_def, dataset)] if keys else []
+    return out
+
+
 def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, run_config: dict | None = None,
                 op_config: dict[str, dict] | None = None, only: list[str] | None = None,
                 log: Callable[[str], None] = print) -> None:
-    """Materialize every asset (or those named in `only`) for `dataset`, upstream first.
+    """Materialize every asset (or those named in `only`, with the assets their steps also make) for
+    `dataset`, upstream first. Logs a line when each run starts and ends (wave, partition, duration).
 
     `op_config` maps an op (asset) name to its config; each run gets only its own ops' entries.
     """
+    runs = planned_runs(defs, dataset, only)  # an unknown name in `only` fails here, before any run
     instance.add_dynamic_partitions(dataset_partitions.name, [dataset])
     release_dead_runs(instance, log)
     job = defs.resolve_implicit_global_asset_job_def()
-    for partitions_def, keys in waves(defs.resolve_asset_graph()):
-        keys = [k for k in keys if only is None or k.to_user_string() in only]
-        if not keys:
-            continue
-        names = {k.to_user_string() for k in keys}
+    for n, (wave, partition_key, keys) in enumerate(runs, 1):
+        names = [k.to_user_string() for k in keys]
         ops = {op: {"config": cfg} for op, cfg in (op_config or {}).items() if op in names}
-        for partition_key in partition_keys(partitions_def, dataset):
-            log(f"materializing {', '.join(k.to_user_string() for k in keys)} [{partition_key or '-'}]")
-            _run(job, instance, partition_key, keys, {**(run_config or {}), **({"ops": ops} if ops else {})})
+        head = f"[run {n}/{len(runs)}] wave {wave} · {partition_key or 'unpartitioned'} ·"
+        log(f"{head} {', '.join(names)} started")
+        start = time.monotonic()
+        try:
+            _run(job, instance, partition_key, keys, {**(run_config or {}), **({"ops": ops} if ops else {})},
+                 tags={"visit/wave": str(wave)})
+        except Exception:
+            log(f"{head} FAILED after {duration(time.monotonic() - start)}")
+            raise
+        log(f"{head} done in {duration(time.monotonic() - start)}")
 
 
 def regenerate(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance, max_rounds: int = 50,

@@ -1,9 +1,11 @@
 """Conversations domain, shared by both recipes: generated_conversations (+ attempts) ->
-filtered_conversations (+ rejects) -> visit_export."""
+filtered_conversations (+ rejects) -> visit_export (of the selected subset, or of every filtered
+conversation: its run config)."""
 
 import io
 import json
 from dataclasses import replace
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -19,6 +21,7 @@ from ...lib.instructify import registry as registry_mod
 from ...lib.instructify import sampling as sampling_mod
 from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib.models import identity as identity_mod
 from ...lib import versions as versions_mod
 from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
@@ -27,14 +30,14 @@ from ..waves import REGENERATED
 from ..llm.resources import LLMResource
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview
-from ..partitions import dataset_and_shard, dataset_partitions, image_partitions
+from ..partitions import dataset_and_shard, dataset_partitions, image_partitions, shard_partitions
 from ..resources import StoreResource
 from . import checks
 
 GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
     "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
 FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
-EXPORT_VERSION = code_version(export_mod, versions_mod)
+EXPORT_VERSION = code_version(export_mod, versions_mod, identity_mod)  # identity: NOT_REAL names the not-real models
 
 
 class GenerationConfig(dg.Config):
@@ -144,22 +147,16 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
 
 
 def _rule_reason(row: dict) -> str | None:
-    """Rule filters on every gpt turn (MM-Instruct's list; they apply to both recipes' answers)."""
+    """The row's recipe's rule filters on every gpt turn (filters.RULES_BY_RECIPE: MM-Instruct's
+    rules for its answers, generic hygiene only for Instructify's verified ones)."""
     turns = [t["value"] for t in row.get("turns") or [] if t["from"] == "gpt"]
-    if not turns:
-        return "empty"
-    last_finish = row.get("finish_reason") if row.get("recipe") == answer_mod.RECIPE else None
-    for i, text in enumerate(turns):
-        reason = filters_mod.check_answer(text, last_finish if i == len(turns) - 1 else None)
-        if reason:
-            return reason
-    return None
+    return filters_mod.check_conversation(row["recipe"], turns, row.get("finish_reason"))
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("filtered_conversations", deps=["generated_conversations"], group_name="conversations",
-                     description="Conversations that pass the rule filters and (MM-Instruct) the LLM fit check.",
+                     description="Conversations that pass their recipe's rule filters and (MM-Instruct) the LLM fit check.",
                      tags=REGENERATED, kinds={"parquet"}),
         dg.AssetSpec("conversation_rejects", deps=["generated_conversations"], group_name="conversations",
                      description="Every generated conversation the filters removed, with the reason.",
@@ -214,21 +211,65 @@ def _changes(parquet, dataset: str, current: str | None) -> dict:
     return versions_mod.manifest_changes(parquet, dataset, before[-1] if before else None, current)
 
 
+class ExportConfig(dg.Config):
+    """What visit_export writes. "selected": the selected subset (InstructionGPT-4's selection, as
+    before). "filtered": every conversation of filtered_conversations, all shards of the dataset:
+    the whole accepted set, as Instructify regenerates a dataset (LLaVA-158K from COCO, say)."""
+
+    source: Literal["selected", "filtered"] = "selected"
+
+
+def _shards() -> list[int]:
+    return [int(s) for s in shard_partitions.get_partition_keys()]
+
+
+def _selected(parquet, dataset: str) -> tuple[pl.DataFrame, dict]:
+    """The selected subset and the manifest fields that name it."""
+    frame = parquet.read("selected_subset", dataset)
+    selection = parquet.current("selected_subset", dataset) or {}
+    return frame, {"dataset_version": selection.get("dataset_version"),
+                   "selection_data_version": selection.get("data_version")}
+
+
+def _filtered(parquet, dataset: str) -> tuple[pl.DataFrame, dict]:
+    """Every filtered conversation of every shard (image order) and the manifest fields that name
+    them. A shard never filtered fails the run: an export that silently misses a shard would lie."""
+    shards = _shards()
+    pointers = {s: parquet.current("filtered_conversations", dataset, s) for s in shards}
+    missing = [s for s, p in pointers.items() if p is None]
+    if missing:
+        raise dg.Failure(f"filtered_conversations is not materialized for shard(s) {missing} of dataset {dataset!r}: "
+                         "materialize it for every shard before exporting source 'filtered'")
+    frame = parquet.read_shards("filtered_conversations", dataset, shards)
+    if "conversation_id" in frame.columns:
+        frame = frame.sort("image_key", "conversation_id")
+    ingest = parquet.current("source_records", dataset) or {}
+    return frame, {"dataset_version": ingest.get("dataset_version"),
+                   "filtered_data_versions": {str(s): p.get("data_version") for s, p in pointers.items()}}
+
+
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
+          # filtered_conversations reaches it through selected_subset (quality_scores reads every shard), so
+          # an edit regenerates it once; a direct shard dependency made the sensor export twice after an
+          # edit touching every shard (tests/daemon). The manifest names the filtered versions it read.
           deps=["selected_subset"], tags=REGENERATED)
-def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    """LLaVA JSON of the selected subset, in a new folder per content version: never overwritten."""
+def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store: StoreResource) -> dg.MaterializeResult:
+    """LLaVA JSON of the selected subset (run config `source: selected`, the default) or of every
+    filtered conversation of the dataset (`source: filtered`), in a new folder per content version:
+    never overwritten. The manifest names the source, so the two never share a folder."""
     dataset = safe_name(context.partition_key, "dataset")  # it becomes a folder name below
     parquet = store.store()
-    frame = parquet.read("selected_subset", dataset)
+    frame, source_fields = (_filtered if config.source == "filtered" else _selected)(parquet, dataset)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
     items = export_mod.to_llava(conversations)
-    selection = parquet.current("selected_subset", dataset) or {}
-    fields = {"dataset": dataset, "dataset_version": selection.get("dataset_version"),
-              "source_dataset_versions": sorted({v for v in frame["source_dataset_version"] if v})
-              if "source_dataset_version" in frame.columns else [],
-              "selection_data_version": selection.get("data_version"),
-              "changes_since_previous_dataset_version": _changes(parquet, dataset, selection.get("dataset_version")),
+    if config.source == "filtered":
+        source_versions = sorted({v for v in frame["dataset_version"] if v}) if "dataset_version" in frame.columns else []
+    else:
+        source_versions = sorted({v for v in frame["source_dataset_version"] if v}) \
+            if "source_dataset_version" in frame.columns else []
+    fields = {"dataset": dataset, "export_source": config.source, **source_fields,
+              "source_dataset_versions": source_versions,
+              "changes_since_previous_dataset_version": _changes(parquet, dataset, source_fields["dataset_version"]),
               **export_mod.export_summary(conversations)}
     table = io.BytesIO()
     frame.write_parquet(table)  # the full rows (scores and lineage included) beside the LLaVA JSON
@@ -240,7 +281,12 @@ def visit_export(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
         pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version")),
         export_version=manifest["version"])
     folder = settings.home() / "exports" / dataset / manifest["version"]
+    if manifest["not_real_models"]:
+        context.log.warning(f"export {manifest['version']} holds text or scores of models without real weights: "
+                            f"{manifest['not_real_models']} (manifest field not_real_models)")
     return dg.MaterializeResult(data_version=dg.DataVersion(manifest["version"]), metadata={
-        "dagster/row_count": len(items), "export_folder": dg.MetadataValue.path(str(folder)),
+        "dagster/row_count": len(items), "export_source": config.source,
+        "not_real_models": dg.MetadataValue.json(manifest["not_real_models"]),
+        "export_folder": dg.MetadataValue.path(str(folder)),
         "manifest": dg.MetadataValue.json(json.loads(json.dumps(manifest, default=str))),
     })

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Iterable, Sequence
 
 import dagster as dg
@@ -156,9 +157,20 @@ def run_llm_batch(
     reqs: Sequence[LLMRequest] = list(requests)
     log.info(f"[{label}] {len(reqs)} requests on {client.backend.kind} {client.identity.label()}")
 
+    first: list[tuple[float, int]] = []  # the first report comes before anything is sent: done = cache hits
+
     def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if not first:
+            first.append((now, done))
+        t0, hits = first[0]
         pct = 100.0 * done / total if total else 100.0
-        log.info(f"[{label}] {done}/{total} ({pct:.0f}%) done")
+        message = f"[{label}] {done}/{total} ({pct:.0f}%) done, {hits} from cache"
+        if hits < done < total and now > t0:
+            rate = (done - hits) / (now - t0)
+            eta = (total - done) / rate
+            message += f", {rate:.2f} req/s, ETA {f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'}"
+        log.info(message)
 
     try:
         results = client.generate(reqs, progress=progress)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from visit_assets.lib.ids import content_hash, file_sha256
+from visit_assets.lib.models.identity import NOT_REAL
 
 IMAGE_TOKEN = "<image>"
 DATA_FILE = "llava.json"
@@ -110,7 +111,36 @@ def export_summary(conversations: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "verify_prompt_versions": sorted({c.get("verify_prompt_version") for c in conversations if c.get("verify_prompt_version")}),
         "seeds": sorted({c["seed"] for c in conversations if c.get("seed") is not None}),
         "imported_sources": sorted({c["source"] for c in conversations if c.get("recipe") == "imported" and c.get("source")}),
+        "not_real_models": not_real_models(conversations),
     }
+
+
+# The weights markers of a label ("name@<first 12 characters of the weights>") that are not real
+# weights. Read from identity.NOT_REAL, the single list: a marker added there (random-init,
+# unconfigured, no-model, stand-in, ...) is reported here with no change to this module.
+_NOT_REAL_MARKS = frozenset(w[:12] for w in NOT_REAL)
+
+
+def _label_weights(label: Any) -> str | None:
+    """The weights part of a model label ("name@weights12", optionally followed by " (note)")."""
+    if not isinstance(label, str):
+        return None
+    head = label.split(" (", 1)[0].strip()
+    return head.rsplit("@", 1)[1] if "@" in head else None
+
+
+def not_real_models(conversations: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Labels of the models named on these rows whose weights are not real (identity.NOT_REAL):
+    the generating model (`model`, or `llm_model` + `llm_weights`), the verifiers and the scorers
+    (`<score>_model`). Their text or scores are not data; the manifest says so instead of hiding it."""
+    found: set[str] = set()
+    for c in conversations:
+        labels = [c.get("model"), *(c.get("verifier_models") or [])]
+        labels += [v for k, v in c.items() if k.endswith("_model") and k != "llm_model"]
+        if c.get("llm_model") and c.get("llm_weights"):
+            labels.append(f"{c['llm_model']}@{str(c['llm_weights'])[:12]}")
+        found |= {label.split(" (", 1)[0].strip() for label in labels if _label_weights(label) in _NOT_REAL_MARKS}
+    return sorted(found)
 
 
 def _data_bytes(items: Sequence[Mapping[str, Any]]) -> bytes:
@@ -209,6 +239,6 @@ def read_export(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 __all__ = [
-    "ExportExistsError", "ExportInvalidError", "export_summary", "export_version", "read_export",
+    "ExportExistsError", "ExportInvalidError", "export_summary", "export_version", "not_real_models", "read_export",
     "to_llava", "validate_llava", "write_export",
 ]

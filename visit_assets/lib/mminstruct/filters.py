@@ -2,8 +2,20 @@
 check, and the LLaVA conversation format (MM-Instruct section 2.3).
 
 Every rule takes the answer text (and the finish reason where relevant) and returns a reason
-string when the answer must be dropped, or None. `check_answer` runs them in order and returns the
-first reason. Thresholds are keyword arguments so a run can record the values it used.
+string when the answer must be dropped, or None. `check_answer` runs the rules of one recipe
+(`RULES_BY_RECIPE`) in order and returns the first reason; `check_conversation` does it for every
+answer of a conversation. Thresholds are keyword arguments so a run can record the values it used.
+
+Which rules apply to which recipe (`RULES_BY_RECIPE`, the one place that says so):
+- MM-Instruct ("mm-instruct") answers get every rule: its paper drops incomplete answers and
+  invalid repeat patterns (section 2.3); the 15-word floor, the refusal and the source-leak rules
+  are this project's reading of "low-quality instances" for free-text answers to an instruction.
+- Instructify ("instructify") verifies every QA pair against the facts and drops the cut-off last
+  pair of a truncated reply itself (instructify/sampling.py); the reference implementation applies
+  no filter after that. Several of its types ask for short answers ("B) red", "No, it is brown.",
+  a one-line caption), so it gets no length floor and no mid-sentence rule, only generic hygiene:
+  a loop, a refusal, or a mention of the text it was given (the facts, captions, numbered fact
+  references), which its prompts forbid because it breaks the "looking at the image" setting.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 # reasons
 TRUNCATED = "truncated"  # stopped at max_tokens
@@ -132,40 +144,92 @@ _SOURCE = re.compile(
     r"|\b(?:provided|given|above|following) (?:text|information|details|context)\b"
     r"|\bbased on (?:the|this) (?:text|information|details?|context)\b"
     r"|\b(?:as )?(?:described|mentioned|stated|listed) (?:above|in the (?:text|description|caption))\b"
-    r"|\bknown facts\b|\bcoarse position\b",
+    r"|\bknown facts\b|\bcoarse position\b"
+    # Instructify's inputs: numbered facts ("[3]", "fact 3", "the facts") and box annotations
+    # (not a bare "the facts": "the facts of the matter" is ordinary prose)
+    r"|\b(?:given|provided|listed|numbered|above|following) facts\b|\b(?:according to|from|in) the facts\b"
+    r"|\bthe facts (?:given|provided|listed|above|say|state|mention)\b|\bfacts? (?:no\.? ?|number |#)?\d+\b"
+    r"|\[\d{1,3}\]|\bbounding box(?:es)?\b",
     re.I,
 )
 
 
 def mentions_source(answer: str) -> str | None:
     """The answer talks about the text it was given ("the description", "the caption", "the text
-    provided", "based on the information"), which breaks the illusion of seeing the image."""
+    provided", "based on the information", "the facts", a numbered fact reference such as "[2]",
+    "bounding boxes"), which breaks the illusion of seeing the image."""
     return SOURCE_LEAK if _SOURCE.search(answer or "") else None
 
 
-Rule = Callable[..., "str | None"]
+Rule = Callable[[str, "str | None", int], "str | None"]  # (text, finish_reason, min_words) -> reason
+
+# The rules by name. A recipe's tuple in RULES_BY_RECIPE gives the order they run in (the first
+# reason is reported); EMPTY is checked before any of them, for every recipe.
+RULES: dict[str, Rule] = {
+    "truncated": lambda text, finish, min_words: truncated(text, finish),
+    "repetition": lambda text, finish, min_words: repetition(text),
+    "too_short": lambda text, finish, min_words: too_short(text, min_words=min_words),
+    "refusal": lambda text, finish, min_words: refusal(text),
+    "mentions_source": lambda text, finish, min_words: mentions_source(text),
+}
+
+# Recipe names as conversation rows carry them (mminstruct/answer.py RECIPE and
+# instructify/sampling.py RECIPE; a test keeps them equal, this module imports neither).
+MMINSTRUCT = "mm-instruct"
+INSTRUCTIFY = "instructify"
+
+# Which rules apply to which recipe's answers (see the module docstring for why).
+RULES_BY_RECIPE: dict[str, tuple[str, ...]] = {
+    # the most specific reason first: a refusal or a source leak is usually short too
+    MMINSTRUCT: ("truncated", "repetition", "refusal", "mentions_source", "too_short"),
+    INSTRUCTIFY: ("repetition", "refusal", "mentions_source"),
+}
 
 
-def check_answer(answer: str | None, finish_reason: str | None = None, *, min_words: int = MIN_WORDS) -> str | None:
-    """The first reason to drop this answer (in REASONS order), or None when it passes every rule."""
+def rules_for(recipe: str) -> tuple[str, ...]:
+    """The rule names of a recipe; an unknown recipe is an error, never a silent default."""
+    try:
+        return RULES_BY_RECIPE[recipe]
+    except KeyError:
+        raise ValueError(f"no filter rules for recipe {recipe!r} (known: {sorted(RULES_BY_RECIPE)})") from None
+
+
+def check_answer(answer: str | None, finish_reason: str | None = None, *, min_words: int = MIN_WORDS,
+                 recipe: str = MMINSTRUCT) -> str | None:
+    """The first reason to drop this answer under `recipe`'s rules (in that recipe's order), or None
+    when it passes them all. The default recipe is MM-Instruct: every rule."""
+    rules = rules_for(recipe)
     text = (answer or "").strip()
     if not text:
         return EMPTY
-    return (
-        truncated(text, finish_reason)
-        or repetition(text)
-        or too_short(text, min_words=min_words)
-        or refusal(text)
-        or mentions_source(text)
-    )
+    for name in rules:
+        reason = RULES[name](text, finish_reason, min_words)
+        if reason:
+            return reason
+    return None
+
+
+def check_conversation(recipe: str, answers: Sequence[str | None], finish_reason: str | None = None) -> str | None:
+    """The first reason to drop a conversation: its recipe's rules on each assistant answer, in
+    turn order. `finish_reason` is the generation's, so it applies to the last answer only; no
+    answer at all is EMPTY."""
+    answers = list(answers)
+    if not answers:
+        return EMPTY
+    for i, text in enumerate(answers):
+        reason = check_answer(text, finish_reason if i == len(answers) - 1 else None, recipe=recipe)
+        if reason:
+            return reason
+    return None
 
 
 def filter_settings() -> dict[str, Any]:
-    """The thresholds in force (record them with a run)."""
+    """The thresholds in force and the rules applied to each recipe (record them with a run)."""
     return {
         "min_words": MIN_WORDS, "ngram": NGRAM, "max_ngram_repeats": MAX_NGRAM_REPEATS,
         "max_duplicate_ngram_share": MAX_DUPLICATE_NGRAM_SHARE, "max_same_word_run": MAX_SAME_WORD_RUN,
         "max_same_line": MAX_SAME_LINE, "mid_sentence_min_words": MID_SENTENCE_MIN_WORDS,
+        "rules_by_recipe": {recipe: list(rules) for recipe, rules in RULES_BY_RECIPE.items()},
     }
 
 

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 RANDOM_INIT = "random-init"  # weights were never loaded: scores are meaningless and must say so
 UNCONFIGURED = "unconfigured"  # no model configured: the score is absent, not faked
 NO_MODEL = "no-model"  # a model-free stand-in (the echo backend): its text is never data
-NOT_REAL = (RANDOM_INIT, UNCONFIGURED, NO_MODEL)
+STAND_IN = "stand-in"  # a test instrument that imitates a competent model (visit_assets/lib/standin): its text is never data
+NOT_REAL = (RANDOM_INIT, UNCONFIGURED, NO_MODEL, STAND_IN)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,16 @@
+"""A stand-in model: a TEST INSTRUMENT that imitates a competent LLM behind an OpenAI-compatible
+server, so the whole generation path can be rehearsed offline, with faults planted on purpose.
+
+It is never a default backend and its model name says what it is (`STAND_IN_MODEL`); the openai
+backend records its output with weights `stand-in`, which counts as not real everywhere
+(visit_assets/lib/models/identity.py), so nothing it writes can pass for real data.
+
+    recognise.py  which of the product's prompts a request is (read from the prompt files)
+    scene.py      the facts / description a prompt carries, parsed into a small scene model
+    replies.py    competent, grounded replies per prompt role
+    faults.py     planted faults: which request gets which, deterministically
+    server.py     the HTTP server: replies, faults, serving-speed emulation, the fault log
+    scoring.py    the log against the product's outputs: precision and recall per filter
+"""
+
+STAND_IN_MODEL = "visit-stand-in-NOT-A-MODEL"

@@ -1,0 +1,170 @@
+"""A rehearsal of a real run: the whole graph on the embedded sample, every LLM request answered
+by the stand-in (a TEST INSTRUMENT imitating a competent model, with planted faults), then the
+product's outputs scored against the stand-in's log.
+
+Everything lands under <VISIT_HOME>/rehearsal (its own store, LLM cache, Dagster instance and
+exports), so rehearsal rows never mix with real ones; they name the stand-in as their model, with
+weights `stand-in` (not real). `visit-assets rehearse` runs it; bench/standin_rehearsal.py keeps
+the raw report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from . import settings
+from .lib.standin import STAND_IN_MODEL
+from .lib.standin.faults import FaultPlan
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = ".visit-rehearsal"  # only a folder holding it is ever deleted by a rehearsal
+
+# Faults planted by default: enough of each to measure every check on 16 images.
+DEFAULT_FAULTS = {"unsupported": 0.12, "truncated": 0.06, "repetition": 0.06, "refusal": 0.05, "unparseable": 0.05,
+                  "empty": 0.04, "source_leak": 0.06, "too_short": 0.06, "server_error": 0.05, "slow": 0.01}
+# The reference's sampling knobs (10 iterations, 1000 tokens): the stand-in is fast, the laptop
+# shortcuts of run-sample are not needed.
+OP_CONFIG = {"selected_subset": {"alpha_fraction": 0.5}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _environment(home: Path, base_url: str) -> dict[str, str]:
+    return {"VISIT_HOME": str(home), "VISIT_STORE": str(home / "store"), "DAGSTER_HOME": str(home / "dagster_home"),
+            "VISIT_DATASETS": str(home / "datasets"), "VISIT_LLM_BACKEND": "openai", "VISIT_LLM_BASE_URLS": base_url,
+            "VISIT_LLM_SERVED_MODEL": STAND_IN_MODEL, "VISIT_LLM_CACHE": str(home / "store" / "llm_cache.sqlite"),
+            "VISIT_LLM_CONCURRENCY": "4"}
+
+
+def run(home: Path | None = None, plan: FaultPlan | None = None, *, generation: dict | None = None,
+        fresh: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the sample through the stand-in and return the report (also written to home/report.json).
+
+    `generation`: config of generated_conversations (e.g. {"prompt_weights": {...}})."""
+    import dagster as dg
+
+    from .lib.standin.server import StandInServer
+    from .run_command import environment
+
+    home = Path(home or settings.home() / "rehearsal").resolve()
+    if fresh and home.exists():
+        if any(home.iterdir()) and not (home / MARKER).exists():
+            raise ValueError(f"{home} exists and is not a rehearsal folder (no {MARKER}): choose another --home")
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / MARKER).write_text("made by visit-assets rehearse; deleted and remade by the next rehearsal here\n")
+    plan = plan or FaultPlan(DEFAULT_FAULTS)
+    with StandInServer(plan, log_path=home / "stand_in_log.jsonl") as server, \
+            environment(_environment(home, server.base_url)):
+        from .definitions import defs
+        from .runner import run_dataset
+
+        (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+        shutil.copytree(settings.sample_dataset(), home / "datasets" / "sample")
+        with dg.DagsterInstance.get() as instance:
+            op_config = {**OP_CONFIG, **({"generated_conversations": generation} if generation else {})}
+            run_dataset(defs, "sample", instance, run_config=QUIET, op_config=op_config, log=log)
+        report = build_report(home, server.log, server.answered, plan, generation)
+    (home / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return report
+
+
+def _rows(store, asset: str, dataset: str, shards: list[int] | None) -> list[dict]:
+    frame = store.read_shards(asset, dataset, shards) if shards is not None else store.read(asset, dataset)
+    return frame.to_dicts()
+
+
+def _facts_digests(store, shards: list[int]) -> dict[str, int]:
+    """Per image, the digest of its numbered facts as the verification prompt shows them."""
+    from .lib.instructify.registry import format_facts
+    from .lib.standin.phrasing import digest
+
+    facts = store.read_shards("image_facts", "sample", shards)
+    return {iid: digest(format_facts(group["text"].to_list()))
+            for (iid,), group in facts.group_by("image_id", maintain_order=True)}
+
+
+def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan,
+                 generation: dict | None = None) -> dict[str, Any]:
+    from .lib.instructify.export import read_export
+    from .lib.instructify.registry import load_registry
+    from .lib.instructify.sampling import llm_seed
+    from .lib.standin import scoring
+    from .lib.storage import ParquetStore
+
+    store = ParquetStore(home / "store")
+    shards = list(range(settings.n_shards()))
+    attempts = _rows(store, "conversation_attempts", "sample", shards)
+    generated = _rows(store, "generated_conversations", "sample", shards)
+    kept = _rows(store, "filtered_conversations", "sample", shards)
+    rejects = _rows(store, "conversation_rejects", "sample", shards)
+    seed = (generation or {}).get("seed", 0)  # GenerationConfig.seed
+    ins = [c for c in kept if c["recipe"] == "instructify"]
+    probabilities = load_registry().probabilities()
+    tried = Counter(a["prompt_id"] for a in attempts if a.get("recipe") == "instructify" and a["status"] != "stopped")
+    n_tried = sum(tried.values())
+    turns = Counter(len(c["turns"]) // 2 for c in ins)
+    exports = sorted((home / "exports" / "sample").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    items, manifest = read_export(exports[-1].parent) if exports else ([], {})
+    pairwise = _rows(store, "pairwise_evaluation", "sample", None)
+    return {
+        "model": STAND_IN_MODEL, "faults_planted_at": dict(plan.rates), "fault_seed": plan.seed,
+        "planted": scoring.planted(log),
+        "transport": scoring.transport_report(log, answered),
+        "instructify": {
+            "attempts_by_prompt": dict(sorted(tried.items())),
+            "registry_share": {k: round(v, 4) for k, v in sorted(probabilities.items())},
+            "attempt_share_z": {k: round((tried[k] - n_tried * p) / math.sqrt(n_tried * p * (1 - p)), 2)
+                                for k, p in sorted(probabilities.items()) if 0 < p < 1 and n_tried},
+            "accepted_by_prompt": dict(sorted(Counter(c["prompt_id"] for c in ins).items())),
+            "pairs_per_conversation": dict(sorted(turns.items())),
+            "image_token_only_first": sum(1 for c in ins if _image_token_ok(c["turns"])),
+            "conversations": len(ins),
+            **scoring.instructify_report(log, attempts, generated, kept, rejects, lambda i, it: llm_seed(i, seed, it),
+                                        _facts_digests(store, shards)),
+        },
+        "mminstruct": {
+            "generated_instructions_ok": sum(1 for r in _rows(store, "generated_instructions", "sample", shards) if r["status"] == "ok"),
+            "merged_ok": sum(1 for r in _rows(store, "clustered_instructions", "sample", None) if r["status"] == "ok"),
+            "described_images": len(_rows(store, "image_descriptions", "sample", shards)),
+            "matches": len(_rows(store, "instruction_matches", "sample", shards)),
+            "answers": sum(1 for c in generated if c["recipe"] == "mm-instruct"),
+            "kept": sum(1 for c in kept if c["recipe"] == "mm-instruct"),
+            **scoring.mminstruct_report(log, attempts, generated, kept, rejects),
+        },
+        "rejects_by_reason": dict(sorted(Counter(r.get("reason") for r in rejects).items())),
+        "selection": {"selected": len(_rows(store, "selected_subset", "sample", None)),
+                      "pairwise_rows": len(pairwise),
+                      "pairwise_outcomes": dict(sorted(Counter(str(r["outcome"]) for r in pairwise).items()))},
+        "export": {"items": len(items), "folder": str(exports[-1].parent) if exports else None,
+                   "models": manifest.get("models"), "not_real_models": manifest.get("not_real_models")},
+    }
+
+
+def _image_token_ok(turns: list[dict]) -> bool:
+    return turns[0]["value"].count("<image>") == 1 and all("<image>" not in t["value"] for t in turns[1:])
+
+
+def summary(report: dict[str, Any], home: Path) -> str:
+    """What a user reads after `visit-assets rehearse`: the mix, each check, where the rows are."""
+    ins, mm = report["instructify"], report["mminstruct"]
+    checks = {**{f"instructify: {k}": v for k, v in ins["checks"].items()},
+              **{f"mm-instruct: {k}": v for k, v in mm["checks"].items()}}
+    lines = ["", f"Rehearsal with the stand-in ({report['model']}: a test instrument, its rows are marked not real)",
+             f"Instructify conversations accepted by prompt type: {ins['accepted_by_prompt']}",
+             f"MM-Instruct: {mm['generated_instructions_ok']} instructions, {mm['merged_ok']} merged, {mm['matches']} matched, "
+             f"{mm['answers']} answers, {mm['kept']} kept",
+             f"Planted faults: {report['planted']}", "", f"{'check':62} {'tp':>4} {'fp':>4} {'fn':>4}  precision  recall"]
+    lines += [f"{n:62} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4}  {str(c['precision']):>9}  {str(c['recall']):>6}"
+              for n, c in checks.items()]
+    lines += ["", f"Clean replies not kept: {ins['clean_replies_not_kept'] or 'none'} (Instructify), "
+              f"{mm['clean_answers_not_kept'] or 'none'} (MM-Instruct)",
+              f"Answered requests sent twice: {report['transport']['answered_more_than_once']}",
+              f"Export: {report['export']['folder']} ({report['export']['items']} conversations)",
+              f"Report: {home / 'report.json'}; stand-in log: {home / 'stand_in_log.jsonl'}; store: {home / 'store'}"]
+    return "\n".join(lines)
