@@ -45,7 +45,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """A dataset folder through the whole graph, or the named assets, with a config file."""
-    from .run_command import RunFile, UsageError, environment, load_run_file, parse_assets
+    from .lib.environment import environment
+    from .run_command import RunFile, UsageError, load_run_file, parse_assets
 
     try:
         run_file = load_run_file(args.config) if args.config else RunFile()

@@ -33,7 +33,7 @@ OP_CONFIG = {"selected_subset": {"alpha_fraction": 0.5}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _environment(home: Path, base_url: str) -> dict[str, str]:
+def _rehearsal_env(home: Path, base_url: str) -> dict[str, str]:
     return {"VISIT_HOME": str(home), "VISIT_STORE": str(home / "store"), "DAGSTER_HOME": str(home / "dagster_home"),
             "VISIT_DATASETS": str(home / "datasets"), "VISIT_LLM_BACKEND": "openai", "VISIT_LLM_BASE_URLS": base_url,
             "VISIT_LLM_SERVED_MODEL": STAND_IN_MODEL, "VISIT_LLM_CACHE": str(home / "store" / "llm_cache.sqlite"),
@@ -48,7 +48,7 @@ def run(home: Path | None = None, plan: FaultPlan | None = None, *, generation: 
     import dagster as dg
 
     from .lib.standin.server import StandInServer
-    from .run_command import environment
+    from .lib.environment import environment
 
     home = Path(home or settings.home() / "rehearsal").resolve()
     if fresh and home.exists():
@@ -59,7 +59,7 @@ def run(home: Path | None = None, plan: FaultPlan | None = None, *, generation: 
     (home / MARKER).write_text("made by visit-assets rehearse; deleted and remade by the next rehearsal here\n")
     plan = plan or FaultPlan(DEFAULT_FAULTS)
     with StandInServer(plan, log_path=home / "stand_in_log.jsonl") as server, \
-            environment(_environment(home, server.base_url)):
+            environment(_rehearsal_env(home, server.base_url)):
         from .definitions import defs
         from .runner import run_dataset
 

@@ -24,8 +24,6 @@ import difflib
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,21 +116,6 @@ def load_run_file(path: str | Path) -> RunFile:
         else:
             out.ops[key] = _mapping(value, f"{path}: {key}")
     return out
-
-
-@contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """Set `env` for the duration (the file's values win over the shell's), then restore."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _config_errors(error) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from visit_assets.lib.environment import environment
 from visit_assets.lib.ids import file_sha256
 
 # Files that hold weights, in the order transformers prefers them within one folder.
@@ -33,10 +33,7 @@ def hub_offline() -> Iterator[None]:
     Used around loads of local files, where any hub request would be an accident.
     """
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    with _OFFLINE_LOCK:
-        saved_env = {k: os.environ.get(k) for k in keys}
-        for k in keys:
-            os.environ[k] = "1"
+    with _OFFLINE_LOCK, environment({k: "1" for k in keys}):
         constants = None
         saved_const = None
         try:
@@ -49,11 +46,6 @@ def hub_offline() -> Iterator[None]:
         try:
             yield
         finally:
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
             if constants is not None:
                 constants.HF_HUB_OFFLINE = saved_const
 

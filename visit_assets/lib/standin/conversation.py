@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from . import phrasing as P
-from .scene import Scene, numbered_facts, scene_from_facts, unsupported_words, words_of
+from .scene import Scene, scene_from_facts, unsupported_words, words_of
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,8 @@ def render_pairs(pairs: list[Pair]) -> str:
 def verify(values: dict[str, str]) -> tuple[str, bool]:
     """(reply, supported): True with the supporting fact numbers when every word of the answer is
     accounted for by the facts (or is the stand-in's own neutral phrasing)."""
-    facts = numbered_facts(values["facts"])
     s = scene_from_facts(values["facts"])
+    facts = s.facts
     bad = unsupported_words(values["answer"], s.words(), P.NEUTRAL)
     if bad:
         return P.VERIFY_FALSE, False
