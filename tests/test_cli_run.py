@@ -217,3 +217,26 @@ def test_folder_placement_and_the_launchpad_form(tmp_path, env):
                                                  "selected_subset: {alpha_fraction: 0.5}\n")
     assert load_run_file(config).ops == {"generated_conversations": {"max_iterations": 3},
                                          "selected_subset": {"alpha_fraction": 0.5}}
+
+
+def test_a_batch_shows_its_start_and_summary_and_few_lines_between():
+    import io
+    import logging
+
+    from visit_assets.progress import TerminalProgress
+
+    out = io.StringIO()
+    handler = TerminalProgress(out, every_s=3600)
+    messages = ["[qa] 0/20 (0%) done, 0 from cache", "[qa] 2/20 (10%) done, 0 from cache, 1.00 req/s, ETA 18 s",
+                "[qa] 4/20 (20%) done, 0 from cache, 1.00 req/s, ETA 16 s",
+                "[qa] 20 requests, 0 cache hits, 20 sent, 100 tokens out at 5.0 tok/s",
+                "[qa] done: 20 requests, 0 cache hits, 20 sent, 100 tokens out at 5.0 tok/s",
+                "[qa] 0/8 (0%) done, 3 from cache"]  # the next batch starts afresh
+    for message in messages:
+        record = logging.LogRecord("x", logging.INFO, "", 0, message, None, None)
+        record.dagster_meta = {"step_key": "image_facts", "orig_message": message}
+        handler.handle(record)
+    assert out.getvalue().splitlines() == [
+        "  image_facts · qa: 0/20 (0%) · 0 cached",
+        "  image_facts · qa: 20 requests · 0 cached · 20 sent · 100 tokens out · 5.0 tok/s",
+        "  image_facts · qa: 0/8 (0%) · 3 cached"]

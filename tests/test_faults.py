@@ -334,7 +334,7 @@ def test_endpoint_dies_mid_run_clear_error_finished_kept_rerun_sends_the_rest(pr
         assert f"LLM endpoint(s) unavailable after retries: {server.url}" in out, out[-4000:]
         assert "ConnectError" in out or "Connection refused" in out, out[-4000:]
         round_1 = reference["conversation_attempts"].filter(pl.col("status") != "stopped").height  # one per image
-        assert "[conversations round 2] stopped: LLM endpoint(s) unavailable" in out  # round 1 went through
+        assert "[verification round 1 (checker)] stopped: LLM endpoint(s) unavailable" in out  # generation went through
         assert f"{DIE_AFTER - round_1} answers of this batch are cached; re-run to resume" in out, out[-4000:]
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
             failed = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE]

@@ -12,7 +12,7 @@ import pytest
 from visit_assets import rehearsal
 from visit_assets.lib.instructify.export import read_export
 from visit_assets.lib.instructify.registry import load_registry
-from visit_assets.lib.standin import STAND_IN_MODEL
+from visit_assets.lib.standin import STAND_IN_MODEL, role_model
 from visit_assets.lib.standin.faults import FaultPlan
 
 pytestmark = pytest.mark.slow
@@ -104,3 +104,14 @@ def test_selection_pairwise_and_export_say_what_made_them(report):
     assert len(items) == sel["selected"]
     assert manifest["models"] == [f"{STAND_IN_MODEL}@stand-in"]
     assert f"{STAND_IN_MODEL}@stand-in" in manifest["not_real_models"]  # never passes for real data
+
+
+def test_each_role_is_answered_by_its_own_model_and_its_rows_name_it(report):
+    """The rehearsal serves each role under its own name (VISIT_<ROLE>_LLM_SERVED_MODEL): requests
+    reach the role's model, and the rows each role makes name that model, not the generator."""
+    expected = {"generator": [STAND_IN_MODEL], **{r: [role_model(r)] for r in ("checker", "judge", "pairwise")}}
+    assert report["models_by_role"]["requests"] == expected
+    assert report["models_by_role"]["rows"] == expected
+    manifest = read_export(report["export"]["folder"])[1]
+    assert manifest["verifier_models"] == [f"{role_model('checker')}@stand-in"]
+    assert f"{role_model('checker')}@stand-in" in manifest["not_real_models"]

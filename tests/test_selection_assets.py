@@ -19,7 +19,7 @@ import pytest
 from visit_assets import settings
 from visit_assets.defs.llm.resources import LLMResource
 from visit_assets.definitions import build_defs
-from visit_assets.lib.instructify.export import validate_llava
+from visit_assets.lib.instructify.export import read_export, validate_llava
 from visit_assets.lib.llm import LLMCache, LLMClient
 from visit_assets.lib.llm.echo_backend import EchoBackend
 from visit_assets.lib.llm.types import finish_result
@@ -104,7 +104,7 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
     imported, rejects = store.read("imported_conversations", "sample"), store.read("imported_rejects", "sample")
     assert imported.height + rejects.height == len(items)  # nothing lost
     qc_rejected = set(store.read_shards("metadata_rejects", "sample", SHARDS)["image_key"].drop_nulls())
-    assert rejects.height and set(rejects["reason"]) == {"image_not_grouped"}
+    assert rejects.height and set(rejects["reason"]) == {"image_failed_metadata_qc"} and rejects["metadata_qc"].is_not_null().all()
     assert {json.loads(d)["image"] for d in rejects["detail"]} <= qc_rejected  # e.g. the 64 px image
 
     scores = store.read("quality_scores", "sample")
@@ -236,3 +236,51 @@ def test_an_edited_imported_file_regenerates_the_selection_chain_and_nothing_els
         assert _meta(instance, "quality_scores")["llm_sent"].value == 1  # only the edited answer is judged
     scores = ParquetStore(home / "store").read("quality_scores", "sample")
     assert scores.filter(pl.col("answer").str.contains("visor reflects")).height == 1
+
+
+def test_imported_flat_rows_and_llava_items_are_exported_as_valid_llava(home):
+    """Issue #19: existing data in every accepted form (flat rows and LLaVA items, JSON / JSONL /
+    Parquet, with and without <image>) goes import -> scores -> selection -> export, and the export
+    is valid LLaVA; an image that metadata QC rejected says so on its imported items' rejects."""
+    src = settings.sample_dataset()
+    ds = home / "datasets" / "reselect"
+    shutil.copytree(src / "images", ds / "images")
+    shutil.copytree(src / "annotations", ds / "annotations")
+    keys = ["astronaut.jpg", "coffee.jpg", "chelsea_cat.jpg", "rocket_launch.jpg", "grass.jpg", "brick_wall.jpg"]
+    flat = [{"image": k, "instruction": f"What stands out in this photo? ({i})", "answer": f"{k} answer {i} " * (3 + i),
+             "clip_score": 20.0 + j + i, "clip_model": "ViT-L-14@openai", "judge_score": 50 + i + j,
+             "judge_model": "gpt-4"} for j, k in enumerate(keys) for i in range(2)]
+    (ds / "conversations").mkdir()
+    pl.DataFrame(flat).write_parquet(ds / "conversations" / "flat.parquet")  # no <image>
+    with_token = [{**r, "instruction": "<image>\n" + r["instruction"].replace("stands out", "is shown")} for r in flat]
+    (ds / "conversations" / "flat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in with_token))
+    llava = [{"id": f"l{j}", "image": k, "conversations": [
+        {"from": "human", "value": "Describe the image."}, {"from": "gpt", "value": f"It shows {k}. " * 4},
+        {"from": "human", "value": "Anything else?"}, {"from": "gpt", "value": "Nothing more."}]}
+        for j, k in enumerate(keys + ["cat_eye_tiny.jpg"])]  # the 64 px image: rejected by QC
+    (ds / "conversations" / "llava.json").write_text(json.dumps(llava))
+    misplaced = {"image": "coffee.jpg", "conversations": [{"from": "human", "value": "Describe."},
+                                                         {"from": "gpt", "value": "<image> A cup."}]}
+    (ds / "conversations" / "llava.jsonl").write_text(
+        "".join(json.dumps({**item, "conversations": [{"from": "human", "value": "<image>\nDescribe the image."},
+                                                      *item["conversations"][1:]]}) + "\n" for item in llava[:3])
+        + json.dumps(misplaced) + "\n")
+    with dg.instance_for_test() as instance:
+        run_dataset(build_defs(llm=ScriptedLLM()), "reselect", instance, only=UPSTREAM + SELECTION + ["visit_export"],
+                    op_config={"selected_subset": {"alpha_fraction": 0.5}}, log=lambda _: None)
+    store = ParquetStore(home / "store")
+    imported, rejects = store.read("imported_conversations", "reselect"), store.read("imported_rejects", "reselect")
+    given = len(flat) + len(with_token) + len(llava) + 4
+    assert imported.height + rejects.height == given  # nothing lost
+    assert sorted(rejects.select("reason", "metadata_qc").rows()) == [
+        # llava.jsonl repeats three llava.json items with the token written out: the same item
+        ("duplicate", None), ("duplicate", None), ("duplicate", None),
+        ("image_failed_metadata_qc", "image_too_small"), ("image_token_misplaced", None)]
+    assert imported.height == len(flat) + len(with_token) + len(keys)
+    firsts = [t[0]["value"] for t in imported["turns"].to_list()]
+    assert all(v.count("<image>") == 1 for v in firsts)
+    export = store.read("visit_export", "reselect")
+    items, manifest = read_export(home / "exports" / "reselect" / export["export_version"][0])  # validated
+    subset = store.read("selected_subset", "reselect")
+    assert len(items) == subset.height > 0 and {i["id"] for i in items} == set(subset["conversation_id"])
+    assert manifest["counts"]["conversations"] == len(items)

@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
@@ -83,13 +84,29 @@ def llm_line(step: str | None, message: str) -> str | None:
 
 
 class TerminalProgress(logging.Handler):
-    """Prints the LLM progress of every run's steps; `line` prints the runner's run lines."""
+    """Prints the LLM progress of every run's steps; `line` prints the runner's run lines.
 
-    def __init__(self, stream: TextIO | None = None):
+    A batch shows its first line (what is cached), then at most one progress line every
+    `every_s` seconds, and its summary: short batches (the sample's rounds) take two lines."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 10.0):
         super().__init__(level=logging.INFO)
         self._stream = stream  # None: sys.stdout at the time of printing (what pytest captures)
         self._lock = threading.Lock()
         self.lines = 0  # LLM lines printed
+        self.every_s = every_s
+        self._shown: dict[tuple, float] = {}  # (step, batch label) -> when its last progress line was printed
+
+    def _worth_showing(self, step: str | None, message: str) -> bool:
+        label = message[1:message.find("]")] if message.startswith("[") else ""
+        key, now = (step, label), time.monotonic()
+        if not _PROGRESS.match(message):
+            self._shown.pop(key, None)  # the batch's summary (or stop): the next batch starts afresh
+            return True
+        if key in self._shown and now - self._shown[key] < self.every_s:
+            return False
+        self._shown[key] = now
+        return True
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -104,7 +121,7 @@ class TerminalProgress(logging.Handler):
                 return
             message = meta.get("orig_message") or record.getMessage()
             text = llm_line(meta.get("step_key"), message)
-            if text:
+            if text and self._worth_showing(meta.get("step_key"), message):
                 self.line(text)
                 self.lines += 1
         except Exception:  # a progress line must never fail a run

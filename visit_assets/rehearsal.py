@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import settings
-from .lib.standin import STAND_IN_MODEL
+from .lib.standin import STAND_IN_MODEL, role_model
 from .lib.standin.faults import FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,24 @@ OP_CONFIG = {"selected_subset": {"alpha_fraction": 0.5}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+# Which product role (LLMResource.role) sends each stand-in prompt role; the rest are the generator's.
+ROLE_OF_PROMPT = {"verify": "checker", "fit": "checker", "judge": "judge", "pairwise": "pairwise",
+                  "pairwise_example": "pairwise"}
+OTHER_ROLES = ("checker", "judge", "pairwise")
+
+
 def _rehearsal_env(home: Path, base_url: str) -> dict[str, str]:
-    return {"VISIT_HOME": str(home), "VISIT_STORE": str(home / "store"), "DAGSTER_HOME": str(home / "dagster_home"),
+    """The stand-in plays every role under the role's own name, as separate models would be; every
+    other LLM variable of the caller's shell is blanked (empty counts as unset), so nothing of a
+    real deployment (its endpoints, keys, model names) takes part."""
+    from .defs.llm.resources import role_env_name, role_env_names
+
+    env = {name: "" for name in role_env_names()}
+    env.update({"VISIT_LLM_API_KEY_ENV": "", "VISIT_LLM_MODEL_PATH": ""})
+    for role in OTHER_ROLES:
+        env.update({role_env_name(role, "backend"): "openai", role_env_name(role, "base_urls"): base_url,
+                    role_env_name(role, "served_model"): role_model(role)})
+    return {**env, "VISIT_HOME": str(home), "VISIT_STORE": str(home / "store"), "DAGSTER_HOME": str(home / "dagster_home"),
             "VISIT_DATASETS": str(home / "datasets"), "VISIT_LLM_BACKEND": "openai", "VISIT_LLM_BASE_URLS": base_url,
             "VISIT_LLM_SERVED_MODEL": STAND_IN_MODEL, "VISIT_LLM_CACHE": str(home / "store" / "llm_cache.sqlite"),
             "VISIT_LLM_CONCURRENCY": "4"}
@@ -143,7 +159,28 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
                       "pairwise_outcomes": dict(sorted(Counter(str(r["outcome"]) for r in pairwise).items()))},
         "export": {"items": len(items), "folder": str(exports[-1].parent) if exports else None,
                    "models": manifest.get("models"), "not_real_models": manifest.get("not_real_models")},
+        "models_by_role": _models_by_role(store, shards, log, ins, kept, pairwise),
     }
+
+
+def _models_by_role(store, shards: list[int], log: list[dict], instructify: list[dict], kept: list[dict],
+                    pairwise: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """Which model answered each role's requests (the stand-in's log), and which model each role's
+    rows name: every role must show its own model and nothing else."""
+    served: dict[str, set[str]] = {}
+    for entry in log:
+        if entry.get("model"):
+            served.setdefault(ROLE_OF_PROMPT.get(entry["role"], "generator"), set()).add(entry["model"])
+    scores = _rows(store, "quality_scores", "sample", None)
+    named = {
+        "generator": {c["model"] for c in instructify},
+        "checker": {m for c in instructify for m in c["verifier_models"]}
+        | {c["fit_model"] for c in kept if c.get("fit_model")},
+        "judge": {r["judge_model"] for r in scores if r.get("judge_raw") is not None and r.get("judge_status") != "imported"},
+        "pairwise": {r["judge_model"] for r in pairwise},
+    }
+    return {"requests": {k: sorted(v) for k, v in sorted(served.items())},
+            "rows": {k: sorted(m.split("@", 1)[0] for m in v) for k, v in named.items()}}
 
 
 def _image_token_ok(turns: list[dict]) -> bool:

@@ -62,8 +62,10 @@ def _mapping(value: Any, where: str) -> dict:
 
 
 def known_env_names() -> set[str]:
-    """Every VISIT_* variable the package reads (named in its source)."""
-    names: set[str] = set()
+    """Every VISIT_* variable the package reads (named in its source, or made per LLM role)."""
+    from .defs.llm.resources import role_env_names
+
+    names: set[str] = role_env_names()
     for path in PACKAGE.rglob("*.py"):
         names.update(ENV_NAME.findall(path.read_text(encoding="utf-8", errors="replace")))
     return names

@@ -52,6 +52,9 @@ def edit_caption(dataset_dir, image: str) -> None:
     replace_text(path, json.dumps(coco))
 
 
+# Four phases, each bounded by its own waits; the whole took about 11 min here: the default 15-min
+# test timeout left too little room on a busy machine.
+@pytest.mark.timeout(1800)
 def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_depends_on_it(daemon: Watch):
     automated = automated_assets()
     assert {"visit_export", "quality_scores", "generated_conversations"} <= automated

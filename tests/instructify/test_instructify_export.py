@@ -123,3 +123,20 @@ def test_refuses_invalid_items_and_reserved_fields(tmp_path, conversations):
     assert not any(tmp_path.iterdir())
     with pytest.raises(ValueError, match="may not set"):
         write_export(to_llava(conversations), tmp_path, {"counts": 1})
+
+
+def test_an_invalid_export_says_which_stage_made_the_bad_items():
+    from visit_assets.lib.instructify.export import invalid_items_report, to_llava
+
+    def conversation(cid, recipe, first, source=None):
+        return {"conversation_id": cid, "image_key": "a.jpg", "recipe": recipe, "source": source,
+                "turns": [{"from": "human", "value": first}, {"from": "gpt", "value": "An answer."}]}
+
+    good = [conversation("g1", "instructify", "<image>\nWhat is it?")]
+    assert invalid_items_report(to_llava(good), good) is None
+    rows = good + [conversation("i1", "imported", "What is it?", "flat.parquet"),
+                   conversation("i2", "imported", "Where?", "flat.parquet"),
+                   conversation("m1", "mm-instruct", "<image><image> Why?")]
+    report = invalid_items_report(to_llava(rows), rows)
+    assert report.startswith("3 of 4 items are not valid LLaVA, made by imported (flat.parquet): 2, mm-instruct: 1.")
+    assert "i1: <image> must occur exactly once, found 0" in report and "m1: <image> must occur exactly once, found 2" in report

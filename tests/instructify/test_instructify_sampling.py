@@ -293,3 +293,18 @@ def test_echo_client_through_the_loop(sample_records, registry):
     assert all(a["model"] == client.identity.label() and len(a["generation_cache_key"]) == 32 for a in its)
     assert client.stats.requests == 4  # two rounds, no verification needed
     check_accounting(convs, attempts)
+
+
+def test_a_separate_verifier_gets_every_verification_and_nothing_else(sample_records, registry, fakes):
+    """The checker role: verification requests go to `verify`, and the rows name its model."""
+    from visit_assets.lib.models.identity import ModelIdentity
+
+    checker_model = ModelIdentity(name="checker-70b", weights="c" * 64, kind="llm")
+    records = [sample_records[k] for k in ("astronaut.jpg", "coffee.jpg")]
+    generator = fakes.LLM()
+    checker = fakes.LLM(verify=lambda image_id, it, j, req: fakes.result("True", request=req, model=checker_model))
+    convs, attempts = sample_conversations(records, registry, generator, SamplingConfig(), seed=0, verify=checker)
+    assert convs and set(generator.kinds()) == {"generate"} and set(checker.kinds()) == {"verify"}
+    assert all(c["model"] == fakes.model.label() and c["verifier_models"] == [checker_model.label()] for c in convs)
+    same, _ = sample_conversations(records, registry, fakes.LLM(), SamplingConfig(), seed=0)
+    assert [c["turns"] for c in same] == [c["turns"] for c in convs]  # who verifies changes no sampling

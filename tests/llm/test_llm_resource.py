@@ -122,3 +122,90 @@ def test_outage_is_logged_and_raised(tmp_path):
     with pytest.raises(LLMUnavailableError):
         run_llm_batch(context, client, [LLMRequest.chat("q")])
     assert any(level == "error" and "re-run to resume" in m for level, m in context.log.lines)
+
+
+ROLE_ENV = [f"VISIT_{r}_LLM_{f}" for r in ("CHECKER", "JUDGE", "PAIRWISE")
+            for f in ("BACKEND", "MODEL_PATH", "MODEL_NAME", "MODEL_WEIGHTS", "BASE_URLS", "SERVED_MODEL", "API_KEY_ENV")]
+
+
+@pytest.fixture
+def no_role_env(monkeypatch):
+    for var in ROLE_ENV:
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_every_role_is_the_generator_unless_configured(no_role_env, tmp_path):
+    llm = LLMResource(backend="echo", cache_path=str(tmp_path / "c.sqlite"))
+    for role in ("generator", "checker", "judge", "pairwise"):
+        assert llm.role(role).get_client() is llm.get_client()  # one model loaded, not four
+    with pytest.raises(ValueError, match="unknown LLM role"):
+        llm.role("critic")
+
+
+def test_a_role_takes_its_own_model_from_config_or_env(no_role_env, monkeypatch, tmp_path):
+    from visit_assets.defs.llm.resources import LLMRoleConfig
+
+    monkeypatch.setenv("VISIT_LLM_BACKEND", "openai")
+    monkeypatch.setenv("VISIT_LLM_BASE_URLS", "http://10.0.0.1:8000/v1")
+    monkeypatch.setenv("VISIT_LLM_SERVED_MODEL", "small-7b")
+    monkeypatch.setenv("VISIT_JUDGE_LLM_SERVED_MODEL", "big-70b")
+    llm = LLMResource(model_name="small", model_weights="w" * 12, cache_path=str(tmp_path / "c.sqlite"),
+                      pairwise=LLMRoleConfig(base_urls="http://10.0.0.9:8000/v1", served_model="judge-72b"))
+    generator, judge, pairwise = (llm.role(r).get_client() for r in ("generator", "judge", "pairwise"))
+    assert generator.identity.name == "small" and llm.role("checker").get_client() is generator
+    # another model: the generator's identity override is not inherited, the endpoint is
+    assert judge.identity.name == "big-70b" and judge.identity.weights == "endpoint:big-70b"
+    assert judge.backend.base_urls == ["http://10.0.0.1:8000/v1"]
+    assert pairwise.identity.name == "judge-72b" and pairwise.backend.base_urls == ["http://10.0.0.9:8000/v1"]
+
+
+def test_a_role_setting_endpoint_fields_on_a_local_backend_is_an_error(no_role_env, monkeypatch):
+    monkeypatch.setenv("VISIT_CHECKER_LLM_SERVED_MODEL", "big-70b")
+    with pytest.raises(ValueError, match=r"\['served_model'\], which the 'echo' backend does not read; set VISIT_CHECKER_LLM_BACKEND"):
+        LLMResource(backend="echo").role("checker")
+    monkeypatch.setenv("VISIT_CHECKER_LLM_BACKEND", "openai")
+    monkeypatch.setenv("VISIT_CHECKER_LLM_BASE_URLS", "http://10.0.0.9:8000/v1")
+    monkeypatch.setenv("VISIT_CHECKER_LLM_MODEL_PATH", "/models/x.gguf")
+    with pytest.raises(ValueError, match=r"\['model_path'\], which the 'openai' backend does not read"):
+        LLMResource(backend="echo").role("checker")
+
+
+def test_the_generators_api_key_never_goes_to_another_endpoint(no_role_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("VISIT_LLM_BACKEND", "openai")
+    monkeypatch.setenv("VISIT_LLM_BASE_URLS", "https://api.example.com/v1")
+    monkeypatch.setenv("VISIT_LLM_SERVED_MODEL", "hosted-8b")
+    monkeypatch.setenv("VISIT_LLM_API_KEY_ENV", "HOSTED_KEY")
+    llm = LLMResource(cache_path=str(tmp_path / "c.sqlite"))
+    monkeypatch.setenv("VISIT_JUDGE_LLM_SERVED_MODEL", "hosted-70b")  # same endpoint: same key
+    assert llm.role("judge").get_client().backend.api_key_env == "HOSTED_KEY"
+    monkeypatch.setenv("VISIT_JUDGE_LLM_BASE_URLS", "http://10.0.0.9:8000/v1")  # another endpoint: say which key
+    with pytest.raises(ValueError, match="VISIT_JUDGE_LLM_API_KEY_ENV"):
+        llm.role("judge")
+    monkeypatch.setenv("VISIT_JUDGE_LLM_API_KEY_ENV", "none")
+    assert llm.role("judge").get_client().backend.api_key_env is None
+
+
+def test_identity_is_kept_for_the_same_model_and_pairwise_follows_the_judge(no_role_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("VISIT_LLM_BACKEND", "openai")
+    monkeypatch.setenv("VISIT_LLM_BASE_URLS", "http://10.0.0.1:8000/v1")
+    monkeypatch.setenv("VISIT_LLM_SERVED_MODEL", "small-7b")
+    llm = LLMResource(model_name="small", model_weights="w" * 12, cache_path=str(tmp_path / "c.sqlite"))
+    monkeypatch.setenv("VISIT_CHECKER_LLM_SERVED_MODEL", "small-7b")  # the same model, said again
+    assert llm.role("checker").get_client().identity == llm.get_client().identity  # its answers stay cached
+    monkeypatch.setenv("VISIT_JUDGE_LLM_SERVED_MODEL", "big-70b")
+    assert llm.role("pairwise").get_client().identity.name == "big-70b"  # unset: the judge's model
+
+
+def test_role_batches_count_requests_as_llm_and_name_the_role_model(no_role_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("VISIT_JUDGE_LLM_BACKEND", "echo")  # another backend than the generator's (never loaded here)
+    llm = LLMResource(backend="llama_cpp", cache_path=str(tmp_path / "c.sqlite"))
+    context = SimpleNamespace(log=RecordingLog())
+    _, meta = llm.role("judge").run_batch(context, [LLMRequest.chat(f"q {i}") for i in range(3)], label="judge")
+    assert meta["llm_sent"] == 3 and meta["judge_llm_model"] == "echo" and "llm_model" not in meta
+    assert any("[judge (judge)] 3/3" in m for _, m in context.log.lines)
+
+
+def test_a_run_file_may_set_the_role_variables():
+    from visit_assets.run_command import known_env_names
+
+    assert {"VISIT_CHECKER_LLM_SERVED_MODEL", "VISIT_JUDGE_LLM_BASE_URLS", "VISIT_PAIRWISE_LLM_BACKEND"} <= known_env_names()

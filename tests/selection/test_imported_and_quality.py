@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from visit_assets.lib.ids import image_id
+from visit_assets.lib.instructify.export import validate_llava
 from visit_assets.lib.selection import evaluation, imported, quality
 
 DS = "ds"
@@ -32,7 +33,7 @@ def test_llava_and_flat_items_become_rows_with_content_ids(tmp_path):
                                     {"image": "b.jpg", "instruction": "Describe.", "answer": "Bricks."}])
     assert rejects == []
     assert [r["image_key"] for r in rows] == ["a.jpg", "b.jpg"]
-    assert rows[1]["turns"] == [{"from": "human", "value": "Describe."}, {"from": "gpt", "value": "Bricks."}]
+    assert rows[1]["turns"] == [{"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "Bricks."}]
     again, _ = load(tmp_path, [llava("a.jpg", "What is it?", "A cup.")], name="y.json")
     assert again[0]["conversation_id"] == rows[0]["conversation_id"]  # content hash, not file or position
 
@@ -54,9 +55,42 @@ def test_every_bad_item_is_a_reject_with_its_reason(tmp_path):
     rows, rejects = load(tmp_path, items)
     assert len(rows) == 1 and len(rows) + len(rejects) == len(items)
     assert [r["reason"] for r in rejects] == [
-        "duplicate", "unsafe_image_path", "image_not_grouped", "turns_not_alternating", "no_answer", "bad_turn",
+        "duplicate", "unsafe_image_path", "image_not_in_dataset", "turns_not_alternating", "no_answer", "bad_turn",
         "bad_score", "bad_score", "no_image", "not_an_object"]
     assert [r["item_index"] for r in rejects] == list(range(1, 11))
+
+
+def test_every_row_is_a_valid_llava_item_with_the_image_token_once_in_the_first_turn(tmp_path):
+    def turns(*values):
+        return [{"from": "human" if i % 2 == 0 else "gpt", "value": v} for i, v in enumerate(values)]
+
+    items = [
+        {"image": "a.jpg", "instruction": "What is on the table?", "answer": "A cup."},  # flat: token added
+        {"image": "a.jpg", "conversations": turns("Describe it.", "Bricks.", "And the colour?", "Red.")},
+        {"image": "a.jpg", "conversations": turns("What is this?\n<image>", "A cup.")},  # LLaVA's other placement: kept
+        {"image": "b.jpg", "conversations": turns("Describe.", "Bricks.", "<image>\nMore?", "No.")},  # later turn
+        {"image": "b.jpg", "conversations": turns("<image> <image> Describe.", "Bricks.")},  # twice
+        {"image": "b.jpg", "conversations": turns("Describe.", "Bricks.", "And then?")},  # ends with a question
+        {"image": "b.jpg", "conversations": turns("<image>", "Bricks.")},  # no instruction besides the token
+    ]
+    rows, rejects = load(tmp_path, items)
+    assert [r["turns"][0]["value"] for r in rows] == ["<image>\nWhat is on the table?", "<image>\nDescribe it.",
+                                                      "What is this?\n<image>"]
+    assert rows[1]["turns"][2]["value"] == "And the colour?"  # later turns untouched
+    assert [(r["item_index"], r["reason"]) for r in rejects] == [
+        (3, "image_token_misplaced"), (4, "image_token_misplaced"), (5, "invalid_llava_item"), (6, "invalid_llava_item")]
+    export = [{"id": r["conversation_id"], "image": r["image_key"], "conversations": r["turns"]} for r in rows]
+    assert validate_llava(export) == []
+
+
+def test_an_image_without_grouped_metadata_says_whether_qc_rejected_it(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps([llava("thin.jpg", "Q?", "A."), llava("absent.jpg", "Q?", "A.")]), encoding="utf-8")
+    qc = {image_id(DS, "thin.jpg"): "caption_too_short, no_usable_metadata"}
+    rows, rejects = imported.load_imported([(path, "x.json")], DS, KNOWN, qc)
+    assert rows == [] and [(r["reason"], r["metadata_qc"]) for r in rejects] == [
+        ("image_failed_metadata_qc", "caption_too_short, no_usable_metadata"), ("image_not_in_dataset", None)]
+    assert json.loads(rejects[0]["detail"])["image"] == "thin.jpg"  # the item as given
 
 
 def test_an_unreadable_file_is_one_reject_and_other_files_still_load(tmp_path):

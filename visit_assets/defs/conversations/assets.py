@@ -59,12 +59,13 @@ class GenerationConfig(dg.Config):
             generation=SamplingParams(temperature=self.temperature, max_tokens=self.max_tokens), consume=self.consume)
 
 
-def _instructify(parquet, dataset, shard, config, generate):
+def _instructify(parquet, dataset, shard, config, generate, verify):
     facts = parquet.read("image_facts", dataset, shard)
     records = [{"image_id": iid, "image_key": group["image_key"][0], "facts": group.drop("image_key").to_dicts()}
                for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
     registry = registry_mod.load_registry(weights=config.prompt_weights or None)
-    conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(), config.seed)
+    conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(),
+                                                                config.seed, verify=verify)
     return records, conversations, attempts
 
 
@@ -112,7 +113,9 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     parquet = store.store()
     parent = parquet.current("image_facts", dataset, shard)
     generate = LLMRounds(context, llm, "conversations")
-    records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate)
+    checker = llm.role("checker")
+    verify = LLMRounds(context, checker, "verification", shares=generate)
+    records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify)
     summary = sampling_mod.summarize(conversations, attempts)  # Instructify's own accounting
     mm_conversations, mm_attempts = _mminstruct(context, parquet, dataset, shard, config, generate)
     conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
@@ -126,7 +129,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
         attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
     matches = parquet.current("instruction_matches", dataset, shard)
     version = content_hash(parent["data_version"], matches and matches["data_version"], GENERATION_VERSION,
-                           model.as_dict(), config.model_dump())
+                           model.as_dict(), checker.get_client().identity.as_dict(), config.model_dump())
     for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
         parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                       code_version=GENERATION_VERSION)
@@ -177,8 +180,9 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
     items = [{"image_id": r["image_id"], "instruction_id": r["instruction_id"], "description": description[r["image_id"]],
               "instruction": r["turns"][0]["value"].replace("<image>", "").strip()} for r in to_check]
     jobs = answer_mod.fit_requests(items)
-    results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="fit check") if jobs else ([], {})
-    fit_keys = {}
+    checker = llm.role("checker")
+    results, llm_meta = checker.run_batch(context, [j.request for j in jobs], label="fit check") if jobs else ([], {})
+    fit_keys, checked_by = {}, checker.get_client().identity.label()
     for row, job, result in zip(to_check, jobs, results):
         fits = answer_mod.fit_row(job, result)["fits"]
         fit_keys[row["conversation_id"]] = result.cache_key
@@ -189,9 +193,10 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
     if rows:
         rejected = rejected.with_columns(pl.col("conversation_id").replace_strict(reasons, default=None).alias("reason"))
         fit_key = pl.col("conversation_id").replace_strict(fit_keys, default=None, return_dtype=pl.String)
-        kept, rejected = kept.with_columns(fit_key.alias("fit_cache_key")), rejected.with_columns(fit_key.alias("fit_cache_key"))
+        fit_model = pl.when(fit_key.is_not_null()).then(pl.lit(checked_by)).otherwise(None).alias("fit_model")
+        kept, rejected = (f.with_columns(fit_key.alias("fit_cache_key"), fit_model) for f in (kept, rejected))
     version = content_hash(parent["data_version"], FILTER_VERSION, filters_mod.filter_settings(),
-                           llm.get_client().identity.as_dict())
+                           checker.get_client().identity.as_dict())
     for name, out in (("filtered_conversations", kept), ("conversation_rejects", rejected)):
         parquet.write(name, dataset, version, out.with_columns(pl.lit(FILTER_VERSION).alias("filter_version")), shard,
                       dataset_version=parent["dataset_version"], code_version=FILTER_VERSION)
@@ -262,6 +267,9 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
     frame, source_fields = (_filtered if config.source == "filtered" else _selected)(parquet, dataset)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
     items = export_mod.to_llava(conversations)
+    invalid = export_mod.invalid_items_report(items, conversations)
+    if invalid:  # before anything is written: every earlier export version stays as it was
+        raise dg.Failure(f"export of {dataset!r} refused: {invalid}. Earlier export versions are untouched.")
     if config.source == "filtered":
         source_versions = sorted({v for v in frame["dataset_version"] if v}) if "dataset_version" in frame.columns else []
     else:

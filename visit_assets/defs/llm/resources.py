@@ -13,6 +13,13 @@ Every setting left unset falls back to an environment variable read when the cli
     timeout_s      VISIT_LLM_TIMEOUT_S      per-request read timeout (default 120)
     max_retries    VISIT_LLM_MAX_RETRIES    retries on 429/5xx/connection errors (default 5)
     cache_path     VISIT_LLM_CACHE          default <VISIT_STORE or ./visit_data/store>/llm_cache.sqlite
+
+One model per role (the papers judge with a stronger model than the one that generates). The
+generator is the settings above; `checker` (Instructify's verifier, MM-Instruct's fit check),
+`judge` (InstructionGPT-4's quality score) and `pairwise` (the pairwise evaluation) each take the
+model fields of `LLMRoleConfig`, from the resource's field of that name, else from
+VISIT_<ROLE>_LLM_<FIELD> (e.g. VISIT_JUDGE_LLM_SERVED_MODEL), else the generator's. Endpoint pool
+limits and the answer cache are shared; cache keys name the model, so roles never share answers.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import dagster as dg
 
@@ -33,6 +40,27 @@ from ...lib.llm.cache import open_cache
 _clients: dict[tuple[int, str], LLMClient] = {}
 _clients_lock = threading.Lock()
 
+GENERATOR = "generator"
+ROLES = (GENERATOR, "checker", "judge", "pairwise")
+# The fields a role may set, with the suffix of their VISIT_<ROLE>_LLM_* variables.
+ROLE_FIELDS = {"backend": "BACKEND", "model_path": "MODEL_PATH", "model_name": "MODEL_NAME",
+               "model_weights": "MODEL_WEIGHTS", "base_urls": "BASE_URLS", "served_model": "SERVED_MODEL",
+               "api_key_env": "API_KEY_ENV"}
+ROLE_FALLBACK = {"pairwise": "judge"}  # unset, the pairwise judge is the quality judge's model
+NO_KEY = "none"  # a role's api_key_env: its endpoints take no key
+# The role fields each backend reads; a role setting another is refused (it would be ignored).
+BACKEND_READS = {"openai": {"base_urls", "served_model", "api_key_env", "model_name", "model_weights"},
+                 "vllm": {"model_path", "model_name", "model_weights"}, "llama_cpp": {"model_path"}, "echo": set()}
+
+
+def role_env_name(role: str, field: str) -> str:
+    return f"VISIT_{role.upper()}_LLM_{ROLE_FIELDS[field]}"
+
+
+def role_env_names() -> set[str]:
+    """Every VISIT_<ROLE>_LLM_* variable (the other roles' models)."""
+    return {role_env_name(r, f) for r in ROLES if r != GENERATOR for f in ROLE_FIELDS}
+
 
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
@@ -44,8 +72,21 @@ def default_cache_path() -> str:
     return _env("VISIT_LLM_CACHE") or str(settings.store_root() / "llm_cache.sqlite")
 
 
+class LLMRoleConfig(dg.Config):
+    """The model of one role; unset fields are the generator's (identity overrides only when the
+    role names the same model)."""
+
+    backend: str | None = None
+    model_path: str | None = None
+    model_name: str | None = None
+    model_weights: str | None = None
+    base_urls: str | None = None
+    served_model: str | None = None
+    api_key_env: str | None = None
+
+
 class LLMResource(dg.ConfigurableResource):
-    """Which model answers LLM requests, and where its answers are cached."""
+    """Which model answers LLM requests in each role, and where its answers are cached."""
 
     backend: str | None = None
     model_path: str | None = None
@@ -72,7 +113,35 @@ class LLMResource(dg.ConfigurableResource):
     # cache
     cache_path: str | None = None
     use_cache: bool = True
+    # the other roles' models (default: the generator)
+    checker: LLMRoleConfig | None = None
+    judge: LLMRoleConfig | None = None
+    pairwise: LLMRoleConfig | None = None
 
+    def role_overrides(self, role: str) -> dict[str, str]:
+        """The model fields `role` sets itself (its config field, else VISIT_<ROLE>_LLM_*), over
+        those of the role it falls back to (pairwise: the judge's)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown LLM role {role!r}; choose one of {ROLES}")
+        if role == GENERATOR:
+            return {}
+        values = self.role_overrides(ROLE_FALLBACK[role]) if role in ROLE_FALLBACK else {}
+        config = getattr(self, role)
+        for field in ROLE_FIELDS:
+            value = (getattr(config, field) if config else None) or _env(role_env_name(role, field))
+            if value:
+                values[field] = value
+        return values
+
+    def role(self, role: str) -> "RoleLLM":
+        """The model of `role`: this resource's client when the role sets nothing of its own."""
+        overrides = self.role_overrides(role)
+        if not overrides:
+            return RoleLLM(role, self.get_client)
+        generator = {k: getattr(self, k) for k in type(self).model_fields if k not in ROLES}
+        kind, settings = _role_settings(role, overrides, type(self)(**{**generator, **overrides}), self)
+        cache_path = self.resolved_cache_path()
+        return RoleLLM(role, lambda: _client(kind, settings, cache_path))
     def backend_kind(self) -> str:
         kind = self.backend or _env("VISIT_LLM_BACKEND") or "llama_cpp"
         if kind not in BACKENDS:
@@ -123,35 +192,92 @@ class LLMResource(dg.ConfigurableResource):
 
     def get_client(self) -> LLMClient:
         """The client for this configuration, built once per process (the model loads once)."""
-        kind, kwargs, cache_path = self.backend_kind(), self.backend_settings(), self.resolved_cache_path()
-        key = (os.getpid(), stable_json([kind, kwargs, str(cache_path)]))
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                backend = make_backend(kind, **kwargs)
-                client = _clients[key] = LLMClient(backend, open_cache(cache_path) if cache_path else None)
-        return client
+        return _client(self.backend_kind(), self.backend_settings(), self.resolved_cache_path())
 
     def run_batch(
         self, context: Any, requests: Iterable[LLMRequest], *, label: str = "llm"
     ) -> tuple[list[LLMResult], dict[str, Any]]:
-        """Run a batch, logging progress to context.log; return (results, materialization metadata)."""
+        """Run a batch on the generator, logging progress to context.log; return (results, materialization metadata)."""
         return run_llm_batch(context, self.get_client(), requests, label=label)
 
 
-def llm_metadata(client: LLMClient, prefix: str = "llm_") -> dict[str, Any]:
-    """The last batch's stats + model identity as flat Dagster metadata (no secrets: no URLs, no keys)."""
-    ident = client.identity
+def _client(kind: str, kwargs: dict[str, Any], cache_path: str | None) -> LLMClient:
+    key = (os.getpid(), stable_json([kind, kwargs, str(cache_path)]))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            backend = make_backend(kind, **kwargs)
+            client = _clients[key] = LLMClient(backend, open_cache(cache_path) if cache_path else None)
+    return client
+
+
+def _settings_or_none(resource: LLMResource) -> tuple[str, dict[str, Any]] | None:
+    try:
+        return resource.backend_kind(), resource.backend_settings()
+    except ValueError:  # the generator itself is misconfigured: its own steps say so
+        return None
+
+
+def _role_settings(role: str, overrides: dict[str, str], merged: LLMResource,
+                   generator: LLMResource) -> tuple[str, dict[str, Any]]:
+    """(backend kind, settings) of a role's model: the generator's settings with the role's fields
+    over them. Refuses fields the role's backend would ignore, and a generator's API key inherited
+    by other endpoints; another model never inherits the generator's identity override."""
+    kind = merged.backend_kind()
+    ignored = set(overrides) - BACKEND_READS[kind] - {"backend"}
+    if ignored:
+        raise ValueError(f"the {role} model sets {sorted(ignored)}, which the {kind!r} backend does not read; "
+                         f"set {role_env_name(role, 'backend')} (or its `backend` field) to the backend they belong to")
+    settings = dict(merged.backend_settings())
+    mine = _settings_or_none(generator)
+    same_model = mine is not None and mine[0] == kind and all(
+        settings.get(k) == mine[1].get(k) for k in ("model_path", "model", "base_urls", "served_model"))
+    if not same_model:
+        for field, key in (("model_name", "model_name"), ("model_weights", "weights")):
+            if key in settings and field not in overrides:
+                settings[key] = None
+    if kind == "openai":
+        if overrides.get("api_key_env", "").lower() == NO_KEY:
+            settings["api_key_env"] = None
+        elif ("api_key_env" not in overrides and settings.get("api_key_env")
+              and (mine is None or mine[0] != "openai" or mine[1]["base_urls"] != settings["base_urls"])):
+            raise ValueError(f"the {role} model's endpoints are not the generator's, so the generator's API key "
+                             f"({settings['api_key_env']}) is not sent to them: set {role_env_name(role, 'api_key_env')} "
+                             f"to the name of the variable holding their key, or to {NO_KEY!r}")
+    return kind, settings
+
+class RoleLLM:
+    """One role's model: its client, and batches whose metadata names the role's model
+    (`judge_llm_model`); request counts stay `llm_*`, so a step's `llm_sent` counts every role."""
+
+    def __init__(self, role: str, client: Callable[[], LLMClient]):
+        self.role, self._client = role, client
+        self.model_prefix = "llm_" if role == GENERATOR else f"{role}_llm_"
+
+    def get_client(self) -> LLMClient:
+        return self._client()
+
+    def run_batch(
+        self, context: Any, requests: Iterable[LLMRequest], *, label: str = "llm"
+    ) -> tuple[list[LLMResult], dict[str, Any]]:
+        return run_llm_batch(context, self.get_client(), requests, label=f"{label} ({self.role})"
+                             if self.role != GENERATOR else label, model_prefix=self.model_prefix)
+
+
+def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | None = None) -> dict[str, Any]:
+    """The last batch's stats (`prefix`) + model identity (`model_prefix`, default `prefix`) as flat
+    Dagster metadata (no secrets: no URLs, no keys)."""
+    ident, model_prefix = client.identity, model_prefix or prefix
     meta: dict[str, Any] = {f"{prefix}{k}": v for k, v in client.last_stats.as_dict().items()}
-    meta[f"{prefix}backend"] = client.backend.kind
-    meta[f"{prefix}model"] = ident.name
-    meta[f"{prefix}model_weights"] = ident.weights
-    meta[f"{prefix}model_label"] = ident.label()
+    meta[f"{model_prefix}backend"] = client.backend.kind
+    meta[f"{model_prefix}model"] = ident.name
+    meta[f"{model_prefix}model_weights"] = ident.weights
+    meta[f"{model_prefix}model_label"] = ident.label()
     return meta
 
 
 def run_llm_batch(
-    context: Any, client: LLMClient, requests: Iterable[LLMRequest], *, label: str = "llm"
+    context: Any, client: LLMClient, requests: Iterable[LLMRequest], *, label: str = "llm", model_prefix: str = "llm_"
 ) -> tuple[list[LLMResult], dict[str, Any]]:
     log = context.log
     reqs: Sequence[LLMRequest] = list(requests)
@@ -179,7 +305,7 @@ def run_llm_batch(
         cached = s.completed - s.failures.get("error", 0)  # error results are retried, never cached
         log.error(f"[{label}] stopped: {exc}. {cached} answers of this batch are cached; re-run to resume.")
         raise
-    meta = llm_metadata(client)
+    meta = llm_metadata(client, model_prefix=model_prefix)
     s = client.last_stats
     log.info(
         f"[{label}] done: {s.requests} requests, {s.cache_hits} cache hits, {s.sent} sent, "

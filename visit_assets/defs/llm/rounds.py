@@ -3,18 +3,21 @@
 from typing import Any
 
 from ...lib.llm import LLMRequest, LLMResult
-from .resources import LLMResource
+from .resources import LLMResource, RoleLLM
 
 _NOT_SUMMED = {"llm_tokens_per_s"}
 
 
 class LLMRounds:
-    """A `generate` callable for pure loops; sums every round's stats into one metadata dict."""
+    """A `generate` callable for pure loops; sums every round's stats into one metadata dict.
 
-    def __init__(self, context: Any, llm: LLMResource, label: str):
+    `shares`: another LLMRounds of the same step (e.g. the checker's next to the generator's) whose
+    totals this one adds to, so the step reports one `llm_sent` over every role."""
+
+    def __init__(self, context: Any, llm: LLMResource | RoleLLM, label: str, shares: "LLMRounds | None" = None):
         self.context, self.llm, self.label = context, llm, label
         self.rounds = 0
-        self._meta: dict[str, Any] = {}
+        self._meta: dict[str, Any] = shares._meta if shares else {}
 
     def __call__(self, requests: list[LLMRequest]) -> list[LLMResult]:
         self.rounds += 1

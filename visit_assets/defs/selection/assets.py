@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 
 from ...lib.code_version import code_version
-from ...lib.ids import content_hash, stable_json
+from ...lib.ids import content_hash, image_id, stable_json
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib.instructify import export as export_mod
 from ...lib.selection import clustering as clustering_mod
 from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import imported as imported_mod
@@ -29,7 +30,7 @@ from ..partitions import dataset_partitions, from_dataset, shard_partitions
 from ..resources import DatasetsResource, StoreResource
 from . import scoring
 
-IMPORT_VERSION = code_version(imported_mod)
+IMPORT_VERSION = code_version(imported_mod, export_mod)  # export: validate_llava decides what is imported
 QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
 CLUSTER_VERSION = code_version(clustering_mod)
 SELECT_VERSION = code_version(select_mod, scores_mod, plots_mod)
@@ -53,11 +54,13 @@ def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata")],
+        dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata"),
+                                                     _dataset_dep("metadata_rejects")],
                      description="Already-made VisIT conversations from the dataset's conversations/ folder, "
                                  "to be scored and re-selected without regenerating (imported scores kept).",
                      tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
-        dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata")],
+        dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata"),
+                                               _dataset_dep("metadata_rejects")],
                      description="Every imported item that could not be used, with the reason.",
                      tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
     ],
@@ -70,7 +73,7 @@ def imported_conversations(context: dg.AssetExecutionContext, store: StoreResour
     parent = parquet.current("source_records", dataset)
     known = set(parquet.read_shards("grouped_metadata", dataset, _shards())["image_id"])
     files = [(p, layout.source_name(p)) for p in layout.imported]
-    rows, rejects = imported_mod.load_imported(files, dataset, known)
+    rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(parquet, dataset))
     lineage = lineage_columns(dataset, parent["dataset_version"], IMPORT_VERSION)
     frame = pl.DataFrame(rows, schema=imported_mod.rows_schema()).with_columns(*lineage)
     rejected = pl.DataFrame(rejects, schema=imported_mod.REJECTS_SCHEMA).with_columns(*lineage)
@@ -85,6 +88,16 @@ def imported_conversations(context: dg.AssetExecutionContext, store: StoreResour
         "preview": preview(frame, ["image_key", "source_id", "turns"])})
     yield dg.MaterializeResult(asset_key="imported_rejects", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": rejected.height, "rejects_by_reason": counts_by(rejected, "reason")})
+
+
+def _qc_reasons(parquet, dataset: str) -> dict[str, str]:
+    """Image id -> the reasons metadata QC gave for its records (metadata_rejects)."""
+    rejects = parquet.read_shards("metadata_rejects", dataset, _shards())
+    if not rejects.height:
+        return {}
+    by_image = (rejects.filter(pl.col("image_key").is_not_null())
+                .group_by("image_key").agg(pl.col("reason").fill_null("rejected").unique().sort().str.join(", ")))
+    return {image_id(dataset, key): why for key, why in by_image.iter_rows()}
 
 
 class QualityConfig(dg.Config):
@@ -106,8 +119,9 @@ def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, sto
     dataset = context.partition_key
     parquet = store.store()
     conversations = scoring.conversations(parquet, dataset, _shards())
+    judge = llm.role("judge")
     frame, raw, models, judge_rows, info = scoring.score_all(context, config, parquet, dataset, _shards(),
-                                                            conversations, llm, clip, embedder, reward)
+                                                            conversations, judge, clip, embedder, reward)
     columns, scaling = quality_mod.scaled_columns(raw)
     frame = frame.with_columns(*columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in models.items()],
                                *judge_rows, pl.lit(stable_json(scaling)).alias("scaling"))
@@ -115,7 +129,8 @@ def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, sto
     frame = frame.with_columns(*lineage_columns(dataset, dataset_version, QUALITY_VERSION))
     version = content_hash(_versions(parquet, dataset, ["filtered_conversations", "image_embeddings"], True),
                            _versions(parquet, dataset, ["imported_conversations"], False),
-                           QUALITY_VERSION, config.model_dump(), info["models"])
+                           QUALITY_VERSION, config.model_dump(), info["models"],
+                           judge.get_client().identity.as_dict() if config.judge else None)  # labels cut weights
     parquet.write("quality_scores", dataset, version, frame, dataset_version=dataset_version,
                   code_version=QUALITY_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
@@ -238,9 +253,10 @@ def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
                          f"{config.rule!r}, {config.baseline!r}")
     dataset = context.partition_key
     parquet = store.store()
-    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), llm)
+    judge = llm.role("pairwise")
+    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), judge)
     version = content_hash(_versions(parquet, dataset, ["selected_subset", "quality_scores"], False), EVAL_VERSION,
-                           config.model_dump(), llm.get_client().identity.as_dict())
+                           config.model_dump(), judge.get_client().identity.as_dict())
     parquet.write("pairwise_evaluation", dataset, version, rows, code_version=EVAL_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": rows.height, "win_tie_lose": dg.MetadataValue.json(counts),

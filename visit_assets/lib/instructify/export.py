@@ -48,6 +48,22 @@ def to_llava(conversations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
+def invalid_items_report(items: Sequence[Mapping[str, Any]], conversations: Sequence[Mapping[str, Any]]) -> str | None:
+    """None when the items are valid LLaVA; else what a user needs to fix it: how many items are
+    invalid, which stage (recipe, and the file of imported ones) made them, the first problems."""
+    problems = validate_llava(items)
+    if not problems:
+        return None
+    bad = [(c, validate_llava([item])) for item, c in zip(items, conversations)]
+    bad = [(c, p) for c, p in bad if p]
+    origins = Counter(f"{c.get('recipe') or 'unknown recipe'}"
+                      + (f" ({c['source']})" if c.get("source") else "") for c, _ in bad)
+    made_by = ", ".join(f"{origin}: {n}" for origin, n in origins.most_common())
+    first = "; ".join(f"{c.get('conversation_id')}: {p[0].split(': ', 1)[-1]}" for c, p in bad[:5])
+    return (f"{len(bad) or len(problems)} of {len(items)} items are not valid LLaVA, made by {made_by or 'the set as a whole'}. "
+            f"First problems: {first or '; '.join(problems[:5])}")
+
+
 def validate_llava(items: Sequence[Any]) -> list[str]:
     """Schema problems, as readable strings ([] = valid)."""
     problems: list[str] = []

@@ -1,8 +1,8 @@
 """The conversation sampling loop, round-based over many images.
 
-Each round makes at most TWO calls to `generate`, whatever the number of images: one generation
-request for every image still active, then one verification request for every parsed QA pair of
-that round. Per image and iteration:
+Each round makes at most two model calls, whatever the number of images: one `generate` call with a
+request for every image still active, then one `verify` call (the checker's model; default the
+same) with a request for every parsed QA pair of that round. Per image and iteration:
 
 1. sample a prompt type by weight and its slots with the image's own `random.Random` (seeded by
    a hash of image_id + base seed, so an image's conversations never depend on which other
@@ -323,14 +323,17 @@ def sample_conversations(
     generate: GenerateFn,
     config: SamplingConfig | None = None,
     seed: int = 0,
+    verify: GenerateFn | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(conversations, attempts) for grouped image records.
 
     A record needs `image_id` (and `image_key` for the export); its facts are `record["facts"]`
     (Facts or their dicts, e.g. after the declarative QA rewrite) or else `facts_for(record)`.
-    `generate` is e.g. `LLMClient.generate`; it is called at most twice per round.
+    `generate` is e.g. `LLMClient.generate`; `verify` (default: `generate`) answers the verification
+    prompts, so a stronger model can check a weaker one. Each is called at most once per round.
     """
     cfg = config or SamplingConfig()
+    verify = verify or generate
     states: dict[str, _Image] = {}
     for r in records:
         iid = r["image_id"]
@@ -370,7 +373,7 @@ def sample_conversations(
             for j, pair in enumerate(p.pairs):
                 p.verify_at.append(len(vrequests))
                 vrequests.append(_verify_request(p.state, pair, cfg, (p.state.image_id, p.state.iteration, j)))
-        vresults = _call(generate, vrequests) if vrequests else []
+        vresults = _call(verify, vrequests) if vrequests else []
 
         for p in pending:
             s = p.state

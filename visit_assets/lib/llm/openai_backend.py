@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from visit_assets.lib.llm.types import LLMRequest, LLMUnavailableError, error_result, finish_result
 from visit_assets.lib.models.identity import STAND_IN, ModelIdentity
-from visit_assets.lib.standin import STAND_IN_MODEL
+from visit_assets.lib.standin import is_stand_in
 
 SCHEMA_STYLES = ("json_schema", "json_object", "structured_outputs", "guided")
 REGEX_STYLES = ("structured_outputs", "guided", "none")
@@ -139,7 +139,7 @@ class OpenAIBackend:
         if regex_style not in REGEX_STYLES:
             raise ValueError(f"regex_style must be one of {REGEX_STYLES}")
         self.served_model = served_model
-        if served_model == STAND_IN_MODEL:  # the test instrument is never recorded as a real model, whatever the config
+        if is_stand_in(served_model):  # the test instrument is never recorded as a real model, whatever the config
             weights = STAND_IN
         self._identity = ModelIdentity(name=model_name or served_model, weights=weights or f"endpoint:{served_model}", kind="llm")
         self.api_key_env = api_key_env

@@ -6,6 +6,11 @@ scores in `clip_score`, `length_score`, `reward_score`, `judge_score`; each is u
 named by `<score>_model` (or recorded as made by an unnamed model of that file): an imported
 score is never passed off as one this product computed. Every item becomes a row or a reject with
 its reason; the conversation id is a content hash of dataset, image and turns.
+
+Every row is a valid LLaVA item on the way in, so whatever is selected can be exported: an item
+without `<image>` gets it as LLaVA's own data writes it ("<image>\n" before the first question),
+one with it once in the first human turn keeps it, and one with it anywhere else is a reject;
+then the export's own validation (`validate_llava`) is the last gate.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from ..ids import content_hash, image_id
+from ..instructify.export import IMAGE_TOKEN, validate_llava
 from ..metadata.paths import UnsafePath, normalise_image_key
 
 RECIPE = "imported"
@@ -60,7 +66,17 @@ def _turns(item: dict[str, Any]) -> list[dict[str, str]] | str:
         return "turns_not_alternating"
     if not any(t["from"] == "gpt" and t["value"].strip() for t in turns):
         return "no_answer"
-    return turns
+    return _with_image_token(turns)
+
+
+def _with_image_token(turns: list[dict[str, str]]) -> list[dict[str, str]] | str:
+    """The turns with `<image>` once, in the first human turn (added when absent), or the reason not."""
+    counts = [t["value"].count(IMAGE_TOKEN) for t in turns]
+    if sum(counts) == 0:
+        return [{"from": "human", "value": f"{IMAGE_TOKEN}\n{turns[0]['value']}"}, *turns[1:]]
+    if counts[0] == 1 and sum(counts) == 1:
+        return turns
+    return "image_token_misplaced"
 
 
 def _scores(item: dict[str, Any], source: str) -> dict[str, Any] | str:
@@ -89,6 +105,8 @@ def normalise(item: Any, source: str, dataset: str) -> tuple[dict[str, Any] | No
     turns = _turns(item)
     if isinstance(turns, str):
         return None, turns
+    if validate_llava([{"id": "item", "image": key, "conversations": turns}]):
+        return None, "invalid_llava_item"  # e.g. ends with a question, or an empty turn: the export would refuse it
     scores = _scores(item, source)
     if isinstance(scores, str):
         return None, scores
@@ -99,10 +117,13 @@ def normalise(item: Any, source: str, dataset: str) -> tuple[dict[str, Any] | No
     }, None
 
 
-def load_imported(files: list[tuple[Path, str]], dataset: str, known_image_ids: set[str]
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_imported(files: list[tuple[Path, str]], dataset: str, known_image_ids: set[str],
+                  qc_reasons: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All items of the files as (rows, rejects). `files` holds (path, name shown in lineage);
-    rows whose image is not a grouped image of the dataset are rejected (nothing to score against)."""
+    rows whose image is not a grouped image of the dataset are rejected (nothing to embed, cluster
+    or score against): `image_failed_metadata_qc` when `qc_reasons` (image id -> its metadata_rejects
+    reasons) has the image (the reasons go in `metadata_qc`), else `image_not_in_dataset`."""
+    qc_reasons = qc_reasons or {}
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -110,17 +131,21 @@ def load_imported(files: list[tuple[Path, str]], dataset: str, known_image_ids: 
         try:
             items = read_items(path)
         except ValueError as e:
-            rejects.append({"source": source, "item_index": None, "reason": "unreadable_file", "detail": str(e)[:500]})
+            rejects.append({"source": source, "item_index": None, "reason": "unreadable_file", "detail": str(e)[:500],
+                            "metadata_qc": None})
             continue
         for index, item in enumerate(items):
             row, reason = normalise(item, source, dataset)
+            why = None
             if row is not None and row["image_id"] not in known_image_ids:
-                row, reason = None, "image_not_grouped"  # missing, or rejected by QC (metadata_rejects)
+                why = qc_reasons.get(row["image_id"])
+                row, reason = None, "image_failed_metadata_qc" if why else "image_not_in_dataset"
             elif row is not None and row["conversation_id"] in seen:
                 row, reason = None, "duplicate"
             if row is None:
                 detail = json.dumps(item, default=str)[:500]
-                rejects.append({"source": source, "item_index": index, "reason": reason, "detail": detail})
+                rejects.append({"source": source, "item_index": index, "reason": reason, "detail": detail,
+                                "metadata_qc": why})
             else:
                 seen.add(row["conversation_id"])
                 rows.append(row)
@@ -138,4 +163,6 @@ def rows_schema() -> dict[str, pl.DataType]:
     return schema
 
 
-REJECTS_SCHEMA = {"source": pl.String, "item_index": pl.Int64, "reason": pl.String, "detail": pl.String}
+# metadata_qc: why the image has no grouped record (its metadata_rejects reasons), for image_failed_metadata_qc
+REJECTS_SCHEMA = {"source": pl.String, "item_index": pl.Int64, "reason": pl.String, "detail": pl.String,
+                  "metadata_qc": pl.String}

@@ -14,3 +14,13 @@ backend records its output with weights `stand-in`, which counts as not real eve
 """
 
 STAND_IN_MODEL = "visit-stand-in-NOT-A-MODEL"
+
+
+def role_model(role: str) -> str:
+    """The stand-in's name when it plays one role of several (`.../judge`), so a rehearsal can
+    show that each role's requests reach that role's model."""
+    return f"{STAND_IN_MODEL}/{role}"
+
+
+def is_stand_in(served_model: str | None) -> bool:
+    return served_model == STAND_IN_MODEL or str(served_model or "").startswith(f"{STAND_IN_MODEL}/")

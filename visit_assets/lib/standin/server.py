@@ -1,7 +1,7 @@
 """The stand-in behind an OpenAI-compatible HTTP API on 127.0.0.1 (stdlib only, threads).
 
     POST /v1/chat/completions   a reply (see replies.py), or a planted 503 / delay
-    GET  /v1/models             the one model it serves: STAND_IN_MODEL
+    GET  /v1/models             the model it serves: STAND_IN_MODEL (also as STAND_IN_MODEL/<role>)
     GET  /stand-in/log          every request so far with its fault and truth (JSON list)
 
 Serving speed is emulated so a pipeline can be measured against a GPU-like server:
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import STAND_IN_MODEL
+from . import STAND_IN_MODEL, is_stand_in, role_model
 from .faults import SERVER_ERROR, SLOW, FaultPlan
 from .replies import UnknownPrompt, reply, request_key, tokens
 
@@ -98,9 +98,9 @@ class StandInServer:
         with self._lock:
             self.attempts[key] += 1
             attempt = self.attempts[key]
-        if body.get("model") != STAND_IN_MODEL:  # its replies must never be recorded under a real model's name
+        if not is_stand_in(body.get("model")):  # its replies must never be recorded under a real model's name
             self._record({"key": key, "status": 400, "error": f"model {body.get('model')!r}"})
-            return 400, {"error": {"message": f"stand-in: this test instrument serves only {STAND_IN_MODEL!r} "
+            return 400, {"error": {"message": f"stand-in: this test instrument serves only {STAND_IN_MODEL!r} or {STAND_IN_MODEL + '/<role>'!r} "
                                    f"(set VISIT_LLM_SERVED_MODEL={STAND_IN_MODEL}), not {body.get('model')!r}",
                                    "type": "invalid_request_error"}}
         transport = self.plan.transport(key)
@@ -127,9 +127,9 @@ class StandInServer:
         prompt_tokens = sum(tokens(str(m.get("content") or "")) for m in body.get("messages") or [])
         with self._lock:
             self.answered[key] += 1
-        self._record({**r.entry, "transport": transport, "status": 200, "attempt": attempt})
+        self._record({**r.entry, "transport": transport, "status": 200, "attempt": attempt, "model": body["model"]})
         return 200, {
-            "id": f"standin-{key}", "object": "chat.completion", "created": int(time.time()), "model": STAND_IN_MODEL,
+            "id": f"standin-{key}", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text}, "finish_reason": r.finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens(r.text),
                       "total_tokens": prompt_tokens + tokens(r.text)},
@@ -154,8 +154,9 @@ class StandInServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": STAND_IN_MODEL, "object": "model",
-                                                                 "owned_by": "visit-assets test instrument"}]})
+                    names = [STAND_IN_MODEL, *(role_model(r) for r in ("checker", "judge", "pairwise"))]
+                    self._send(200, {"object": "list", "data": [
+                        {"id": name, "object": "model", "owned_by": "visit-assets test instrument"} for name in names]})
                 elif self.path.rstrip("/") == "/stand-in/log":
                     with server._lock:
                         entries = list(server.log)
