@@ -23,6 +23,7 @@ from visit_assets.lib.instructify.export import read_export, validate_llava
 from visit_assets.lib.llm import LLMCache, LLMClient
 from visit_assets.lib.llm.echo_backend import EchoBackend
 from visit_assets.lib.llm.types import finish_result
+from visit_assets.lib.selection.clustering import AGREEMENT
 from visit_assets.lib.selection.text import instruction_and_answer
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import regenerate, run_dataset
@@ -121,6 +122,9 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
     clusters = store.read("image_clusters", "sample")
     assert clusters.height == store.read_shards("grouped_metadata", "sample", SHARDS).height
     assert set(clusters["method"]) == {"spectral-exact"} and clusters["cluster"].n_unique() == 10
+    assert set(clusters["method_agreement"]) == {AGREEMENT["spectral-exact"]}
+    assert selected_meta["clustering_method"].value == [{"method": "spectral-exact",
+                                                         "method_agreement": AGREEMENT["spectral-exact"]}]
     subset = store.read("selected_subset", "sample")
     weights = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
     assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, weights, Fraction(1, 2) * scores.height)
@@ -284,3 +288,16 @@ def test_imported_flat_rows_and_llava_items_are_exported_as_valid_llava(home):
     subset = store.read("selected_subset", "reselect")
     assert len(items) == subset.height > 0 and {i["id"] for i in items} == set(subset["conversation_id"])
     assert manifest["counts"]["conversations"] == len(items)
+
+
+def test_more_images_than_exact_max_are_clustered_by_the_method_that_meets_the_bar(home):
+    """Above exact_max the rows and the metadata say the approximation and its measured agreement
+    (the wiring only: its agreement with exact is pinned in tests/selection on real text)."""
+    with dg.instance_for_test() as instance:
+        run_dataset(build_defs(llm=ScriptedLLM()), "sample", instance, only=UPSTREAM + ["image_clusters"],
+                    op_config={"image_clusters": {"exact_max": 5}}, log=lambda _: None)
+        meta = instance.get_latest_materialization_event(dg.AssetKey("image_clusters")).asset_materialization.metadata
+    clusters = ParquetStore(home / "store").read("image_clusters", "sample")
+    assert clusters.height > 5 and set(clusters["method"]) == {"spectral-ann"}
+    assert set(clusters["method_agreement"]) == {AGREEMENT["spectral-ann"]}
+    assert meta["clustering"].value["params"]["neighbour_recall"] > 0

@@ -72,10 +72,25 @@ def _check_torch_open_clip() -> dict:
     return {"torch": torch.__version__, "open_clip": open_clip.__version__}
 
 
+def _check_ann_clustering() -> dict:
+    """faiss picks its SIMD kernels at run time (generic, AVX2, AVX-512): exercise them, and pyamg."""
+    import faiss
+    import numpy as np
+    import pyamg
+
+    from visit_assets.lib.selection.clustering import METHOD_ANN, spectral_clusters
+
+    X = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
+    _, info = spectral_clusters(X, k=3, method=METHOD_ANN)
+    assert info["n_clusters"] == 3 and info["params"]["neighbour_recall"] > 0.5, info
+    return {"faiss": faiss.__version__, "compile_options": faiss.get_compile_options().strip(), "pyamg": pyamg.__version__}
+
+
 CHECKS: dict[str, Callable[[], dict]] = {
     "llama.cpp": _check_llama_cpp,
     "sentence embedder": _check_embedder,
     "torch + open_clip": _check_torch_open_clip,
+    "faiss + pyamg (image clustering)": _check_ann_clustering,
 }
 
 

@@ -5,14 +5,16 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from visit_assets.lib.selection.clustering import (
-    METHOD_EXACT, METHOD_LANDMARK, METHOD_TRIVIAL, default_landmarks, spectral_clusters,
+    AGREEMENT, EXACT_MAX, METHOD_ANN, METHOD_EXACT, METHOD_LANDMARK, METHOD_TRIVIAL, default_landmarks,
+    spectral_clusters,
 )
 
 
-def test_landmark_agrees_with_exact_sklearn(mixture_3000):
+def test_landmark_agrees_with_exact_sklearn_on_a_mixture(mixture_3000):
+    """Only on Gaussian mixtures, where every method agrees: on real text it does not, hence opt-in."""
     X, truth = mixture_3000
     exact, info_e = spectral_clusters(X, k=10, seed=0)  # 3,000 <= default threshold: exact
-    approx, info_a = spectral_clusters(X, k=10, seed=0, exact_max=1000)  # forced over the threshold
+    approx, info_a = spectral_clusters(X, k=10, seed=0, method=METHOD_LANDMARK)
     assert info_e["method"] == METHOD_EXACT and info_a["method"] == METHOD_LANDMARK
     ari = adjusted_rand_score(exact, approx)
     print(f"\nARI landmark vs exact = {ari:.3f}; exact vs truth = {adjusted_rand_score(truth, exact):.3f}; "
@@ -20,31 +22,40 @@ def test_landmark_agrees_with_exact_sklearn(mixture_3000):
     assert ari >= 0.9
     assert adjusted_rand_score(truth, exact) >= 0.9  # the mixture is a fair test: exact recovers it
     assert info_a["params"]["n_landmarks"] == default_landmarks(3000, 10) == 300
-    json.dumps(info_a), json.dumps(info_e)  # lineage-ready
+    ann, info_n = spectral_clusters(X, k=10, seed=0, method=METHOD_ANN)  # LOBPCG + AMG at this size
+    assert adjusted_rand_score(exact, ann) >= 0.95 and info_n["params"]["eigen_iterations"] > 0
+    assert info_n["params"]["graph_components"] == 1 and info_n["params"]["eigen_residual_max"] < 1e-4
+    json.dumps(info_a), json.dumps(info_e), json.dumps(info_n)  # lineage-ready
 
 
-def test_method_switch_at_threshold(small_mixture):
-    X, _ = small_mixture
+def test_above_the_threshold_auto_uses_the_method_that_meets_the_bar(small_mixture):
+    """The landmark method is below the agreement bar on real embeddings: auto never picks it."""
+    X, truth = small_mixture
     n = len(X)
     _, at = spectral_clusters(X, k=3, exact_max=n)
-    _, above = spectral_clusters(X, k=3, exact_max=n - 1)
-    assert at["method"] == METHOD_EXACT
-    assert at["params"]["affinity"] == "nearest_neighbors"
-    assert above["method"] == METHOD_LANDMARK
-    assert above["params"]["nearest_landmarks"] == 5
+    assert at["method"] == METHOD_EXACT and at["params"]["affinity"] == "nearest_neighbors"
+    assert at["agreement_with_exact"] == AGREEMENT[METHOD_EXACT]
+    labels, above = spectral_clusters(X, k=3, exact_max=n - 1)
+    assert above["method"] == METHOD_ANN and above["agreement_with_exact"].startswith("meets the bar")
+    assert above["params"]["n_neighbors"] == 10 and above["params"]["neighbour_recall"] >= 0.95
+    assert adjusted_rand_score(truth, labels) > 0.95
+    _, opted = spectral_clusters(X, k=3, exact_max=n - 1, method=METHOD_LANDMARK)  # by name only
+    assert opted["method"] == METHOD_LANDMARK and opted["params"]["nearest_landmarks"] == 5
+    assert opted["agreement_with_exact"].startswith("below the bar")
+    assert EXACT_MAX == 10_000
 
 
 def test_threshold_counts_only_finite_rows(small_mixture):
     X, _ = small_mixture
     X = X.copy()
     X[:5] = np.nan
-    labels, info = spectral_clusters(X, k=3, exact_max=len(X) - 5)
+    labels, info = spectral_clusters(X, k=3, exact_max=len(X) - 5)  # 5 rows are not clustered: still exact
     assert info["method"] == METHOD_EXACT and info["n_nonfinite"] == 5
     assert (labels[:5] == -1).all() and (labels[5:] >= 0).all()
     assert sum(info["cluster_sizes"]) == len(X) - 5
 
 
-@pytest.mark.parametrize("method", [METHOD_EXACT, METHOD_LANDMARK])
+@pytest.mark.parametrize("method", [METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK])
 def test_deterministic_and_canonical(small_mixture, method):
     X, truth = small_mixture
     a, ia = spectral_clusters(X, k=3, seed=7, method=method)
@@ -55,7 +66,7 @@ def test_deterministic_and_canonical(small_mixture, method):
     assert list(sizes) == ia["cluster_sizes"] and list(sizes) == sorted(sizes, reverse=True)
 
 
-@pytest.mark.parametrize("method", ["auto", METHOD_EXACT, METHOD_LANDMARK])
+@pytest.mark.parametrize("method", ["auto", METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK])
 def test_tiny_inputs(method):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((12, 8)).astype(np.float32)
@@ -70,7 +81,7 @@ def test_tiny_inputs(method):
     labels, info = spectral_clusters(X, k=1, method=method)
     assert labels.tolist() == [0] * 12
     labels, info = spectral_clusters(X, k=10, method=method)  # n = k + 2: a real clustering
-    assert info["method"] in (METHOD_EXACT, METHOD_LANDMARK) and info["n_clusters"] == 10
+    assert info["method"] in (METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK) and info["n_clusters"] == 10
     assert sorted(set(labels.tolist())) == list(range(10))
 
 
@@ -87,6 +98,31 @@ def test_all_rows_nonfinite_and_bad_arguments():
 
 def test_duplicate_rows_do_not_crash():
     X = np.repeat(np.eye(4, dtype=np.float32), 30, axis=0)  # 4 distinct points, 30 copies each
-    for method in (METHOD_EXACT, METHOD_LANDMARK):
+    for method in (METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK):
         labels, info = spectral_clusters(X, k=4, method=method)
         assert info["cluster_sizes"] == [30, 30, 30, 30], (method, info)
+    _, info = spectral_clusters(X, k=4, method=METHOD_ANN)
+    assert info["params"]["graph_components"] == 4 and info["params"]["neighbour_recall"] == 1.0  # ties count
+    assert any("not fully connected" in w for w in info["warnings"])
+
+
+@pytest.fixture(scope="module")
+def stdlib_prose():
+    """2,000 real sentences (standard-library docstrings) embedded with the packaged MiniLM: text
+    clusters overlap, unlike Gaussian mixtures, which is where approximations part from exact."""
+    from visit_assets.lib.models.embedder import SentenceEmbedder
+    from visit_assets.lib.selection.prose_corpus import prose_sentences
+
+    return np.asarray(SentenceEmbedder().encode(prose_sentences(with_site_packages=False)[:2000]), dtype=np.float32)
+
+
+@pytest.mark.slow
+def test_ann_method_agrees_with_exact_on_real_text(stdlib_prose):
+    exact, _ = spectral_clusters(stdlib_prose, k=10, seed=0, method=METHOD_EXACT)
+    ann, info = spectral_clusters(stdlib_prose, k=10, seed=0, method=METHOD_ANN)
+    landmark, _ = spectral_clusters(stdlib_prose, k=10, seed=0, method=METHOD_LANDMARK)
+    ari, ari_landmark = adjusted_rand_score(exact, ann), adjusted_rand_score(exact, landmark)
+    print(f"\nreal text, 2,000 rows: ARI vs exact: ann {ari:.3f}, landmark {ari_landmark:.3f}")
+    assert ari >= 0.9 and ari > ari_landmark
+    assert info["params"]["neighbour_recall"] >= 0.95 and info["params"]["eigen_residual_max"] < 1e-4
+    assert info["agreement_with_exact"] == AGREEMENT[METHOD_ANN]

@@ -169,3 +169,11 @@ def test_parse_judge_accepts(reply, score):
 def test_parse_judge_rejects(reply, status):
     assert parse_judge(reply) == (None, status)
     assert status in JUDGE_STATUSES
+
+
+def test_scale_0_100_lands_on_both_ends_exactly():
+    # (hi - lo) * (100 / (hi - lo)) is 99.99999999999999 for these: the top must still be 100
+    lo, hi = 21.02857904154225, 62.94583751464817
+    assert (hi - lo) * (100 / (hi - lo)) != 100.0
+    scaled, _ = scale_0_100(np.array([lo, 40.0, hi]))
+    assert scaled[0] == 0.0 and scaled[2] == 100.0 and 0 < scaled[1] < 100

@@ -13,7 +13,9 @@ from ...lib.code_version import code_version
 from ...lib.ids import content_hash, image_id, stable_json
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.instructify import export as export_mod
+from ...lib.selection import ann_spectral as ann_spectral_mod
 from ...lib.selection import clustering as clustering_mod
+from ...lib.selection import landmark_spectral as landmark_spectral_mod
 from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import imported as imported_mod
 from ...lib.selection import pairwise as pairwise_mod
@@ -32,7 +34,7 @@ from . import scoring
 
 IMPORT_VERSION = code_version(imported_mod, export_mod)  # export: validate_llava decides what is imported
 QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
-CLUSTER_VERSION = code_version(clustering_mod)
+CLUSTER_VERSION = code_version(clustering_mod, ann_spectral_mod, landmark_spectral_mod)
 SELECT_VERSION = code_version(select_mod, scores_mod, plots_mod)
 EVAL_VERSION = code_version(evaluation_mod, pairwise_mod, files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
 GROUP = "selection"
@@ -147,8 +149,8 @@ class ClusterConfig(dg.Config):
 
     k: int = 10
     seed: int = 0
-    method: str = "auto"  # auto | spectral-exact | spectral-landmark
-    exact_max: int = clustering_mod.EXACT_MAX  # above this many images, auto uses the landmark approximation
+    method: str = "auto"  # auto | spectral-exact | spectral-ann | spectral-landmark (below the agreement bar: opt-in)
+    exact_max: int = clustering_mod.EXACT_MAX  # above this many images, auto uses spectral-ann
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
@@ -165,6 +167,7 @@ def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, sto
     dataset_version = scoring.current_dataset_version(parquet, dataset)
     frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
         pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
+        pl.lit(info["agreement_with_exact"]).alias("method_agreement"),
         *lineage_columns(dataset, dataset_version, CLUSTER_VERSION))
     version = content_hash(_versions(parquet, dataset, ["image_embeddings"], True), CLUSTER_VERSION,
                            config.model_dump())
@@ -205,7 +208,8 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     dataset = context.partition_key
     parquet = store.store()
     scored = parquet.read("quality_scores", dataset)
-    clusters = parquet.read("image_clusters", dataset).select("image_id", "cluster")
+    all_clusters = parquet.read("image_clusters", dataset)
+    clusters = all_clusters.select("image_id", "cluster")
     frame = scored.join(clusters, on="image_id", how="left")
     scaled = {n: (frame[f"{n}_scaled"].to_numpy() if frame[f"{n}_scaled"].is_not_null().any() else None)
               for n in scores_mod.SCORE_NAMES if f"{n}_scaled" in frame.columns}
@@ -225,12 +229,18 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": subset.height, "scored": frame.height, "weights_given": config.weights,
         "weights_used": used, "selection": dg.MetadataValue.json(chosen.info),
-        "clusters": markdown(table),
+        "clusters": markdown(table), "clustering_method": dg.MetadataValue.json(_methods(all_clusters)),
         "F": quality_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
         "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
     yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": ranking.height, "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
+
+
+def _methods(clusters: pl.DataFrame) -> list[dict]:
+    """The clustering method(s) the selection's clusters came from, with their measured agreement."""
+    columns = [c for c in ("method", "method_agreement") if c in clusters.columns]
+    return clusters.select(columns).unique().sort(columns).to_dicts() if columns and clusters.height else []
 
 
 class EvaluationConfig(dg.Config):

@@ -87,7 +87,8 @@ def scale_0_100(values: Any) -> tuple[np.ndarray, dict[str, Any]]:
         record["method"] = f"constant->{CONSTANT_VALUE:g}"
         out[finite] = CONSTANT_VALUE
     else:
-        out[finite] = SCALE_LO + (v[finite] - lo) * ((SCALE_HI - SCALE_LO) / (hi - lo))
+        # divide first: (hi - lo) / (hi - lo) is exactly 1, so the top lands on SCALE_HI exactly
+        out[finite] = SCALE_LO + (v[finite] - lo) / (hi - lo) * (SCALE_HI - SCALE_LO)
     return out, record
 
 
