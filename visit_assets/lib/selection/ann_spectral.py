@@ -15,7 +15,7 @@ done by maintained libraries:
    leaves LOBPCG at SciPy's default of 20 iterations, which stops short on real embeddings (the
    residual is recorded, so an unconverged embedding shows).
 
-Then scikit-learn `KMeans` with `n_init` restarts, as SpectralClustering's `assign_labels="kmeans"`.
+Then scikit-learn `KMeans` on the embedding (clustering.py), as SpectralClustering's `assign_labels="kmeans"`.
 Agreement with the exact method on real text embeddings: bench/spectral_agreement.py.
 """
 
@@ -39,12 +39,9 @@ LOBPCG_MAXITER = 300
 AMG_SHIFT = 1e-5  # scikit-learn's: the Laplacian is singular, its preconditioner must not be
 
 
-def ann_spectral(X: np.ndarray, k: int, seed: int, n_neighbors: int, n_init: int,
-                 info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Labels (n,) and the parameters and measurements to record."""
-    from sklearn.cluster import KMeans
-
-    timings: dict[str, float] = {}
+def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
+                           timings: dict[str, float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The spectral embedding (n x k) to assign labels on, and the parameters and measurements to record."""
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
     ids = hnsw_neighbours(X, nn)
@@ -57,10 +54,6 @@ def ann_spectral(X: np.ndarray, k: int, seed: int, n_neighbors: int, n_init: int
     components = graph_components(affinity)
     maps, residual, iterations = amg_embedding(affinity, k, seed)
     timings["embedding"] = time.perf_counter() - t
-    t = time.perf_counter()
-    labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(maps)
-    timings["assign"] = time.perf_counter() - t
-    info["stage_seconds"] = {name: round(s, 3) for name, s in timings.items()}
     params = {
         "algorithm": "spectral clustering, nearest-neighbour affinity (as sklearn SpectralClustering) "
                      "on an approximate k-NN graph, AMG-preconditioned LOBPCG eigensolver",
@@ -74,11 +67,8 @@ def ann_spectral(X: np.ndarray, k: int, seed: int, n_neighbors: int, n_init: int
                         f"maxiter={LOBPCG_MAXITER})",
         "eigen_residual_max": residual,
         "eigen_iterations": iterations,
-        "assign_labels": "sklearn.cluster.KMeans",
-        "n_init": n_init,
-        "random_state": int(seed),
     }
-    return np.asarray(labels, dtype=np.int64), params
+    return maps, params
 
 
 def hnsw_neighbours(X: np.ndarray, nn: int) -> np.ndarray:

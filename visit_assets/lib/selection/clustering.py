@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from visit_assets.lib.selection.ann_spectral import ann_spectral
-from visit_assets.lib.selection.landmark_spectral import NEAREST_LANDMARKS, default_landmarks, landmark_spectral
+from visit_assets.lib.selection.ann_spectral import ann_spectral_embedding
+from visit_assets.lib.selection.landmark_spectral import (
+    NEAREST_LANDMARKS, default_landmarks, landmark_spectral_embedding,
+)
 
 EXACT_MAX = 10_000  # rows; "auto" clusters exactly up to here, with spectral-ann above (module docstring)
 N_NEIGHBORS = 10  # scikit-learn's default for affinity="nearest_neighbors"
@@ -114,10 +116,14 @@ def spectral_clusters(
             warnings.simplefilter("always")
             if chosen == METHOD_EXACT:
                 labels, params = _exact(X, k_eff, seed, n_neighbors)
-            elif chosen == METHOD_ANN:
-                labels, params = ann_spectral(X, k_eff, seed, n_neighbors, ASSIGN_N_INIT, info)
             else:
-                labels, params = landmark_spectral(X, k_eff, seed, n_landmarks, nearest_landmarks, ASSIGN_N_INIT, info)
+                timings: dict[str, float] = {}
+                if chosen == METHOD_ANN:
+                    maps, params = ann_spectral_embedding(X, k_eff, seed, n_neighbors, timings)
+                else:
+                    maps, params = landmark_spectral_embedding(X, k_eff, seed, n_landmarks, nearest_landmarks, timings)
+                labels = _assign(maps, k_eff, seed, params, timings)
+                info["stage_seconds"] = {name: round(s, 3) for name, s in timings.items()}
         info["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
         info.update(method=chosen, params=params)
     labels = _canonical(labels)
@@ -148,6 +154,17 @@ def _exact(X: np.ndarray, k: int, seed: int, n_neighbors: int) -> tuple[np.ndarr
                              assign_labels="kmeans", n_init=ASSIGN_N_INIT, eigen_solver="arpack",
                              random_state=int(seed))
     return np.asarray(est.fit_predict(X), dtype=np.int64), params
+
+
+def _assign(maps: np.ndarray, k: int, seed: int, params: dict[str, Any], timings: dict[str, float]) -> np.ndarray:
+    """k-means on a spectral embedding, as SpectralClustering's assign_labels="kmeans"."""
+    from sklearn.cluster import KMeans
+
+    t = time.perf_counter()
+    labels = KMeans(n_clusters=k, n_init=ASSIGN_N_INIT, random_state=seed).fit_predict(maps)
+    timings["assign"] = time.perf_counter() - t
+    params.update(assign_labels="sklearn.cluster.KMeans", n_init=ASSIGN_N_INIT, random_state=int(seed))
+    return np.asarray(labels, dtype=np.int64)
 
 
 def _canonical(labels: np.ndarray) -> np.ndarray:
