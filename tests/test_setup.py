@@ -29,7 +29,7 @@ def test_every_component_passes_and_llama_cpp_is_the_portable_build():
     proc = run_check()
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[1]: line for line in proc.stdout.splitlines() if line.strip().startswith("ok ")}
-    assert set(lines) == {"llama.cpp", "sentence", "torch"}, proc.stdout
+    assert set(lines) == {"llama.cpp", "sentence", "torch", "faiss"}, proc.stdout
     llama = json.loads(lines["llama.cpp"].split(": ", 1)[1])
     assert llama["prompt_tokens"] >= setup_check.PROMPT_TOKENS_MIN and llama["completion_tokens"] > 0
     if not os.environ.get("VISIT_LLAMA_CMAKE_ARGS"):  # the default build: AVX2 baseline, nothing newer
