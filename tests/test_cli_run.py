@@ -196,7 +196,7 @@ def test_progress_lines_parse_the_llm_batch_messages(tmp_path):
     assert lines[0] is None  # "[qa] 20 requests on echo ...": not a line of its own
     shown = [line for line in lines if line]
     assert shown[0] == "  image_facts · qa: 5/20 (25%) · 5 cached"
-    assert any(re.fullmatch(r"  image_facts · qa: \d+/20 \(\d+%\) · 5 cached · [\d.]+ req/s · ETA \d+ s", line)
+    assert any(re.fullmatch(r"  image_facts · qa: \d+/20 \(\d+%\) · 5 cached · [\d.]+ req/s · \d+ tok/s · ETA \d+ s", line)
                for line in shown)
     assert re.fullmatch(r"  image_facts · qa: 20 requests · 5 cached · 15 sent · \d+ tokens out · [\d.]+ tok/s.*",
                         shown[-1])

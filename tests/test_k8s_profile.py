@@ -526,12 +526,13 @@ def test_definitions_build_and_the_llm_resource_builds_two_endpoints_offline(tmp
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_implicit_global_asset_job_def() is not None
 
-    import httpx
+    import urllib3
 
     def no_network(*a, **k):
         raise AssertionError("an HTTP client was created while building the backend")
 
-    monkeypatch.setattr(httpx, "Client", no_network)
+    monkeypatch.setattr(urllib3, "PoolManager", no_network)
+    monkeypatch.setattr(urllib3, "ProxyManager", no_network)
     before = sorted(tmp_path.rglob("*"))
     resource = LLMResource()
     assert resource.backend_kind() == "openai"
@@ -542,7 +543,7 @@ def test_definitions_build_and_the_llm_resource_builds_two_endpoints_offline(tmp
     assert len(backend.base_urls) == 2
     assert backend.served_model == env["VISIT_LLM_SERVED_MODEL"]
     assert backend.concurrency == int(env["VISIT_LLM_CONCURRENCY"]) and backend.timeout_s == float(env["VISIT_LLM_TIMEOUT_S"])
-    assert backend._http is None  # nothing contacted, no connection pool yet
+    assert not backend._pools  # nothing contacted, no connection pool yet
     assert backend._headers()["Authorization"] == "Bearer test-key-not-a-secret"  # the key by its variable's name
     assert "test-key-not-a-secret" not in repr(backend) and "vllm-0" not in backend.identity.label()
     assert env["VISIT_LLM_CACHE"].endswith("/")

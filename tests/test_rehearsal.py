@@ -37,6 +37,11 @@ def every_type(tmp_path_factory):
                          log=lambda _: None)
 
 
+# the MM-Instruct answer filters and the planted fault each one catches
+ANSWER_CHECK_FAULT = {"truncated": "truncated", "repetition": "repetition", "refusal": "refusal",
+                      "mentions_source_text": "source_leak", "too_short": "too_short"}
+
+
 def _checks(r):
     return {**{f"instructify: {k}": v for k, v in r["instructify"]["checks"].items()},
             **{f"mm-instruct: {k}": v for k, v in r["mminstruct"]["checks"].items()}}
@@ -59,7 +64,13 @@ def test_every_check_catches_its_faults_and_only_them(report):
     # was matched with, and planted unclear fit verdicts are rare (both still judged: no fp / fn above)
     idle = {n for n, c in checks.items() if c["tp"] == 0} - {"mm-instruct: unclear fit verdict (answer dropped)",
                                                               "mm-instruct: fit check"}
-    assert not idle, idle
+    # MM-Instruct answers are few (~15 on the sample) and which requests exist depends on the machine's
+    # float arithmetic (embeddings -> matches), so a fault kind at rate 0.1 may land on none of them
+    # (p ~ 0.2): such a check is idle, not failing, when its fault was never planted in an answer.
+    unplanted = {f"mm-instruct: {check}" for check, fault in ANSWER_CHECK_FAULT.items()
+                 if not report["planted"].get("answer", {}).get(fault)}
+    assert not idle - unplanted, (idle, report["planted"].get("answer"))
+    assert len(idle) <= 1, idle  # still most checks exercised
     assert "attempt without a logged reply" not in report["instructify"]["outcomes"]  # every attempt was joined
 
 

@@ -260,7 +260,7 @@ def test_no_config_field_takes_a_secret_value():
 @pytest.mark.parametrize("configured_by", ["resource", "environment"])
 def test_api_key_is_sent_but_never_logged_or_stored(home, secret, fake_openai, caplog, capfd, monkeypatch,
                                                     configured_by):
-    caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logging included
+    caplog.set_level(logging.DEBUG)  # urllib3's debug logging included
     server = fake_openai()
     if configured_by == "resource":
         llm = LLMResource(backend="openai", base_urls=server.url, served_model="stub-model", api_key_env=KEY_ENV,

@@ -6,7 +6,7 @@ instance the runs record into (`attached`): Dagster hands it every record of `co
 prints only the LLM batch lines (`run_llm_batch` in visit_assets/defs/llm/resources.py), compactly:
 
     [run 5/12] wave 2 · sample|1 · grouped_metadata, metadata_rejects, ... started
-      generated_instructions · instructions: 6/16 (38%) · 2 cached · 1.90 req/s · ETA 5 s
+      generated_instructions · instructions: 6/16 (38%) · 2 cached · 1.90 req/s · 180 tok/s · ETA 5 s
       generated_instructions · instructions: 16 requests · 2 cached · 14 sent · 1302 tokens out · 41.0 tok/s
     [run 5/12] wave 2 · sample|1 · done in 9.8 s
 
@@ -28,7 +28,7 @@ from typing import TextIO
 # The messages of run_llm_batch (visit_assets/defs/llm/resources.py).
 _PROGRESS = re.compile(
     r"^\[(?P<label>[^\]]+)\] (?P<done>\d+)/(?P<total>\d+) \((?P<pct>\d+)%\) done"
-    r"(?:, (?P<hits>\d+) from cache)?(?:, (?P<rate>[\d.]+) req/s)?(?:, ETA (?P<eta>.+?))?$")
+    r"(?:, (?P<hits>\d+) from cache)?(?:, (?P<rate>[\d.]+) req/s)?(?:, (?P<tps>\d+) tok/s)?(?:, ETA (?P<eta>.+?))?$")
 _DONE = re.compile(
     r"^\[(?P<label>[^\]]+)\] done: (?P<requests>\d+) requests, (?P<hits>\d+) cache hits, (?P<sent>\d+) sent, "
     r"(?P<tokens>\d+) tokens out at (?P<tps>[\d.]+) tok/s(?:, failures (?P<failures>\{.*\}))?")
@@ -67,6 +67,8 @@ def llm_line(step: str | None, message: str) -> str | None:
             parts.append(f"{m['hits']} cached")
         if m["rate"] is not None:
             parts.append(f"{m['rate']} req/s")
+        if m["tps"] is not None:
+            parts.append(f"{m['tps']} tok/s")
         if m["eta"] is not None:
             parts.append(f"ETA {m['eta']}")
         return where + " · ".join(parts)

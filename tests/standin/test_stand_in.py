@@ -191,3 +191,28 @@ def test_the_stand_in_command_serves_and_says_how_to_point_the_product_at_it():
     bad = subprocess.run([sys.executable, "-m", "visit_assets.cli", "stand-in", "--faults", "typo=0.1"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown faults ['typo']" in bad.stderr
+
+
+def test_it_takes_hundreds_of_connections_at_once_as_a_serving_engine_does():
+    """A client opening many connections together (the openai backend at concurrency 256, as a
+    pipeline feeding one GPU server does) is never reset: the listen backlog of Python's socketserver
+    (5) dropped connections of the stand-in command."""
+    import re
+    import subprocess
+    import sys
+
+    facts = facts_for(CAT)
+    values = [{"facts": format_facts(facts), "question": f"Is the cat number {i} green-eyed?", "answer": "Yes."}
+              for i in range(600)]
+    reqs = [LLMRequest(tuple(VERIFY_PROMPT.messages(v, strip=False)), SamplingParams(max_tokens=24)) for v in values]
+    proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", ""],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/v1", proc.stdout.readline()).group(0)
+        backend = OpenAIBackend(url, STAND_IN_MODEL, concurrency=256, max_retries=0)
+        results = LLMClient(backend).generate(reqs)
+        backend.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert len(results) == 600 and all(r.status == OK for r in results) and backend.retries == 0

@@ -14,6 +14,17 @@ Every setting left unset falls back to an environment variable read when the cli
     max_retries    VISIT_LLM_MAX_RETRIES    retries on 429/5xx/connection errors (default 5)
     cache_path     VISIT_LLM_CACHE          default <VISIT_STORE or ./visit_data/store>/llm_cache.sqlite
 
+A budget per Dagster run (lib/llm/budget.py), over every step and role of the run; unset, no cap:
+
+    max_requests_per_run       VISIT_LLM_MAX_REQUESTS_PER_RUN       requests sent (cache hits are free)
+    max_output_tokens_per_run  VISIT_LLM_MAX_OUTPUT_TOKENS_PER_RUN  output tokens (passed by at most a chunk)
+    price_per_m_input_tokens   VISIT_LLM_PRICE_PER_M_INPUT_TOKENS   for the estimated cost in logs and metadata
+    price_per_m_output_tokens  VISIT_LLM_PRICE_PER_M_OUTPUT_TOKENS
+
+A step that meets the cap stops cleanly: what it sent is answered and cached, it fails saying how
+far it got, and the next run continues from the cache. The run's spend is kept in the cache's store
+(with use_cache off, in each step's process only).
+
 One model per role (the papers judge with a stronger model than the one that generates). The
 generator is the settings above; `checker` (Instructify's verifier, MM-Instruct's fit check),
 `judge` (InstructionGPT-4's quality score) and `pairwise` (the pairwise evaluation) each take the
@@ -35,6 +46,7 @@ from ... import settings
 from ...lib.ids import stable_json
 from ...lib.llm import LLMClient, LLMRequest, LLMResult, LLMUnavailableError, make_backend
 from ...lib.llm.backends import BACKENDS
+from ...lib.llm.budget import Budget, BudgetExhausted
 from ...lib.llm.cache import open_cache
 
 _clients: dict[tuple[int, str], LLMClient] = {}
@@ -113,6 +125,11 @@ class LLMResource(dg.ConfigurableResource):
     # cache
     cache_path: str | None = None
     use_cache: bool = True
+    # budget per run (None: $VISIT_LLM_*, else no cap)
+    max_requests_per_run: int | None = None
+    max_output_tokens_per_run: int | None = None
+    price_per_m_input_tokens: float | None = None
+    price_per_m_output_tokens: float | None = None
     # the other roles' models (default: the generator)
     checker: LLMRoleConfig | None = None
     judge: LLMRoleConfig | None = None
@@ -137,11 +154,11 @@ class LLMResource(dg.ConfigurableResource):
         """The model of `role`: this resource's client when the role sets nothing of its own."""
         overrides = self.role_overrides(role)
         if not overrides:
-            return RoleLLM(role, self.get_client)
+            return RoleLLM(role, self.get_client, self.budget())
         generator = {k: getattr(self, k) for k in type(self).model_fields if k not in ROLES}
         kind, settings = _role_settings(role, overrides, type(self)(**{**generator, **overrides}), self)
         cache_path = self.resolved_cache_path()
-        return RoleLLM(role, lambda: _client(kind, settings, cache_path))
+        return RoleLLM(role, lambda: _client(kind, settings, cache_path), self.budget())
     def backend_kind(self) -> str:
         kind = self.backend or _env("VISIT_LLM_BACKEND") or "llama_cpp"
         if kind not in BACKENDS:
@@ -190,6 +207,17 @@ class LLMResource(dg.ConfigurableResource):
             return None
         return self.cache_path or default_cache_path()
 
+    def budget(self) -> Budget:
+        """This run's caps and prices: the fields, else VISIT_LLM_*, else none."""
+
+        def pick(value: Any, env: str, cast: Callable[[str], Any]) -> Any:
+            return value if value is not None else (cast(_env(env)) if _env(env) else None)
+
+        return Budget(max_requests=pick(self.max_requests_per_run, "VISIT_LLM_MAX_REQUESTS_PER_RUN", int),
+                      max_output_tokens=pick(self.max_output_tokens_per_run, "VISIT_LLM_MAX_OUTPUT_TOKENS_PER_RUN", int),
+                      price_per_m_input=pick(self.price_per_m_input_tokens, "VISIT_LLM_PRICE_PER_M_INPUT_TOKENS", float) or 0.0,
+                      price_per_m_output=pick(self.price_per_m_output_tokens, "VISIT_LLM_PRICE_PER_M_OUTPUT_TOKENS", float) or 0.0)
+
     def get_client(self) -> LLMClient:
         """The client for this configuration, built once per process (the model loads once)."""
         return _client(self.backend_kind(), self.backend_settings(), self.resolved_cache_path())
@@ -198,7 +226,7 @@ class LLMResource(dg.ConfigurableResource):
         self, context: Any, requests: Iterable[LLMRequest], *, label: str = "llm"
     ) -> tuple[list[LLMResult], dict[str, Any]]:
         """Run a batch on the generator, logging progress to context.log; return (results, materialization metadata)."""
-        return run_llm_batch(context, self.get_client(), requests, label=label)
+        return run_llm_batch(context, self.get_client(), requests, label=label, budget=self.budget())
 
 
 def _client(kind: str, kwargs: dict[str, Any], cache_path: str | None) -> LLMClient:
@@ -250,8 +278,8 @@ class RoleLLM:
     """One role's model: its client, and batches whose metadata names the role's model
     (`judge_llm_model`); request counts stay `llm_*`, so a step's `llm_sent` counts every role."""
 
-    def __init__(self, role: str, client: Callable[[], LLMClient]):
-        self.role, self._client = role, client
+    def __init__(self, role: str, client: Callable[[], LLMClient], budget: Budget | None = None):
+        self.role, self._client, self.budget = role, client, budget
         self.model_prefix = "llm_" if role == GENERATOR else f"{role}_llm_"
 
     def get_client(self) -> LLMClient:
@@ -261,7 +289,7 @@ class RoleLLM:
         self, context: Any, requests: Iterable[LLMRequest], *, label: str = "llm"
     ) -> tuple[list[LLMResult], dict[str, Any]]:
         return run_llm_batch(context, self.get_client(), requests, label=f"{label} ({self.role})"
-                             if self.role != GENERATOR else label, model_prefix=self.model_prefix)
+                             if self.role != GENERATOR else label, model_prefix=self.model_prefix, budget=self.budget)
 
 
 def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | None = None) -> dict[str, Any]:
@@ -277,11 +305,13 @@ def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | No
 
 
 def run_llm_batch(
-    context: Any, client: LLMClient, requests: Iterable[LLMRequest], *, label: str = "llm", model_prefix: str = "llm_"
+    context: Any, client: LLMClient, requests: Iterable[LLMRequest], *, label: str = "llm", model_prefix: str = "llm_",
+    budget: Budget | None = None,
 ) -> tuple[list[LLMResult], dict[str, Any]]:
     log = context.log
     reqs: Sequence[LLMRequest] = list(requests)
     log.info(f"[{label}] {len(reqs)} requests on {client.backend.kind} {client.identity.label()}")
+    scope = _run_id(context)
 
     first: list[tuple[float, int]] = []  # the first report comes before anything is sent: done = cache hits
 
@@ -295,20 +325,45 @@ def run_llm_batch(
         if hits < done < total and now > t0:
             rate = (done - hits) / (now - t0)
             eta = (total - done) / rate
-            message += f", {rate:.2f} req/s, ETA {f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'}"
+            message += (f", {rate:.2f} req/s, {client.last_stats.tokens_out / (now - t0):.0f} tok/s, "
+                        f"ETA {f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'}")
         log.info(message)
 
     try:
-        results = client.generate(reqs, progress=progress)
+        results = client.generate(reqs, progress=progress, budget=budget, scope=scope)
     except LLMUnavailableError as exc:
         s = client.last_stats
         cached = s.completed - s.failures.get("error", 0)  # error results are retried, never cached
         log.error(f"[{label}] stopped: {exc}. {cached} answers of this batch are cached; re-run to resume.")
         raise
+    except BudgetExhausted as exc:
+        log.error(f"[{label}] stopped: {exc}")
+        raise dg.Failure(description=str(exc), allow_retries=False, metadata={
+            **llm_metadata(client, model_prefix=model_prefix), **budget_metadata(exc.budget, exc.spend),
+            "llm_answered_of_batch": exc.answered, "llm_batch_requests": exc.total}) from exc
     meta = llm_metadata(client, model_prefix=model_prefix)
+    if budget is not None and scope:
+        meta.update(budget_metadata(budget, client.cache.spend(scope)))
     s = client.last_stats
     log.info(
         f"[{label}] done: {s.requests} requests, {s.cache_hits} cache hits, {s.sent} sent, "
         f"{s.tokens_out} tokens out at {s.tokens_per_s:.1f} tok/s, failures {dict((k, v) for k, v in s.failures.items() if v)}"
     )
     return results, meta
+
+
+def _run_id(context: Any) -> str:
+    """The Dagster run the batch belongs to (its budget's ledger), or "" outside a run: then
+    nothing is recorded, and a capped budget is refused by the client."""
+    try:
+        return context.run.run_id
+    except Exception:  # a directly invoked asset's context raises on .run
+        return ""
+
+
+def budget_metadata(budget: Budget, spend: Any) -> dict[str, Any]:
+    """What the run has spent so far against its caps (not summed over a step's rounds: see rounds.py)."""
+    return {"llm_run_requests_sent": spend.requests, "llm_run_tokens_out": spend.tokens_out,
+            "llm_run_max_requests": budget.max_requests if budget.max_requests is not None else "none",
+            "llm_run_max_output_tokens": budget.max_output_tokens if budget.max_output_tokens is not None else "none",
+            "llm_run_estimated_cost": budget.cost(spend)}

@@ -5,7 +5,8 @@ from typing import Any
 from ...lib.llm import LLMRequest, LLMResult
 from .resources import LLMResource, RoleLLM
 
-_NOT_SUMMED = {"llm_tokens_per_s"}
+# rates, and the run's budget figures (`llm_run_*`, running totals): each round's value replaces the last
+_NOT_SUMMED = {"llm_tokens_per_s", "llm_cache_hit_rate"}
 
 
 class LLMRounds:
@@ -23,7 +24,8 @@ class LLMRounds:
         self.rounds += 1
         results, meta = self.llm.run_batch(self.context, requests, label=f"{self.label} round {self.rounds}")
         for key, value in meta.items():
-            summable = isinstance(value, (int, float)) and not isinstance(value, bool) and key not in _NOT_SUMMED
+            summable = isinstance(value, (int, float)) and not isinstance(value, bool) and key not in _NOT_SUMMED \
+                and not key.startswith("llm_run_")
             self._meta[key] = self._meta.get(key, 0) + value if summable else value
         return results
 
@@ -32,4 +34,6 @@ class LLMRounds:
         seconds = meta.get("llm_backend_seconds") or 0
         meta["llm_tokens_per_s"] = round(meta.get("llm_tokens_out", 0) / seconds, 2) if seconds else 0.0
         meta["llm_rounds"] = self.rounds
+        if meta.get("llm_requests"):
+            meta["llm_cache_hit_rate"] = round(meta.get("llm_cache_hits", 0) / meta["llm_requests"], 4)
         return meta

@@ -4,7 +4,7 @@
     client = LLMClient(make_backend("llama_cpp"), LLMCache(path))
     results = client.generate([LLMRequest.chat("Describe ...", system="...")])
 
-Backend modules (llama_cpp, openai/httpx, vllm) are imported only when their backend is built.
+Backend modules (llama_cpp, openai/urllib3, vllm) are imported only when their backend is built.
 """
 
 from visit_assets.lib.llm.backends import BACKENDS, make_backend

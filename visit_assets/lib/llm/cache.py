@@ -8,15 +8,20 @@ Lookups are batched: one `SELECT ... WHERE key IN (...)` per chunk.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping, TypeVar
 
+from visit_assets.lib.llm.budget import Budget, Spend
 from visit_assets.lib.llm.types import LLMResult
+
+T = TypeVar("T")
 
 LOOKUP_CHUNK = 900  # below SQLite's historical 999 bound-parameter limit
 BUSY_TIMEOUT_MS = 60_000
@@ -30,6 +35,16 @@ CREATE TABLE IF NOT EXISTS llm_responses (
     created_at REAL NOT NULL
 ) WITHOUT ROWID
 """
+# What each run has sent (budget.py): one row per run, shared by its steps and processes.
+_SPEND_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_spend (
+    scope      TEXT PRIMARY KEY,
+    requests   INTEGER NOT NULL,
+    tokens_in  INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID
+"""
 
 
 def _entry(result: LLMResult) -> tuple[str, str, dict, float]:
@@ -38,7 +53,8 @@ def _entry(result: LLMResult) -> tuple[str, str, dict, float]:
 
 
 class _Cache:
-    """`get` / `put` in terms of a cache's batch `get_many` / `put_many`."""
+    """`get` / `put` in terms of a cache's batch `get_many` / `put_many`, and the spend ledger in
+    terms of a cache's atomic `_transact(scope, fn)` (fn: Spend -> (new Spend, value))."""
 
     def get(self, key: str) -> dict | None:
         return self.get_many([key]).get(key)
@@ -46,6 +62,31 @@ class _Cache:
     def put(self, key: str, result: LLMResult) -> None:
         """Store one finished result at once."""
         self.put_many({key: result})
+
+    def _transact(self, scope: str, fn: Callable[[Spend], tuple[Spend, T]]) -> T:
+        raise NotImplementedError
+
+    def reserve(self, scope: str, budget: Budget, wanted: int, in_flight: int = 1) -> tuple[int, Spend]:
+        """Count up to `wanted` requests as sent by run `scope`, as its budget allows: (granted, spend after)."""
+
+        def take(spend: Spend) -> tuple[Spend, tuple[int, Spend]]:
+            n = budget.grant(spend, wanted, in_flight)
+            after = spend.plus(requests=n)
+            return after, (n, after)
+
+        return self._transact(scope, take)
+
+    def record(self, scope: str, requests: int = 0, tokens_in: int = 0, tokens_out: int = 0) -> Spend:
+        """Add to run `scope`'s spend (requests < 0: reserved ones given back, never sent)."""
+
+        def add(spend: Spend) -> tuple[Spend, Spend]:
+            after = spend.plus(requests, tokens_in, tokens_out)
+            return after, after
+
+        return self._transact(scope, add)
+
+    def spend(self, scope: str) -> Spend:
+        return self._transact(scope, lambda s: (s, s))
 
 
 class LLMCache(_Cache):
@@ -77,6 +118,7 @@ class LLMCache(_Cache):
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
+                conn.execute(_SPEND_SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 49:
@@ -119,6 +161,23 @@ class LLMCache(_Cache):
                 conn.execute("ROLLBACK")
                 raise
 
+    def _transact(self, scope: str, fn: Callable[[Spend], tuple[Spend, T]]) -> T:
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")  # one writer at a time over every process: reservations add up
+            try:
+                row = conn.execute("SELECT requests, tokens_in, tokens_out FROM llm_spend WHERE scope = ?", (scope,)).fetchone()
+                before = Spend(*row) if row else Spend()
+                after, value = fn(before)
+                if after != before:
+                    conn.execute("INSERT OR REPLACE INTO llm_spend VALUES (?, ?, ?, ?, ?)",
+                                 (scope, after.requests, after.tokens_in, after.tokens_out, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return value
+
     def count(self) -> int:
         with self._lock:
             return self._connect().execute("SELECT COUNT(*) FROM llm_responses").fetchone()[0]
@@ -134,10 +193,19 @@ class LLMCache(_Cache):
             self._conn = None
 
 
-class NullCache:
-    """No persistence (benchmarks, dry runs)."""
+class NullCache(_Cache):
+    """No persistence (benchmarks, dry runs); the spend ledger lives in this process only."""
 
     path = None
+
+    def __init__(self) -> None:
+        self._spend: dict[str, Spend] = {}
+        self._lock = threading.Lock()
+
+    def _transact(self, scope: str, fn: Callable[[Spend], tuple[Spend, T]]) -> T:
+        with self._lock:
+            self._spend[scope], value = fn(self._spend.get(scope, Spend()))
+        return value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
         return {}
@@ -159,7 +227,8 @@ class FileCache(_Cache):
     give atomic renames within a folder, so each answer is written aside and renamed into place:
     no locks, no server, and a step retried on another node still finds every finished answer.
     Layout: `<folder>/<key[:2]>/<key>.json`. Costs one file open per lookup: fine for the
-    thousands of requests of a step, and the answers are what is expensive.
+    thousands of requests of a step, and the answers are what is expensive. The runs' spend
+    ledger is `<folder>/_spend/<run id>.json`, updated under a file lock (flock).
     """
 
     def __init__(self, folder: str | os.PathLike[str]):
@@ -195,11 +264,35 @@ class FileCache(_Cache):
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
 
+    def _transact(self, scope: str, fn: Callable[[Spend], tuple[Spend, T]]) -> T:
+        """One JSON file per run under `_spend/`, updated under an exclusive lock on its lock file."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", scope):
+            raise ValueError(f"a spend scope must be a run id (letters, digits, '_', '.', '-'), got {scope!r}")
+        folder = self.path / "_spend"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{scope}.json"
+        with open(folder / f"{scope}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                before = Spend(**json.loads(target.read_text())) if target.exists() else Spend()
+            except (ValueError, TypeError) as exc:
+                raise RuntimeError(f"the spend ledger {target} is unreadable ({exc}); delete it to reset "
+                                   "this run's budget") from exc
+            after, value = fn(before)
+            if after != before:
+                tmp = target.with_name(f".{scope}.{os.getpid()}.{threading.get_ident()}.tmp")
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(after.__dict__, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+        return value
+
     def count(self) -> int:
-        return sum(1 for _ in self.path.glob("*/*.json"))
+        return sum(1 for _ in self.path.glob("??/*.json"))
 
     def keys(self) -> set[str]:
-        return {p.stem for p in self.path.glob("*/*.json")}
+        return {p.stem for p in self.path.glob("??/*.json")}
 
     def close(self) -> None:
         pass

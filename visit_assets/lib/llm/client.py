@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
-from visit_assets.lib.llm.cache import LLMCache, NullCache
+from visit_assets.lib.llm.budget import Budget, BudgetExhausted
+from visit_assets.lib.llm.cache import FileCache, LLMCache, NullCache
 from visit_assets.lib.llm.types import FAILURE_KINDS, LLMRequest, LLMResult, LLMUnavailableError
 from visit_assets.lib.models.identity import ModelIdentity
 
@@ -75,6 +76,7 @@ class LLMStats:
             "backend_seconds": round(self.backend_seconds, 3),
             "tokens_per_s": round(self.tokens_per_s, 2),
             "retries": self.retries,
+            "cache_hit_rate": round(self.cache_hits / self.requests, 4) if self.requests else 0.0,
         }
         for kind in FAILURE_KINDS:
             out[f"failures_{kind}"] = self.failures.get(kind, 0)
@@ -107,21 +109,28 @@ class LLMClient:
     finishes. Malformed output is a status on its row, never an exception.
     """
 
-    def __init__(self, backend: Backend, cache: LLMCache | NullCache | None = None):
+    def __init__(self, backend: Backend, cache: LLMCache | FileCache | NullCache | None = None):
         self.backend = backend
         self.cache = cache if cache is not None else NullCache()
         self.stats = LLMStats()  # cumulative over this client's life
-        self.last_stats = LLMStats()  # the most recent generate() call
+        self.last_stats = LLMStats()  # the most recent generate() call (the running one, while it runs)
 
     @property
     def identity(self) -> ModelIdentity:
         return self.backend.identity
 
-    def generate(self, requests: Iterable[LLMRequest], progress: ProgressFn | None = None) -> list[LLMResult]:
+    def generate(self, requests: Iterable[LLMRequest], progress: ProgressFn | None = None, *,
+                 budget: Budget | None = None, scope: str = "") -> list[LLMResult]:
+        """`budget`: caps on what run `scope` sends (every call with that scope draws on one ledger,
+        kept in the cache's store); when it runs out, every sent request finishes and is cached,
+        then `BudgetExhausted` is raised."""
+        if budget is not None and budget.capped and not scope:
+            raise ValueError("a capped budget needs the scope (run id) it is counted in")
         t0 = time.perf_counter()
         reqs = list(requests)
         total = len(reqs)
         stats = LLMStats(requests=total)
+        self.last_stats = stats  # live while the batch runs (progress reads its token counts)
         ident = self.backend.identity
         keys = [r.cache_key(ident) for r in reqs]
         positions: dict[str, list[int]] = {}
@@ -136,7 +145,6 @@ class LLMClient:
         stats.cache_hits = sum(len(positions[k]) for k in found)
         todo = [k for k in positions if k not in found]
         stats.deduplicated = sum(len(positions[k]) - 1 for k in todo)
-        stats.sent = len(todo)
         to_send = [reqs[positions[k][0]] for k in todo]
 
         lock = threading.Lock()
@@ -163,7 +171,7 @@ class LLMClient:
         tb = time.perf_counter()
         try:
             if to_send:
-                self.backend.complete(to_send, on_result)
+                self._send(to_send, on_result, stats, budget, scope)
         except LLMUnavailableError as exc:
             exc.partial = list(results)
             raise
@@ -178,10 +186,41 @@ class LLMClient:
             self.stats.add(stats)
 
         missing = [i for i, r in enumerate(results) if r is None]
+        if missing and budget is not None and stats.sent < len(to_send):
+            raise BudgetExhausted(scope, budget, self.cache.spend(scope), total - len(missing), total, partial=list(results))
         if missing:
             raise RuntimeError(f"backend {self.backend.kind} returned no result for {len(missing)} request(s)")
         reporter.update(total, force=True)
         return results  # type: ignore[return-value]
+
+    def _send(self, to_send: list[LLMRequest], on_result: ResultSink, stats: LLMStats, budget: Budget | None,
+              scope: str) -> None:
+        """Hand the requests to the backend, counting `stats.sent`. With a budget, each chunk is
+        reserved in run `scope`'s ledger first (capped: in the chunks the budget grants) and what it
+        spent is recorded after; requests a stopped chunk never sent are given back."""
+        if budget is None or not scope:
+            stats.sent = len(to_send)
+            self.backend.complete(to_send, on_result)
+            return
+        in_flight = int(getattr(self.backend, "concurrency", 1) or 1)
+        while stats.sent < len(to_send):
+            n, _ = self.cache.reserve(scope, budget, len(to_send) - stats.sent, in_flight)
+            if n == 0:
+                return
+            start, tokens_before, delivered, count_lock = stats.sent, (stats.tokens_in, stats.tokens_out), [0], threading.Lock()
+
+            def sink(j: int, res: LLMResult) -> None:
+                with count_lock:
+                    delivered[0] += 1
+                on_result(start + j, res)
+
+            stats.sent += n
+            try:
+                self.backend.complete(to_send[start : start + n], sink)
+            finally:
+                unsent = n - delivered[0]  # only when the chunk stopped early (endpoint gone, error)
+                stats.sent -= unsent
+                self.cache.record(scope, -unsent, stats.tokens_in - tokens_before[0], stats.tokens_out - tokens_before[1])
 
     def close(self) -> None:
         self.cache.close()

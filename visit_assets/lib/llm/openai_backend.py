@@ -1,7 +1,8 @@
 """`openai` backend: any OpenAI-compatible chat server (a fleet of `vllm serve`, llama.cpp servers, ...).
 
 Requests are spread over several base URLs with bounded concurrency (a thread pool over one
-pooled httpx.Client). 429/5xx/connection errors are retried with exponential backoff + jitter
+urllib3 connection pool: httpx took 2-5x its client CPU per request, bench/feed_rate.py).
+429/5xx/connection errors are retried with exponential backoff + jitter
 (Retry-After honoured); a retry moves to the next healthy endpoint. A request that still fails
 after the retries stops the batch: in-flight requests finish (and are reported, so the client
 caches them), then `LLMUnavailableError` names the endpoint(s) and the last error.
@@ -13,6 +14,7 @@ never stored on the backend, logged, or part of the identity.
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import random
 import threading
@@ -158,7 +160,7 @@ class OpenAIBackend:
         self._counter_lock = threading.Lock()
         self._down_until = {u: 0.0 for u in self.base_urls}
         self._rng = random.Random()
-        self._http: Any = None
+        self._pools: dict[str, Any] = {}  # base URL -> urllib3 pool (made on first use)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_urls!r}, served_model={self.served_model!r}, concurrency={self.concurrency})"
@@ -169,15 +171,31 @@ class OpenAIBackend:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _client(self) -> Any:
-        if self._http is None:
-            import httpx
+    def _pool(self, url: str) -> Any:
+        """The connection pool for `url`, made once per URL: through the proxy the environment names
+        for it (HTTP(S)_PROXY / NO_PROXY, as httpx and requests honour them) or direct; TLS checked
+        against certifi's CA bundle where installed (slim images may lack system CAs)."""
+        pool = self._pools.get(url)
+        if pool is not None:
+            return pool
+        import urllib.request
 
-            self._http = httpx.Client(
-                timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-            )
-        return self._http
+        import urllib3
+
+        try:
+            import certifi
+
+            ca_certs = certifi.where()
+        except ImportError:
+            ca_certs = None
+        parts = urlsplit(url)
+        proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+        options = dict(maxsize=self.concurrency, block=True, retries=False, ca_certs=ca_certs,  # retries are ours
+                       timeout=urllib3.Timeout(connect=self.connect_timeout_s, read=self.timeout_s))
+        with self._counter_lock:
+            if url not in self._pools:
+                self._pools[url] = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+            return self._pools[url]
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -209,10 +227,9 @@ class OpenAIBackend:
     # -- the protocol ---------------------------------------------------------------------------
 
     def complete(self, requests: Sequence[LLMRequest], on_result) -> None:
-        import httpx
+        from urllib3.exceptions import HTTPError
 
         headers = self._headers()
-        client = self._client()
         abort = threading.Event()
         failure: dict[str, Any] = {}
         failure_lock = threading.Lock()
@@ -225,9 +242,9 @@ class OpenAIBackend:
 
         def run(i: int) -> None:
             req = requests[i]
-            body = openai_body(
+            body = json.dumps(openai_body(
                 req, self.served_model, schema_style=self.schema_style, regex_style=self.regex_style, extra_body=self.extra_body
-            )
+            )).encode()
             tried: list[str] = []
             last_error = ""
             for attempt in range(self.max_retries + 1):
@@ -239,19 +256,20 @@ class OpenAIBackend:
                 self._count("attempts")
                 delay = None
                 try:
-                    resp = client.post(url + "/chat/completions", json=body, headers=headers)
-                except httpx.HTTPError as exc:  # connection refused/reset, timeouts, protocol errors
+                    resp = self._pool(url).request("POST", url + "/chat/completions", body=body, headers=headers,
+                                                   pool_timeout=self.timeout_s)
+                except HTTPError as exc:  # connection refused/reset, timeouts, protocol errors
                     last_error = f"{url}: {type(exc).__name__}: {exc}"
                     self._mark_down(url, attempt)
                 else:
-                    code = resp.status_code
+                    code = resp.status
                     if code == 200:
                         try:
-                            on_result(i, self._parse(req, resp.json()))
+                            on_result(i, self._parse(req, json.loads(resp.data)))
                         except (ValueError, KeyError, IndexError, TypeError) as exc:
                             on_result(i, error_result(req, f"{url}: malformed response: {exc}", model=self._identity))
                         return
-                    detail = resp.text[:300].replace("\n", " ")
+                    detail = resp.data[:300].decode("utf-8", "replace").replace("\n", " ")
                     last_error = f"{url}: HTTP {code}: {detail}"
                     if code in FATAL_STATUS:
                         give_up([url], last_error)
@@ -298,6 +316,6 @@ class OpenAIBackend:
         )
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        for pool in self._pools.values():
+            pool.clear()
+        self._pools.clear()

@@ -38,6 +38,7 @@ def pace(n_tokens: int, now: float, next_free: float, tokens_per_s: float, total
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the listen backlog: socketserver's 5 resets a client opening 64 connections at once
 
 
 class StandInServer:
