@@ -61,3 +61,18 @@ def test_a_prompt_file_edit_changes_only_the_versions_of_stages_that_render_it(t
     after = cv.code_version(filters, files=fit), cv.code_version(filters, files=other)
     assert after[0] != before[0] and after[1] == before[1]
     assert cv.code_version(filters) != before[0]  # the files are part of the version, not ignored
+
+
+def test_embedding_matrix_reads_vectors_without_python_floats():
+    import numpy as np
+    import polars as pl
+
+    from visit_assets.lib.frames import embedding_matrix
+
+    s = pl.Series("embedding", [[1.0, 2.0, 3.0], None, [0.5, -1.0, 2.5]], dtype=pl.List(pl.Float32))
+    m = embedding_matrix(s)
+    assert m.dtype == np.float32 and m.shape == (3, 3)
+    assert m[0].tolist() == [1.0, 2.0, 3.0] and np.isnan(m[1]).all() and m[2].tolist() == [0.5, -1.0, 2.5]
+    assert embedding_matrix(s.clear(), 3).shape == (0, 3)
+    fixed = embedding_matrix(s.cast(pl.Array(pl.Float32, 3)))  # the store keeps them as fixed-size arrays
+    assert fixed.shape == (3, 3) and fixed[2].tolist() == [0.5, -1.0, 2.5]

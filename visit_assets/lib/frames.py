@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 # Columns naming the run that wrote a row rather than what the row says.
@@ -22,3 +23,13 @@ def frame_fingerprint(frame: pl.DataFrame, drop: tuple[str, ...] = RUN_COLUMNS) 
     version, so a stage whose rows come out the same leaves everything below it untouched."""
     body = frame.drop([c for c in drop if c in frame.columns]).write_ndjson()
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def embedding_matrix(series: pl.Series, dim: int | None = None) -> np.ndarray:
+    """float32 [rows, dim] of a list-of-floats column, NaN where a row is null: straight from
+    Arrow's buffers, never a Python float per value (118k x 512 of those would take gigabytes)."""
+    if series.len() == 0:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    if dim is None:  # stored as a fixed-size Array, or as a List
+        dim = series.dtype.size if isinstance(series.dtype, pl.Array) else int(series.list.len().max() or 0)
+    return series.cast(pl.Array(pl.Float32, dim)).to_numpy()

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ...lib.code_version import code_version
+from ...lib.frames import embedding_matrix
 from ...lib.ids import content_hash, image_id, stable_json
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.instructify import export as export_mod
@@ -161,7 +162,7 @@ def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, sto
     parquet = store.store()
     emb = parquet.read_shards("image_embeddings", dataset, _shards()).sort("image_id")
     usable = emb.filter(pl.col("error").is_null()) if emb.height else emb
-    X = np.asarray(usable["embedding"].to_list(), dtype=np.float32) if usable.height else np.zeros((0, 1), np.float32)
+    X = embedding_matrix(usable["embedding"]) if usable.height else np.zeros((0, 1), np.float32)
     labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
                                                     method=config.method)
     dataset_version = scoring.current_dataset_version(parquet, dataset)

@@ -5,6 +5,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
+from ...lib.frames import embedding_matrix
 from ...lib.llm import LLMRequest, SamplingParams
 from ...lib.models.identity import RANDOM_INIT
 from ...lib.selection import evaluation as evaluation_mod
@@ -56,11 +57,18 @@ def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentence
     else:  # no CLIP weights: the image is its description's embedding, so compare answer text to it
         text_model = embedder.get()
         texts, model = text_model.encode(frame["answer"].to_list()), f"{text_model.identity.label()} (description-answer similarity)"
-    vectors = dict(zip(emb["image_id"], emb["embedding"].to_list()))
-    dim = texts.shape[1]
-    images = np.array([vectors.get(i) if vectors.get(i) is not None else [np.nan] * dim for i in frame["image_id"]],
-                      dtype=np.float64)
-    return scores_mod.clip_score(images, texts), space, model
+    return scores_mod.clip_score(_image_vectors(frame, emb, texts.shape[1]), texts), space, model
+
+
+def _image_vectors(frame: pl.DataFrame, emb: pl.DataFrame, dim: int) -> np.ndarray:
+    """Each row's image vector (NaN where its image has none), by a join: no Python list per vector."""
+    emb = emb.unique("image_id", keep="last", maintain_order=True)
+    rows = frame.select("image_id").join(emb.select("image_id").with_row_index("_row"), on="image_id", how="left",
+                                         maintain_order="left")["_row"]
+    out = np.full((frame.height, dim), np.nan)
+    have = rows.is_not_null().to_numpy()
+    out[have] = embedding_matrix(emb["embedding"], dim)[rows.drop_nulls().to_numpy()]
+    return out
 
 
 def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series], dict, dict]:
@@ -115,10 +123,12 @@ def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> 
     """Pairs, both orders judged, Win / Tie / Lose per pair."""
     scored = parquet.read("quality_scores", dataset)
     selected = set(parquet.read("selected_subset", dataset)["conversation_id"])
-    rows = scored.select("conversation_id", "image_id", "image_key", "recipe", "instruction", "answer").to_dicts()
-    candidates = [r for r in rows if r["conversation_id"] in selected]
-    pool = [r for r in rows if r["conversation_id"] not in selected
-            and (config.baseline == "random" or r["recipe"] == "imported")]
+    scored = scored.select("conversation_id", "image_id", "image_key", "recipe", "instruction", "answer")
+    chosen = pl.col("conversation_id").is_in(list(selected))
+    candidates = scored.filter(chosen).to_dicts()
+    # pairs are made within an image: only the candidates' images' rows can be baselines (no dict per row)
+    pool = scored.filter(~chosen & pl.col("image_id").is_in([r["image_id"] for r in candidates])
+                         & ((pl.lit(config.baseline == "random")) | (pl.col("recipe") == "imported"))).to_dicts()
     pairs, unpaired = evaluation_mod.pair_up(candidates, pool, config.seed)
     described = parquet.read_shards("image_descriptions", dataset, shards)
     context_of = dict(zip(described["image_id"], described["description"])) if described.height else {}
