@@ -42,22 +42,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 OUT = HERE / "out" / "coco_graph"
 RESULTS = HERE / "results"
-DOCS = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- coco_graph:begin -->", "<!-- coco_graph:end -->"
 SEED = 2017
 SET_VERSION = "v1"  # bump when the dataset's bytes change
 COCO_IMAGES = 118_287
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
+from results_io import machine, write_section  # noqa: E402
 
 
-def machine() -> dict:
-    import platform
-
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
-    return {"cpu": model.group(1) if model else platform.processor(), "cores": os.cpu_count(),
-            "python": platform.python_version()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -266,13 +258,7 @@ def write_docs() -> None:
     for path in sorted(RESULTS.glob("coco_graph-*.json")):
         r = json.loads(path.read_text())
         newest[(r["images"], r.get("mode", "whole"))] = r
-    text = DOCS.read_text()
-    section = f"{BEGIN}\n{render([newest[n] for n in sorted(newest)])}\n{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text += f"\n## The whole graph on a COCO-shaped dataset\n\n{section}\n"
-    DOCS.write_text(text)
+    write_section("coco_graph", render([newest[k] for k in sorted(newest)]), "The whole graph on a COCO-shaped dataset")
 
 
 def main() -> None:

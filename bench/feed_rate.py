@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -41,9 +40,9 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from results_io import machine, write_section  # noqa: E402
 RESULTS = REPO / "bench" / "results"
-DOCS = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- feed_rate:begin -->", "<!-- feed_rate:end -->"
 FLEET_REQUESTS_PER_S = 600  # issue #13: 8 x H100 at ~8,000 output tokens/s each (published vLLM figures)
 
 from visit_assets import settings  # noqa: E402
@@ -57,11 +56,6 @@ from visit_assets.lib.metadata.grouping import group_records  # noqa: E402
 from visit_assets.lib.standin import STAND_IN_MODEL  # noqa: E402
 
 
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
-    return {"cpu": model.group(1) if model else platform.processor(), "cores": os.cpu_count(),
-            "python": platform.python_version()}
 
 
 def records(n_images: int) -> list[dict[str, Any]]:
@@ -252,14 +246,8 @@ def render(result: dict, source: str) -> str:
 
 
 def write_docs(path: Path) -> None:
-    result = json.loads(path.read_text())
-    text = DOCS.read_text()
-    section = f"{BEGIN}\n{render(result, f'bench/results/{path.name}')}\n{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text += f"\n## LLM feed rate: requests/s the orchestration can drive\n\n{section}\n"
-    DOCS.write_text(text)
+    write_section("feed_rate", render(json.loads(path.read_text()), f"bench/results/{path.name}"),
+                  "LLM feed rate: requests/s the orchestration can drive")
 
 
 def main() -> None:
