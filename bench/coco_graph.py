@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +46,7 @@ SET_VERSION = "v1"  # bump when the dataset's bytes change
 COCO_IMAGES = 118_287
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
-from results_io import machine, write_section  # noqa: E402
+from common import StandIn, machine, write_section  # noqa: E402
 
 
 
@@ -111,23 +110,6 @@ def make_dataset(n: int) -> Path:
 # the run
 # ------------------------------------------------------------------------------------------------
 
-class StandIn:
-    """`visit-assets stand-in` in its own process: zero latency, no faults."""
-
-    def __enter__(self) -> str:
-        self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", ""],
-                                     stdout=subprocess.PIPE, text=True, cwd=REPO)
-        found = re.search(r"http://127\.0\.0\.1:\d+/v1", self.proc.stdout.readline())
-        if not found:
-            self.proc.kill()
-            raise RuntimeError("the stand-in did not start")
-        return found.group(0)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-
-
 def _command(args: list[str], env: dict, log: Path) -> dict:
     """One product command in its own process: wall, CPU and peak RSS from its own rusage."""
     t0 = time.perf_counter()
@@ -158,7 +140,8 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str) -> dict:
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    with StandIn() as url:
+    with StandIn() as server:
+        url = server.url
         env = {**os.environ, **_rehearsal_env(home, url), "VISIT_SHARDS": str(shards), "OMP_WAIT_POLICY": "PASSIVE",
                "VISIT_LLM_CONCURRENCY": "64", "HF_HUB_OFFLINE": "1"}
         if mode == "whole":

@@ -29,9 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +38,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from results_io import machine, write_section  # noqa: E402
+from common import StandIn, machine, write_section  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 FLEET_REQUESTS_PER_S = 600  # issue #13: 8 x H100 at ~8,000 output tokens/s each (published vLLM figures)
 
@@ -68,29 +65,6 @@ def records(n_images: int) -> list[dict[str, Any]]:
         rec["image_id"] = f"{rec['image_id']}~{i // len(base)}"
         out.append(rec)
     return out
-
-
-class StandIn:
-    """The stand-in in its own process (zero latency, no faults), so its CPU is not the client's."""
-
-    def __enter__(self) -> "StandIn":
-        self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", ""],
-                                     stdout=subprocess.PIPE, text=True, cwd=REPO)
-        line = self.proc.stdout.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
-        if not found:
-            self.proc.kill()
-            raise RuntimeError(f"the stand-in did not start: {line!r}")
-        self.url = found.group(1)
-        return self
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def __exit__(self, *exc: Any) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

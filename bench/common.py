@@ -1,0 +1,59 @@
+"""What the benchmarks share: the machine's facts for their result files, their section of
+docs/benchmarks.md (between `<!-- NAME:begin -->` and `<!-- NAME:end -->`), and the stand-in model
+served from its own process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs" / "benchmarks.md"
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    return {"cpu": model.group(1) if model else platform.processor(), "cores": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def write_section(name: str, body: str, heading: str) -> None:
+    """Replace the section between NAME's markers with `body`, or append it under `heading`."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = DOCS.read_text()
+    section = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text += f"\n## {heading}\n\n{section}\n"
+    DOCS.write_text(text)
+
+
+class StandIn:
+    """`visit-assets stand-in` in its own process (zero latency, no faults), so its CPU is not the
+    product's; `url` is its base URL, `cpu_s()` the CPU it has used so far."""
+
+    def __enter__(self) -> "StandIn":
+        self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", ""],
+                                     stdout=subprocess.PIPE, text=True, cwd=REPO)
+        line = self.proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
+        if not found:
+            self.proc.kill()
+            raise RuntimeError(f"the stand-in did not start: {line!r}")
+        self.url = found.group(0)
+        return self
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
