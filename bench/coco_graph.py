@@ -8,16 +8,20 @@ images of COCO train2017's shape and the real per-image counts (5 captions, some
 instances with boxes), with images written at the declared sizes (plain synthetic pictures, a few
 KB each). The graph runs as users run it, `visit-assets run <folder>` in its own process and
 VISIT_HOME, every LLM role answered by the stand-in (a test instrument, its own process, zero
-latency, no faults), without CLIP weights (the documented fallback). Two modes:
+latency, no faults), without CLIP weights (the documented fallback). Two modes, and a server option:
 
   --mode stages  (default) one `visit-assets run <folder> --assets <stage>` process per stage (a
                  step's assets together), upstream first: each stage's wall time, CPU time and peak
                  RSS are its own process's (os.wait4), so memory is measured per stage
   --mode whole   one `visit-assets run <folder>` for the whole graph (every step in one process)
+  --gpu          the stand-in emulates one GPU server (GPU_SERVER: tokens/s shared, requests at once)
+                 and logs each reply's tokens: per LLM step, wall time / the server's busy time for the
+                 replies that finished in it (issue #13's overhead ratio); --lanes N sets Instructify's
+                 sampling lanes (default: the product's), to measure them side by side
 Both record, per asset: the wall time of its steps (STEP_START to STEP_SUCCESS, summed over
 partitions), rows out, LLM requests, cache hits and requests sent (materialization metadata); and
 the Dagster runs and event-log rows created.
-Raw results: bench/results/coco_graph-<n>-<date>.json with the machine's facts; --write-docs
+Raw results: bench/results/coco_graph-<n>-<mode>[-gpu][-lanesN]-<date>.json with the machine's facts; --write-docs
 renders the section of docs/benchmarks.md between its markers from the newest result files.
 """
 
@@ -44,6 +48,9 @@ RESULTS = HERE / "results"
 SEED = 2017
 SET_VERSION = "v1"  # bump when the dataset's bytes change
 COCO_IMAGES = 118_287
+# One GPU server as issue #13 states it: ~8,000 output tokens/s for an 8B model on one H100 (published
+# vLLM figures), up to 256 requests decoding at once.
+GPU_SERVER = {"total-tokens-per-s": 8000, "max-concurrency": 256}
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
 from common import StandIn, machine, write_section  # noqa: E402
@@ -134,25 +141,54 @@ def step_groups(env: dict) -> list[list[str]]:
                                      capture_output=True, text=True).stdout)
 
 
-def run_graph(folder: Path, home: Path, shards: int, mode: str) -> dict:
-    """(the run's totals, per-stage process figures) of the graph on `folder` in a fresh `home`."""
+def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: dict | None,
+              config: dict | None = None) -> tuple[dict, dict, dict]:
+    """(the run's totals, per-stage process figures, the stand-in's stats) of the graph on `folder`
+    in a fresh `home`, with `config` as the run command's config file (asset -> run config)."""
     from visit_assets.rehearsal import _rehearsal_env
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    with StandIn() as server:
-        url = server.url
-        env = {**os.environ, **_rehearsal_env(home, url), "VISIT_SHARDS": str(shards), "OMP_WAIT_POLICY": "PASSIVE",
-               "VISIT_LLM_CONCURRENCY": "64", "HF_HUB_OFFLINE": "1"}
+    concurrency = int((server_speed or {}).get("max-concurrency") or 64)
+    options = []
+    if config:
+        (home / "run.yaml").write_text(json.dumps(config))  # JSON is YAML
+        options = ["--config", str(home / "run.yaml")]
+    with StandIn(server_speed, log=home / "stand_in.jsonl" if server_speed else None) as server:
+        env = {**os.environ, **_rehearsal_env(home, server.url), "VISIT_SHARDS": str(shards), "OMP_WAIT_POLICY": "PASSIVE",
+               "VISIT_LLM_CONCURRENCY": str(concurrency), "HF_HUB_OFFLINE": "1"}
         if mode == "whole":
-            total = _command(["run", str(folder)], env, home / "run.log")
-            return total, {}
+            total = _command(["run", str(folder), *options], env, home / "run.log")
+            return total, {}, server.stats()
         per_stage = {}
         for group in step_groups(env):
-            per_stage[", ".join(group)] = _command(["run", str(folder), "--assets", ",".join(group)], env, home / "run.log")
+            per_stage[", ".join(group)] = _command(["run", str(folder), "--assets", ",".join(group), *options], env,
+                                                   home / "run.log")
+        served = server.stats()
     total = {"wall_s": sum(v["wall_s"] for v in per_stage.values()), "cpu_s": sum(v["cpu_s"] for v in per_stage.values()),
              "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values())}
-    return total, per_stage
+    return total, per_stage, served
+
+
+def overhead(total: dict, per: dict, served: dict, windows: dict, log: Path) -> dict | None:
+    """Wall time / the emulated server's busy time (its replies' tokens / its total rate): per step
+    that sent LLM requests (a reply counts for the step running when it finished), over those steps
+    (what a GPU waits on while the pipeline works), and over the whole graph (CPU stages included)."""
+    if not served.get("busy_s"):
+        return None
+    replies = [(e["at"], e["tokens"]) for e in map(json.loads, log.read_text().splitlines()) if e.get("status") == 200]
+    rate = served["total_tokens_per_s"]
+    steps = {}
+    for step in sorted(k[5:] for k, v in per.items() if k.startswith("step ") and v.get("llm_sent")):
+        spans = windows[step]
+        busy = sum(n for at, n in replies if any(a <= at <= b for a, b in spans)) / rate
+        wall = sum(b - a for a, b in spans)
+        steps[step] = {"wall_s": round(wall, 2), "busy_s": round(busy, 2), "ratio": round(wall / busy, 3) if busy else None}
+    wall = sum(v["wall_s"] for v in steps.values())
+    busy = sum(v["busy_s"] for v in steps.values())
+    return {"server_busy_s": served["busy_s"], "steps": steps, "llm_steps_wall_s": round(wall, 1),
+            "llm_steps_busy_s": round(busy, 1), "llm_steps_ratio": round(wall / busy, 3) if busy else None,
+            "whole_graph_ratio": round(total["wall_s"] / served["busy_s"], 3)}
 
 
 def stages(dagster_home: Path) -> tuple[dict, dict]:
@@ -160,6 +196,7 @@ def stages(dagster_home: Path) -> tuple[dict, dict]:
     import dagster as dg
 
     per: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    windows: dict[str, list] = defaultdict(list)  # step -> (start, end) epoch seconds of each of its runs
     events = 0
     with dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home))) as instance:
         runs = instance.get_runs()
@@ -175,31 +212,42 @@ def stages(dagster_home: Path) -> tuple[dict, dict]:
                     started[ev.step_key] = entry.timestamp
                 elif ev.event_type_value == "STEP_SUCCESS" and ev.step_key in started:
                     per[f"step {ev.step_key}"]["wall_s"] += entry.timestamp - started[ev.step_key]
+                    windows[ev.step_key].append((started[ev.step_key], entry.timestamp))
                 elif ev.event_type_value == "ASSET_MATERIALIZATION":
                     mat = ev.step_materialization_data.materialization
                     stats = per[mat.asset_key.to_user_string()]
                     stats["partitions"] += 1
                     meta = {k: v.value for k, v in mat.metadata.items()}
+                    if isinstance(meta.get("llm_sent"), (int, float)):  # which steps kept the server busy
+                        per[f"step {ev.step_key}"]["llm_sent"] = max(per[f"step {ev.step_key}"]["llm_sent"], meta["llm_sent"])
                     for src, dst in (("dagster/row_count", "rows"), ("llm_requests", "llm_requests"),
                                      ("llm_cache_hits", "llm_cache_hits"), ("llm_sent", "llm_sent")):
                         if isinstance(meta.get(src), (int, float)):
                             stats[dst] += meta[src]
-    return {k: dict(v) for k, v in per.items()}, {"runs": len(runs), "event_log_rows": events}
+    return {k: dict(v) for k, v in per.items()}, {"runs": len(runs), "event_log_rows": events, "step_windows": windows}
 
 
-def measure(n: int, shards: int, mode: str) -> dict:
+def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: int | None = None) -> dict:
+    from visit_assets.defs.conversations.assets import GenerationConfig
+
     folder = make_dataset(n)
-    home = OUT / f"home-{n}-{mode}"
-    total, processes = run_graph(folder, home, shards, mode)
+    home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}"
+    config = {"generated_conversations": {"lanes": lanes}} if lanes else None
+    total, processes, served = run_graph(folder, home, shards, mode, server_speed, config)
     per, dagster = stages(home / "dagster_home")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(), "images": n, "shards": shards,
-            "mode": mode, "dataset": json.loads((folder / "DONE").read_text()), "total": total,
+            "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or GenerationConfig().lanes,
+            "lanes_default": not lanes, "dataset": json.loads((folder / "DONE").read_text()),
+            "total": total, "stand_in": served,
+            "overhead": overhead(total, per, served, dagster.pop("step_windows"), home / "stand_in.jsonl"),
             "stage_processes": processes, "dagster": dagster, "stages": per}
 
 
 def _result_name(r: dict) -> str:
-    return f"coco_graph-{r['images']}-{r.get('mode', 'whole')}-{r['date']}.json"
+    gpu = "-gpu" if isinstance(r.get("server"), dict) else ""
+    lanes = f"-lanes{r['lanes']}" if r.get("lanes_default") is False else ""
+    return f"coco_graph-{r['images']}-{r.get('mode', 'whole')}{gpu}{lanes}-{r['date']}.json"
 
 
 def render(results: list[dict]) -> str:
@@ -236,12 +284,38 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def render_overhead(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        o, srv, t = r["overhead"], r["server"], r["total"]
+        lanes = f"{r['lanes']} sampling lanes" if "lanes" in r else "the default sampling lanes"
+        lines += [f"**{r['images']:,} images, {r['shards']} shards, {lanes}, one `visit-assets run`** "
+                  f"(bench/results/{_result_name(r)}; {r['machine']['cores']} cores): the stand-in emulating one GPU "
+                  f"server ({srv['total-tokens-per-s']:,} output tokens/s shared, up to {srv['max-concurrency']} "
+                  f"requests at once{', ' + str(srv['tokens-per-s']) + ' tokens/s per reply' if srv.get('tokens-per-s') else ''}), "
+                  f"the product at concurrency {srv['max-concurrency']}: {r['stand_in']['replies']:,} replies, "
+                  f"{r['stand_in']['output_tokens']:,} output tokens, server busy {o['server_busy_s']:.0f} s.", "",
+                  "| step (LLM requests) | step wall s | server busy s | wall / busy |", "|---|---|---|---|"]
+        for step, v in sorted(o["steps"].items(), key=lambda kv: -kv[1]["busy_s"]):
+            ratio = f"{v['ratio']:.2f}" if v["ratio"] else "-"
+            lines.append(f"| {step} | {v['wall_s']:.1f} | {v['busy_s']:.1f} | {ratio} |")
+        lines += [f"| **every LLM step** | {o['llm_steps_wall_s']:.1f} | {o['llm_steps_busy_s']:.1f} | "
+                  f"**{o['llm_steps_ratio']:.2f}** |",
+                  f"| the whole graph (CPU stages too) | {t['wall_s']:.1f} | {o['server_busy_s']:.1f} | "
+                  f"{o['whole_graph_ratio']:.2f} |", ""]
+    return "\n".join(lines).rstrip()
+
+
 def write_docs() -> None:
     newest = {}
     for path in sorted(RESULTS.glob("coco_graph-*.json")):
         r = json.loads(path.read_text())
-        newest[(r["images"], r.get("mode", "whole"))] = r
-    write_section("coco_graph", render([newest[k] for k in sorted(newest)]), "The whole graph on a COCO-shaped dataset")
+        newest[(r["images"], r.get("mode", "whole"), bool(r.get("overhead")), r.get("lanes", 0))] = r
+    plain = [newest[k] for k in sorted(newest) if not k[2]]
+    write_section("coco_graph", render(plain), "The whole graph on a COCO-shaped dataset")
+    emulated = [newest[k] for k in sorted(newest) if k[2]]
+    if emulated:
+        write_section("coco_graph_overhead", render_overhead(emulated), "Overhead against model time")
 
 
 def main() -> None:
@@ -250,13 +324,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--mode", choices=["stages", "whole"], default="stages")
+    parser.add_argument("--gpu", action="store_true", help="the stand-in emulates one GPU server (GPU_SERVER) instead "
+                        "of answering at once, and the overhead ratio is measured against its busy time")
+    parser.add_argument("--stream-tokens-per-s", type=float, default=0.0,
+                        help="with --gpu: each reply's own decode speed (default 0: only the shared rate limits)")
+    parser.add_argument("--lanes", type=int, help="generated_conversations' sampling lanes (default: the product's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     if args.command == "dataset":
         print(make_dataset(args.images))
         return
     if args.command == "measure":
-        result = measure(args.images, args.shards, args.mode)
+        speed = {**GPU_SERVER, **({"tokens-per-s": args.stream_tokens_per_s} if args.stream_tokens_per_s else {})} \
+            if args.gpu else None
+        result = measure(args.images, args.shards, args.mode, speed, args.lanes)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / _result_name(result)
         out.write_text(json.dumps(result, indent=2) + "\n")

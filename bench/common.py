@@ -4,6 +4,7 @@ served from its own process."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -36,12 +37,17 @@ def write_section(name: str, body: str, heading: str) -> None:
 
 
 class StandIn:
-    """`visit-assets stand-in` in its own process (zero latency, no faults), so its CPU is not the
-    product's; `url` is its base URL, `cpu_s()` the CPU it has used so far."""
+    """`visit-assets stand-in` in its own process (no faults), so its CPU is not the product's; `url`
+    is its base URL, `cpu_s()` the CPU it has used so far, `stats()` its replies, tokens and busy time.
+    Zero latency unless given the stand-in's serving-speed options (e.g. {"total-tokens-per-s": 8000})."""
+
+    def __init__(self, speed: dict[str, float] | None = None, log: Path | None = None):
+        self.speed, self.log = speed or {}, log
 
     def __enter__(self) -> "StandIn":
-        self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", ""],
-                                     stdout=subprocess.PIPE, text=True, cwd=REPO)
+        options = [f"--{k}={v}" for k, v in self.speed.items()] + ([f"--log={self.log}"] if self.log else [])
+        self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", "",
+                                      *options], stdout=subprocess.PIPE, text=True, cwd=REPO)
         line = self.proc.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
         if not found:
@@ -49,6 +55,12 @@ class StandIn:
             raise RuntimeError(f"the stand-in did not start: {line!r}")
         self.url = found.group(0)
         return self
+
+    def stats(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url.removesuffix("/v1") + "/stand-in/stats", timeout=60) as reply:
+            return json.loads(reply.read())
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

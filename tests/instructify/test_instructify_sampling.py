@@ -308,3 +308,55 @@ def test_a_separate_verifier_gets_every_verification_and_nothing_else(sample_rec
     assert all(c["model"] == fakes.model.label() and c["verifier_models"] == [checker_model.label()] for c in convs)
     same, _ = sample_conversations(records, registry, fakes.LLM(), SamplingConfig(), seed=0)
     assert [c["turns"] for c in same] == [c["turns"] for c in convs]  # who verifies changes no sampling
+
+
+def test_lanes_run_at_once_and_give_the_rows_of_one_lane(sample_records, registry, fakes):
+    """Images split into lanes whose rounds run in threads (so the pipeline's own work overlaps the
+    requests of another lane) make exactly the rows of the single-lane loop."""
+    import threading
+
+    records = list(sample_records.values())
+    reject = lambda image_id, it, j, req: "False" if (len(image_id) + it) % 4 == 0 else "True"  # noqa: E731
+    one = sample_conversations(records, registry, fakes.LLM(verify=reject), SamplingConfig(), seed=0)
+    lanes = fakes.LLM(verify=reject)
+    together = threading.Barrier(3, timeout=30)  # passes only if three lanes have a batch in flight at once
+    seen_lock, seen = threading.Lock(), set()
+
+    def generate(requests):
+        ids = {r.tag[0] for r in requests}
+        with seen_lock:
+            lane_start = not ids & seen
+            seen.update(ids)
+        if lane_start:
+            together.wait()
+        return lanes(requests)
+
+    three = sample_conversations(records, registry, generate, SamplingConfig(), seed=0, lanes=3)
+    assert three == one and len(one[0]) > len(records)
+    check_accounting(*three)
+    ids = sorted(r["image_id"] for r in records)
+    by_lane = [set(ids[i::3]) for i in range(3)]
+    assert all(any({r.tag[0] for r in call} <= lane for lane in by_lane) for call in lanes.calls)
+
+
+def test_a_lane_that_fails_stops_the_others_and_raises(sample_records, registry, fakes):
+    import threading
+
+    records = list(sample_records.values())
+    first = min(r["image_id"] for r in records)
+    raised = threading.Event()
+
+    def gen(image_id, it, req):
+        if image_id == first and it == 1:
+            raised.set()
+            raise RuntimeError("endpoint gone")
+        if it == 2:
+            raised.wait(30)  # the other lane is mid-round when its neighbour fails
+        return fakes.facts_reply(req)
+
+    failing = fakes.LLM(gen=gen)
+    with pytest.raises(RuntimeError, match="endpoint gone"):
+        sample_conversations(records, registry, failing, SamplingConfig(), seed=0, lanes=2)
+    assert raised.is_set() and max(r.tag[1] for call in failing.calls for r in call) <= 2  # no round after it
+    with pytest.raises(ValueError, match="lanes"):
+        sample_conversations(records, registry, failing, SamplingConfig(), seed=0, lanes=0)

@@ -173,3 +173,32 @@ def test_parse_retry_after():
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 9 <= parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) <= 11
+
+
+def test_batches_running_at_once_share_the_backends_concurrency(stub_server, fast_openai):
+    """Sampling lanes call the backend from several threads: their requests in flight together never
+    exceed `concurrency` (one pool of worker threads), and every batch gets its own results."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def reply(n, body):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return echo_reply(body)
+
+    server = stub_server(reply)
+    backend = fast_openai([server.url], concurrency=4)
+    client = LLMClient(backend)
+    batches = [[LLMRequest.chat(f"lane {lane} question {i}", tag=i) for i in range(12)] for lane in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(client.generate, batches))
+    assert [[r.text for r in rs] for rs in results] == [[f"echo {r.messages[-1]['content']}" for r in b] for b in batches]
+    assert peak[0] == 4 and server.count == 36
+    backend.close()
+    assert backend._workers is None

@@ -163,6 +163,22 @@ def test_serving_speed_per_request_and_shared():
     assert (d, free) == (3.5, 3.5)  # queued behind the shared budget
 
 
+def test_its_busy_time_is_the_shared_decoders_time_for_the_replies_it_sent():
+    """The denominator of a pipeline's overhead: sum of reply tokens / total_tokens_per_s."""
+    facts = facts_for(CAT)
+    reqs = [VERIFY_PROMPT.request(facts=format_facts(facts), question=f"Is cat {i} tabby?", answer="Yes.",
+                                  params=SamplingParams(max_tokens=24)) for i in range(20)]
+    with StandInServer(CLEAN, total_tokens_per_s=4000, max_concurrency=8) as server:
+        backend = OpenAIBackend(server.base_url, STAND_IN_MODEL, concurrency=8, max_retries=0)
+        results = LLMClient(backend).generate(reqs)
+        backend.close()
+        stats = httpx.get(server.base_url.replace("/v1", "/stand-in/stats")).json()
+    tokens = sum(len(r.text.split()) for r in results)
+    assert stats["replies"] == 20 and stats["output_tokens"] == tokens > 20
+    assert stats["busy_s"] == pytest.approx(tokens / 4000, abs=1e-3) and stats["max_concurrency"] == 8
+    assert stats["first_request_at"] <= stats["last_reply_at"]
+
+
 def test_the_stand_in_command_serves_and_says_how_to_point_the_product_at_it():
     import subprocess
     import sys

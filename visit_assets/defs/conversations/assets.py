@@ -4,6 +4,7 @@ conversation: its run config)."""
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Literal
 
@@ -52,6 +53,9 @@ class GenerationConfig(dg.Config):
     consume: str = "lexical"
     prompt_weights: dict[str, float] = {}  # prompt id -> weight; empty keeps the registry's weights
     answer_max_tokens: int = answer_mod.ANSWER_PARAMS.max_tokens  # MM-Instruct answers
+    # Groups of images whose rounds interleave, so the pipeline's own work overlaps requests in flight
+    # (docs/benchmarks.md, "Overhead against model time"); the rows are the same for any value.
+    lanes: int = 2
 
     def sampling(self) -> sampling_mod.SamplingConfig:
         return sampling_mod.SamplingConfig(
@@ -65,7 +69,7 @@ def _instructify(parquet, dataset, shard, config, generate, verify):
                for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
     registry = registry_mod.load_registry(weights=config.prompt_weights or None)
     conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(),
-                                                                config.seed, verify=verify)
+                                                                config.seed, verify=verify, lanes=config.lanes)
     return records, conversations, attempts
 
 
@@ -115,9 +119,12 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     generate = LLMRounds(context, llm, "conversations")
     checker = llm.role("checker")
     verify = LLMRounds(context, checker, "verification", shares=generate)
-    records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mminstruct-answers") as pool:
+        # MM-Instruct's one batch runs beside Instructify's rounds: the server never waits for either
+        mm = pool.submit(_mminstruct, context, parquet, dataset, shard, config, generate)
+        records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify)
+        mm_conversations, mm_attempts = mm.result()
     summary = sampling_mod.summarize(conversations, attempts)  # Instructify's own accounting
-    mm_conversations, mm_attempts = _mminstruct(context, parquet, dataset, shard, config, generate)
     conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
     model = llm.get_client().identity
     lineage = [*lineage_columns(dataset, parent["dataset_version"], GENERATION_VERSION), pl.lit(shard).alias("shard"),
@@ -129,7 +136,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
         attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
     matches = parquet.current("instruction_matches", dataset, shard)
     version = content_hash(parent["data_version"], matches and matches["data_version"], GENERATION_VERSION,
-                           model.as_dict(), checker.get_client().identity.as_dict(), config.model_dump())
+                           model.as_dict(), checker.get_client().identity.as_dict(), config.model_dump(exclude={"lanes"}))
     for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
         parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                       code_version=GENERATION_VERSION)

@@ -44,7 +44,7 @@ import dagster as dg
 
 from ... import settings
 from ...lib.ids import stable_json
-from ...lib.llm import LLMClient, LLMRequest, LLMResult, LLMUnavailableError, make_backend
+from ...lib.llm import LLMClient, LLMRequest, LLMResult, LLMStats, LLMUnavailableError, make_backend
 from ...lib.llm.backends import BACKENDS
 from ...lib.llm.budget import Budget, BudgetExhausted
 from ...lib.llm.cache import open_cache
@@ -292,11 +292,12 @@ class RoleLLM:
                              if self.role != GENERATOR else label, model_prefix=self.model_prefix, budget=self.budget)
 
 
-def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | None = None) -> dict[str, Any]:
-    """The last batch's stats (`prefix`) + model identity (`model_prefix`, default `prefix`) as flat
-    Dagster metadata (no secrets: no URLs, no keys)."""
+def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | None = None,
+                 stats: LLMStats | None = None) -> dict[str, Any]:
+    """A batch's stats (default: the client's last) under `prefix` + model identity (`model_prefix`,
+    default `prefix`) as flat Dagster metadata (no secrets: no URLs, no keys)."""
     ident, model_prefix = client.identity, model_prefix or prefix
-    meta: dict[str, Any] = {f"{prefix}{k}": v for k, v in client.last_stats.as_dict().items()}
+    meta: dict[str, Any] = {f"{prefix}{k}": v for k, v in (stats or client.last_stats).as_dict().items()}
     meta[f"{model_prefix}backend"] = client.backend.kind
     meta[f"{model_prefix}model"] = ident.name
     meta[f"{model_prefix}model_weights"] = ident.weights
@@ -312,6 +313,7 @@ def run_llm_batch(
     reqs: Sequence[LLMRequest] = list(requests)
     log.info(f"[{label}] {len(reqs)} requests on {client.backend.kind} {client.identity.label()}")
     scope = _run_id(context)
+    s = LLMStats()  # this batch's own figures: other batches of the step may run at once (sampling lanes)
 
     first: list[tuple[float, int]] = []  # the first report comes before anything is sent: done = cache hits
 
@@ -325,26 +327,24 @@ def run_llm_batch(
         if hits < done < total and now > t0:
             rate = (done - hits) / (now - t0)
             eta = (total - done) / rate
-            message += (f", {rate:.2f} req/s, {client.last_stats.tokens_out / (now - t0):.0f} tok/s, "
+            message += (f", {rate:.2f} req/s, {s.tokens_out / (now - t0):.0f} tok/s, "
                         f"ETA {f'{eta / 60:.0f} min' if eta >= 120 else f'{eta:.0f} s'}")
         log.info(message)
 
     try:
-        results = client.generate(reqs, progress=progress, budget=budget, scope=scope)
+        results = client.generate(reqs, progress=progress, budget=budget, scope=scope, stats=s)
     except LLMUnavailableError as exc:
-        s = client.last_stats
         cached = s.completed - s.failures.get("error", 0)  # error results are retried, never cached
         log.error(f"[{label}] stopped: {exc}. {cached} answers of this batch are cached; re-run to resume.")
         raise
     except BudgetExhausted as exc:
         log.error(f"[{label}] stopped: {exc}")
         raise dg.Failure(description=str(exc), allow_retries=False, metadata={
-            **llm_metadata(client, model_prefix=model_prefix), **budget_metadata(exc.budget, exc.spend),
+            **llm_metadata(client, model_prefix=model_prefix, stats=s), **budget_metadata(exc.budget, exc.spend),
             "llm_answered_of_batch": exc.answered, "llm_batch_requests": exc.total}) from exc
-    meta = llm_metadata(client, model_prefix=model_prefix)
+    meta = llm_metadata(client, model_prefix=model_prefix, stats=s)
     if budget is not None and scope:
         meta.update(budget_metadata(budget, client.cache.spend(scope)))
-    s = client.last_stats
     log.info(
         f"[{label}] done: {s.requests} requests, {s.cache_hits} cache hits, {s.sent} sent, "
         f"{s.tokens_out} tokens out at {s.tokens_per_s:.1f} tok/s, failures {dict((k, v) for k, v in s.failures.items() if v)}"

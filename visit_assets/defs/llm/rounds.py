@@ -1,5 +1,7 @@
 """Several LLM batch calls inside one step (e.g. the sampling loop's rounds), reported as one."""
 
+import threading
+import time
 from typing import Any
 
 from ...lib.llm import LLMRequest, LLMResult
@@ -19,19 +21,41 @@ class LLMRounds:
         self.context, self.llm, self.label = context, llm, label
         self.rounds = 0
         self._meta: dict[str, Any] = shares._meta if shares else {}
+        self._lock = shares._lock if shares else threading.Lock()  # rounds of several sampling lanes at once
+        # seconds with at least one batch in flight: lanes' batches overlap, so their own seconds do not add up
+        self._busy = shares._busy if shares else {"in_flight": 0, "since": 0.0, "seconds": 0.0}
 
     def __call__(self, requests: list[LLMRequest]) -> list[LLMResult]:
-        self.rounds += 1
-        results, meta = self.llm.run_batch(self.context, requests, label=f"{self.label} round {self.rounds}")
+        with self._lock:
+            self.rounds += 1
+            label = f"{self.label} round {self.rounds}"
+            self._enter(+1)
+        try:
+            results, meta = self.llm.run_batch(self.context, requests, label=label)
+        finally:
+            with self._lock:
+                self._enter(-1)
+        with self._lock:
+            self._merge(meta)
+        return results
+
+    def _enter(self, step: int) -> None:
+        busy, now = self._busy, time.monotonic()
+        if busy["in_flight"] == 0:
+            busy["since"] = now
+        busy["in_flight"] += step
+        if busy["in_flight"] == 0:
+            busy["seconds"] += now - busy["since"]
+
+    def _merge(self, meta: dict[str, Any]) -> None:
         for key, value in meta.items():
             summable = isinstance(value, (int, float)) and not isinstance(value, bool) and key not in _NOT_SUMMED \
                 and not key.startswith("llm_run_")
             self._meta[key] = self._meta.get(key, 0) + value if summable else value
-        return results
 
     def metadata(self) -> dict[str, Any]:
         meta = dict(self._meta)
-        seconds = meta.get("llm_backend_seconds") or 0
+        seconds = self._busy["seconds"] or meta.get("llm_backend_seconds") or 0
         meta["llm_tokens_per_s"] = round(meta.get("llm_tokens_out", 0) / seconds, 2) if seconds else 0.0
         meta["llm_rounds"] = self.rounds
         if meta.get("llm_requests"):

@@ -1,6 +1,7 @@
 """The model calls behind quality_scores and pairwise_evaluation (resources in, columns out)."""
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -98,11 +99,13 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
 def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,
               reward):
     """(frame, raw scores, model per row per score, judge columns, info) for `quality_scores`."""
-    clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, clip, embedder,
-                                           config.clip_max_sentences)
-    rm = reward.get()
-    reward_values = rm.score(frame["instruction"].to_list(), frame["answer"].to_list()) if frame.height else None
-    judge_values, judge_columns, llm_meta, judge_status = _judge(context, frame, config, llm)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge") as pool:
+        judged = pool.submit(_judge, context, frame, config, llm)  # the LLM judges while the models below compute
+        clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, clip, embedder,
+                                               config.clip_max_sentences)
+        rm = reward.get()
+        reward_values = rm.score(frame["instruction"].to_list(), frame["answer"].to_list()) if frame.height else None
+        judge_values, judge_columns, llm_meta, judge_status = judged.result()
     computed = {
         "clip": (clip_values, clip_model),
         "length": (scores_mod.length_score(frame["answer"].to_list()), "characters of the assistant turns"),

@@ -1,7 +1,7 @@
 """The conversation sampling loop, round-based over many images.
 
-Each round makes at most two model calls, whatever the number of images: one `generate` call with a
-request for every image still active, then one `verify` call (the checker's model; default the
+Each round makes at most two model calls, whatever the number of images (per lane: see
+`sample_conversations`): one `generate` call with a request for every image still active, then one `verify` call (the checker's model; default the
 same) with a request for every parsed QA pair of that round. Per image and iteration:
 
 1. sample a prompt type by weight and its slots with the image's own `random.Random` (seeded by
@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
@@ -317,34 +319,10 @@ def _verify_request(s: _Image, pair: QAPair, cfg: SamplingConfig, tag: Any) -> L
     return LLMRequest.chat(user, system=VERIFY_PROMPT.system, params=cfg.verification, tag=tag)
 
 
-def sample_conversations(
-    records: Sequence[Mapping[str, Any]],
-    registry: Registry,
-    generate: GenerateFn,
-    config: SamplingConfig | None = None,
-    seed: int = 0,
-    verify: GenerateFn | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(conversations, attempts) for grouped image records.
-
-    A record needs `image_id` (and `image_key` for the export); its facts are `record["facts"]`
-    (Facts or their dicts, e.g. after the declarative QA rewrite) or else `facts_for(record)`.
-    `generate` is e.g. `LLMClient.generate`; `verify` (default: `generate`) answers the verification
-    prompts, so a stronger model can check a weaker one. Each is called at most once per round.
-    """
-    cfg = config or SamplingConfig()
-    verify = verify or generate
-    states: dict[str, _Image] = {}
-    for r in records:
-        iid = r["image_id"]
-        if iid in states:
-            raise ValueError(f"image_id {iid} appears twice in the records")
-        facts = _facts_of(r)
-        states[iid] = _Image(r, iid, str(r.get("image_key") or ""), facts, list(facts), random.Random(image_seed(iid, seed)))
-    order = [states[k] for k in sorted(states)]  # batch order never depends on the input order
-    conversations: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-
+def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: Registry, generate: GenerateFn,
+                verify: GenerateFn, conversations: list[dict[str, Any]], attempts: list[dict[str, Any]],
+                stop: threading.Event) -> None:
+    """The rounds over `order` until every image has stopped (or `stop` is set), appending rows."""
     while True:
         active = []
         for s in order:
@@ -352,7 +330,7 @@ def sample_conversations(
                 s.stop = _stop_reason(s, cfg)
                 if s.stop is None:
                     active.append(s)
-        if not active:
+        if not active or stop.is_set():
             break
 
         # ---- round: one generation call for every active image
@@ -435,6 +413,65 @@ def sample_conversations(
                                      consumed_fact_ids=consumed_ids, facts_remaining=len(s.remaining),
                                      consecutive_failures=0, conversation_id=cid))
             s.iteration += 1
+
+
+
+def sample_conversations(
+    records: Sequence[Mapping[str, Any]],
+    registry: Registry,
+    generate: GenerateFn,
+    config: SamplingConfig | None = None,
+    seed: int = 0,
+    verify: GenerateFn | None = None,
+    lanes: int = 1,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(conversations, attempts) for grouped image records.
+
+    A record needs `image_id` (and `image_key` for the export); its facts are `record["facts"]`
+    (Facts or their dicts, e.g. after the declarative QA rewrite) or else `facts_for(record)`.
+    `generate` is e.g. `LLMClient.generate`; `verify` (default: `generate`) answers the verification
+    prompts, so a stronger model can check a weaker one. Each is called at most once per round.
+
+    `lanes` > 1 splits the images into that many groups whose rounds run in threads, so one group's
+    CPU work (parsing, fact matching, the next prompts) overlaps the other's requests in flight and a
+    round's slowest replies do not leave the server idle; `generate` and `verify` must then be
+    thread-safe (LLMClient is). The rows are the same for any number of lanes: every image draws on
+    its own random stream and nothing of one image depends on another.
+    """
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
+    cfg = config or SamplingConfig()
+    verify = verify or generate
+    states: dict[str, _Image] = {}
+    for r in records:
+        iid = r["image_id"]
+        if iid in states:
+            raise ValueError(f"image_id {iid} appears twice in the records")
+        facts = _facts_of(r)
+        states[iid] = _Image(r, iid, str(r.get("image_key") or ""), facts, list(facts), random.Random(image_seed(iid, seed)))
+    order = [states[k] for k in sorted(states)]  # batch order never depends on the input order
+    conversations: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    groups = [order[i::lanes] for i in range(min(lanes, len(order)))]
+    if len(groups) <= 1:
+        _run_rounds(order, cfg, seed, registry, generate, verify, conversations, attempts, threading.Event())
+    else:
+        failed = threading.Event()  # a lane that raises stops the others at their next round
+
+        def lane(group: list[_Image]) -> tuple[list, list]:
+            convs: list[dict[str, Any]] = []
+            atts: list[dict[str, Any]] = []
+            try:
+                _run_rounds(group, cfg, seed, registry, generate, verify, convs, atts, failed)
+            except BaseException:
+                failed.set()
+                raise
+            return convs, atts
+
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="instructify-lane") as pool:
+            for convs, atts in [f.result() for f in [pool.submit(lane, g) for g in groups]]:
+                conversations += convs
+                attempts += atts
 
     for s in order:
         attempts.append(_attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,

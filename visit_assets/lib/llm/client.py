@@ -114,22 +114,25 @@ class LLMClient:
         self.cache = cache if cache is not None else NullCache()
         self.stats = LLMStats()  # cumulative over this client's life
         self.last_stats = LLMStats()  # the most recent generate() call (the running one, while it runs)
+        self._stats_lock = threading.Lock()  # generate() may run in several threads at once
 
     @property
     def identity(self) -> ModelIdentity:
         return self.backend.identity
 
     def generate(self, requests: Iterable[LLMRequest], progress: ProgressFn | None = None, *,
-                 budget: Budget | None = None, scope: str = "") -> list[LLMResult]:
+                 budget: Budget | None = None, scope: str = "", stats: LLMStats | None = None) -> list[LLMResult]:
         """`budget`: caps on what run `scope` sends (every call with that scope draws on one ledger,
         kept in the cache's store); when it runs out, every sent request finishes and is cached,
-        then `BudgetExhausted` is raised."""
+        then `BudgetExhausted` is raised. `stats`: filled live with this call's figures (what a
+        caller running several calls at once reads instead of `last_stats`)."""
         if budget is not None and budget.capped and not scope:
             raise ValueError("a capped budget needs the scope (run id) it is counted in")
         t0 = time.perf_counter()
         reqs = list(requests)
         total = len(reqs)
-        stats = LLMStats(requests=total)
+        stats = stats if stats is not None else LLMStats()
+        stats.requests = total
         self.last_stats = stats  # live while the batch runs (progress reads its token counts)
         ident = self.backend.identity
         keys = [r.cache_key(ident) for r in reqs]
@@ -183,7 +186,8 @@ class LLMClient:
                     stats.failures[r.status] += 1
             stats.seconds = time.perf_counter() - t0
             self.last_stats = stats
-            self.stats.add(stats)
+            with self._stats_lock:
+                self.stats.add(stats)
 
         missing = [i for i, r in enumerate(results) if r is None]
         if missing and budget is not None and stats.sent < len(to_send):

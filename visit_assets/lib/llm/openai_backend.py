@@ -161,6 +161,10 @@ class OpenAIBackend:
         self._down_until = {u: 0.0 for u in self.base_urls}
         self._rng = random.Random()
         self._pools: dict[str, Any] = {}  # base URL -> urllib3 pool (made on first use)
+        # One pool of `concurrency` threads for every batch, made on first use: it caps the requests in
+        # flight across batches running at once (sampling lanes), and a round no longer starts hundreds
+        # of threads (measured: bench/coco_graph.py --gpu, docs/benchmarks.md "Overhead against model time").
+        self._workers: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_urls!r}, served_model={self.served_model!r}, concurrency={self.concurrency})"
@@ -287,17 +291,15 @@ class OpenAIBackend:
                     return
             give_up(tried, last_error)
 
-        workers = min(self.concurrency, len(requests))
-        if workers == 0:
+        if not requests:
             return
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-openai") as pool:
-            futures = [pool.submit(run, i) for i in range(len(requests))]
-            errors = []
-            for f in futures:
-                exc = f.exception()
-                if exc is not None:
-                    errors.append(exc)
-                    abort.set()
+        futures = [self._executor().submit(run, i) for i in range(len(requests))]
+        errors = []
+        for f in futures:
+            exc = f.exception()
+            if exc is not None:
+                errors.append(exc)
+                abort.set()
         if errors:
             raise errors[0]
         if failure:
@@ -315,7 +317,17 @@ class OpenAIBackend:
             model=self._identity,
         )
 
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._counter_lock:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm-openai")
+            return self._workers
+
     def close(self) -> None:
+        with self._counter_lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=True)
         for pool in self._pools.values():
             pool.clear()
         self._pools.clear()

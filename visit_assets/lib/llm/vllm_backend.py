@@ -9,6 +9,7 @@ batching + prefix caching); chunks bound what a crash can lose, since results ar
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Mapping, Sequence
 
 from visit_assets.lib.llm.llama_cpp_backend import gguf_identity
@@ -119,6 +120,9 @@ class VLLMBackend:
         self.chunk_size = max(1, chunk_size)
         self._llm: Any = None
         self._make_params: Any = None
+        # vLLM's offline engine is not thread-safe: batches of sampling lanes take turns (a lane still
+        # prepares its next round while another's batch is on the GPU)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.model!r}, tp={self.engine_kwargs['tensor_parallel_size']})"
@@ -136,6 +140,10 @@ class VLLMBackend:
         return self._llm
 
     def complete(self, requests: Sequence[LLMRequest], on_result) -> None:
+        with self._lock:
+            self._complete(requests, on_result)
+
+    def _complete(self, requests: Sequence[LLMRequest], on_result) -> None:
         llm = self._engine()
         for start in range(0, len(requests), self.chunk_size):
             chunk = requests[start : start + self.chunk_size]

@@ -3,11 +3,14 @@
     POST /v1/chat/completions   a reply (see replies.py), or a planted 503 / delay
     GET  /v1/models             the model it serves: STAND_IN_MODEL (also as STAND_IN_MODEL/<role>)
     GET  /stand-in/log          every request so far with its fault and truth (JSON list)
+    GET  /stand-in/stats        replies, output tokens and the emulated decoder's busy seconds so far
 
 Serving speed is emulated so a pipeline can be measured against a GPU-like server:
 `tokens_per_s` per request (a reply of n tokens takes n / tokens_per_s seconds), `total_tokens_per_s`
 shared by all requests, and at most `max_concurrency` requests decoding at once (others queue).
-0 means unlimited. The emulation sleeps; its own CPU cost per request stays tiny.
+0 means unlimited. The emulation sleeps; its own CPU cost per request stays tiny. Its busy time is
+the seconds the shared decoder spends on replies (sum of tokens / total_tokens_per_s): the least
+wall time any client could take for the same replies, the denominator of a pipeline's overhead.
 """
 
 from __future__ import annotations
@@ -47,9 +50,13 @@ class StandInServer:
                  log_path: str | Path | None = None):
         self.plan = plan or FaultPlan()
         self.tokens_per_s, self.total_tokens_per_s = tokens_per_s, total_tokens_per_s
+        self.max_concurrency = max_concurrency
         self._slots = threading.Semaphore(max_concurrency) if max_concurrency > 0 else None
         self._lock = threading.Lock()
         self._next_free = 0.0  # the shared token budget: when the server can next emit a token
+        self.busy_s = 0.0  # the shared decoder's busy time (0 without total_tokens_per_s)
+        self.output_tokens = 0
+        self.first_request_at = self.last_reply_at = None  # epoch seconds
         self.log: list[dict[str, Any]] = []
         self.attempts: Counter[str] = Counter()  # request key -> HTTP attempts
         self.answered: Counter[str] = Counter()  # request key -> 200 replies
@@ -77,6 +84,14 @@ class StandInServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"replies": sum(self.answered.values()), "output_tokens": self.output_tokens,
+                    "busy_s": round(self.busy_s, 3), "tokens_per_s": self.tokens_per_s,
+                    "total_tokens_per_s": self.total_tokens_per_s,
+                    "max_concurrency": self.max_concurrency, "first_request_at": self.first_request_at,
+                    "last_reply_at": self.last_reply_at}
+
     # -- one request ---------------------------------------------------------------------------
 
     def _record(self, entry: dict[str, Any]) -> None:
@@ -91,12 +106,16 @@ class StandInServer:
         with self._lock:
             delay, self._next_free = pace(n_tokens, time.monotonic(), self._next_free, self.tokens_per_s,
                                           self.total_tokens_per_s)
+            self.output_tokens += n_tokens
+            if self.total_tokens_per_s > 0:
+                self.busy_s += n_tokens / self.total_tokens_per_s
         if delay > 0:
             time.sleep(delay)
 
     def handle(self, body: dict) -> tuple[int, dict]:
         key = request_key(body)
         with self._lock:
+            self.first_request_at = self.first_request_at or time.time()
             self.attempts[key] += 1
             attempt = self.attempts[key]
         if not is_stand_in(body.get("model")):  # its replies must never be recorded under a real model's name
@@ -128,7 +147,9 @@ class StandInServer:
         prompt_tokens = sum(tokens(str(m.get("content") or "")) for m in body.get("messages") or [])
         with self._lock:
             self.answered[key] += 1
-        self._record({**r.entry, "transport": transport, "status": 200, "attempt": attempt, "model": body["model"]})
+            self.last_reply_at = time.time()
+        self._record({**r.entry, "transport": transport, "status": 200, "attempt": attempt, "model": body["model"],
+                      "tokens": tokens(r.text), "at": round(time.time(), 4)})
         return 200, {
             "id": f"standin-{key}", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text}, "finish_reason": r.finish_reason}],
@@ -162,6 +183,8 @@ class StandInServer:
                     with server._lock:
                         entries = list(server.log)
                     self._send(200, entries)
+                elif self.path.rstrip("/") == "/stand-in/stats":
+                    self._send(200, server.stats())
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
