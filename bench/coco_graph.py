@@ -142,9 +142,10 @@ def step_groups(env: dict) -> list[list[str]]:
 
 
 def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: dict | None,
-              config: dict | None = None) -> tuple[dict, dict, dict]:
+              config: dict | None = None, first_stages: int | None = None) -> tuple[dict, dict, dict]:
     """(the run's totals, per-stage process figures, the stand-in's stats) of the graph on `folder`
-    in a fresh `home`, with `config` as the run command's config file (asset -> run config)."""
+    in a fresh `home`, with `config` as the run command's config file (asset -> run config); in
+    stages mode, only the first `first_stages` stages when given."""
     from visit_assets.rehearsal import _rehearsal_env
 
     shutil.rmtree(home, ignore_errors=True)
@@ -161,7 +162,7 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
             total = _command(["run", str(folder), *options], env, home / "run.log")
             return total, {}, server.stats()
         per_stage = {}
-        for group in step_groups(env):
+        for group in step_groups(env)[:first_stages]:
             per_stage[", ".join(group)] = _command(["run", str(folder), "--assets", ",".join(group), *options], env,
                                                    home / "run.log")
         served = server.stats()
@@ -227,18 +228,20 @@ def stages(dagster_home: Path) -> tuple[dict, dict]:
     return {k: dict(v) for k, v in per.items()}, {"runs": len(runs), "event_log_rows": events, "step_windows": windows}
 
 
-def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: int | None = None) -> dict:
+def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: int | None = None,
+            first_stages: int | None = None) -> dict:
     from visit_assets.defs.conversations.assets import GenerationConfig
 
     folder = make_dataset(n)
-    home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}"
+    home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}" \
+        f"{f'-first{first_stages}' if first_stages else ''}"
     config = {"generated_conversations": {"lanes": lanes}} if lanes else None
-    total, processes, served = run_graph(folder, home, shards, mode, server_speed, config)
+    total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages)
     per, dagster = stages(home / "dagster_home")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(), "images": n, "shards": shards,
             "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or GenerationConfig().lanes,
-            "lanes_default": not lanes, "dataset": json.loads((folder / "DONE").read_text()),
+            "lanes_default": not lanes, "first_stages": first_stages, "dataset": json.loads((folder / "DONE").read_text()),
             "total": total, "stand_in": served,
             "overhead": overhead(total, per, served, dagster.pop("step_windows"), home / "stand_in.jsonl"),
             "stage_processes": processes, "dagster": dagster, "stages": per}
@@ -247,7 +250,8 @@ def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: in
 def _result_name(r: dict) -> str:
     gpu = "-gpu" if isinstance(r.get("server"), dict) else ""
     lanes = f"-lanes{r['lanes']}" if r.get("lanes_default") is False else ""
-    return f"coco_graph-{r['images']}-{r.get('mode', 'whole')}{gpu}{lanes}-{r['date']}.json"
+    first = f"-first{r['first_stages']}" if r.get("first_stages") else ""
+    return f"coco_graph-{r['images']}-{r.get('mode', 'whole')}{gpu}{lanes}{first}-{r['date']}.json"
 
 
 def render(results: list[dict]) -> str:
@@ -256,6 +260,8 @@ def render(results: list[dict]) -> str:
         t, d, mode = r["total"], r["dagster"], r.get("mode", "whole")
         how = ("one `visit-assets run --assets <stage>` process per stage" if mode == "stages"
                else "one `visit-assets run` process for the whole graph")
+        if r.get("first_stages"):
+            how += f", the first {r['first_stages']} stages only"
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {how}** (bench/results/{_result_name(r)}; "
                   f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU, peak RSS "
                   f"{t['peak_rss_mb']:,.0f} MB; {d['runs']} Dagster runs, {d['event_log_rows']:,} event-log rows.", ""]
@@ -264,11 +270,12 @@ def render(results: list[dict]) -> str:
             for group, v in r["stage_processes"].items():
                 lines.append(f"| {group} | {v['wall_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mb']:,.0f} | "
                              f"{1000 * v['wall_s'] / r['images']:.2f} |")
-            linear = {g: v for g, v in r["stage_processes"].items() if g != "image_clusters"}
-            hours = sum(v["wall_s"] for v in linear.values()) * COCO_IMAGES / r["images"] / 3600
-            lines += ["", f"Projected linearly to COCO's {COCO_IMAGES:,} images (**projected, not measured**): "
-                      f"{hours:.1f} h for every stage but image_clusters, whose method changes above 10,000 images "
-                      "(spectral-ann: its own scale curve is in the clustering section)."]
+            if not r.get("first_stages"):
+                linear = {g: v for g, v in r["stage_processes"].items() if g != "image_clusters"}
+                hours = sum(v["wall_s"] for v in linear.values()) * COCO_IMAGES / r["images"] / 3600
+                lines += ["", f"Projected linearly to COCO's {COCO_IMAGES:,} images (**projected, not measured**): "
+                          f"{hours:.1f} h for every stage but image_clusters, whose method changes above 10,000 "
+                          "images (spectral-ann: its own scale curve is in the clustering section)."]
             lines.append("")
         lines += ["| asset | partitions | step wall s | rows out | LLM requests | cache hits | sent |",
                   "|---|---|---|---|---|---|---|"]
@@ -310,7 +317,8 @@ def write_docs() -> None:
     newest = {}
     for path in sorted(RESULTS.glob("coco_graph-*.json")):
         r = json.loads(path.read_text())
-        newest[(r["images"], r.get("mode", "whole"), bool(r.get("overhead")), r.get("lanes", 0))] = r
+        newest[(r["images"], r.get("mode", "whole"), bool(r.get("overhead")), r.get("lanes", 0),
+                r.get("first_stages") or 0)] = r
     plain = [newest[k] for k in sorted(newest) if not k[2]]
     write_section("coco_graph", render(plain), "The whole graph on a COCO-shaped dataset")
     emulated = [newest[k] for k in sorted(newest) if k[2]]
@@ -328,6 +336,8 @@ def main() -> None:
                         "of answering at once, and the overhead ratio is measured against its busy time")
     parser.add_argument("--stream-tokens-per-s", type=float, default=0.0,
                         help="with --gpu: each reply's own decode speed (default 0: only the shared rate limits)")
+    parser.add_argument("--first-stages", type=int, help="with --mode stages: only the first N stages (e.g. 2: "
+                        "ingest and grouping, for the catalog and UI benches at a size the whole graph takes hours)")
     parser.add_argument("--lanes", type=int, help="generated_conversations' sampling lanes (default: the product's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -337,7 +347,7 @@ def main() -> None:
     if args.command == "measure":
         speed = {**GPU_SERVER, **({"tokens-per-s": args.stream_tokens_per_s} if args.stream_tokens_per_s else {})} \
             if args.gpu else None
-        result = measure(args.images, args.shards, args.mode, speed, args.lanes)
+        result = measure(args.images, args.shards, args.mode, speed, args.lanes, args.first_stages)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / _result_name(result)
         out.write_text(json.dumps(result, indent=2) + "\n")
