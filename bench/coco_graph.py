@@ -53,7 +53,7 @@ COCO_IMAGES = 118_287
 GPU_SERVER = {"total-tokens-per-s": 8000, "max-concurrency": 256}
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
-from common import StandIn, machine, write_section  # noqa: E402
+from common import StandIn, commit, machine, write_section  # noqa: E402
 
 
 
@@ -230,7 +230,7 @@ def stages(dagster_home: Path) -> tuple[dict, dict]:
 
 def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: int | None = None,
             first_stages: int | None = None) -> dict:
-    from visit_assets.defs.conversations.assets import GenerationConfig
+    from visit_assets.defs.conversations.assets import GenerationConfig, lanes_for
 
     folder = make_dataset(n)
     home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}" \
@@ -238,9 +238,8 @@ def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: in
     config = {"generated_conversations": {"lanes": lanes}} if lanes else None
     total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages)
     per, dagster = stages(home / "dagster_home")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(), "images": n, "shards": shards,
-            "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or GenerationConfig().lanes,
+    return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "images": n, "shards": shards,
+            "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or lanes_for(GenerationConfig(), "openai"),
             "lanes_default": not lanes, "first_stages": first_stages, "dataset": json.loads((folder / "DONE").read_text()),
             "total": total, "stand_in": served,
             "overhead": overhead(total, per, served, dagster.pop("step_windows"), home / "stand_in.jsonl"),
@@ -336,8 +335,9 @@ def main() -> None:
                         "of answering at once, and the overhead ratio is measured against its busy time")
     parser.add_argument("--stream-tokens-per-s", type=float, default=0.0,
                         help="with --gpu: each reply's own decode speed (default 0: only the shared rate limits)")
-    parser.add_argument("--first-stages", type=int, help="with --mode stages: only the first N stages (e.g. 2: "
-                        "ingest and grouping, for the catalog and UI benches at a size the whole graph takes hours)")
+    parser.add_argument("--first-stages", type=int, help="with --mode stages: only the first N stages (e.g. 3: seed "
+                        "instructions, ingest and grouping: the catalog and UI benches at a size the whole graph "
+                        "takes hours)")
     parser.add_argument("--lanes", type=int, help="generated_conversations' sampling lanes (default: the product's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()

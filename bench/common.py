@@ -24,6 +24,12 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+def commit() -> str:
+    """The code measured: HEAD, marked "-dirty" when the working tree differs from it."""
+    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def write_section(name: str, body: str, heading: str) -> None:
     """Replace the section between NAME's markers with `body`, or append it under `heading`."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

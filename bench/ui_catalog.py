@@ -40,7 +40,7 @@ CATALOG_TARGET_MS, PAGE_TARGET_S = 200, 3.0  # issue #13, item 6
 PAGES = ("source_records", "grouped_metadata", "generated_conversations", "conversation_attempts",
          "quality_scores", "selected_subset")
 
-from common import machine, write_section  # noqa: E402
+from common import commit, machine, write_section  # noqa: E402
 
 
 def _ms(fn) -> float:
@@ -148,8 +148,7 @@ def _instance_size(dagster_home: Path) -> dict:
 
 def measure(home: Path) -> dict:
     cat = catalog(home / "store")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(),
+    return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
             "home": str(home.relative_to(REPO)) if home.is_relative_to(REPO) else str(home),
             "images": cat["images"], "dagster": _instance_size(home / "dagster_home"), "catalog": cat, "ui": ui(home)}
 

@@ -55,3 +55,13 @@ def test_shard_materializes_with_lineage_and_a_rerun_sends_nothing(home):
     assert tried["prompt_id"].null_count() == 0 and tried["generation_cache_key"].null_count() == 0
     facts = store.read("image_facts", "sample", SHARD_NO)
     assert set(facts["image_id"]) == set(grouped["image_id"])
+
+
+def test_sampling_lanes_overlap_an_endpoints_requests_and_stay_single_for_a_model_in_process():
+    """Two lanes when requests go to a server (one lane's work overlaps the other's requests); one
+    with llama.cpp or vLLM in this process, whose batches lanes would only halve; a set value wins."""
+    from visit_assets.defs.conversations.assets import GenerationConfig, lanes_for
+
+    assert lanes_for(GenerationConfig(), "openai") == 2
+    assert lanes_for(GenerationConfig(), "llama_cpp") == lanes_for(GenerationConfig(), "vllm") == 1
+    assert lanes_for(GenerationConfig(lanes=3), "llama_cpp") == 3

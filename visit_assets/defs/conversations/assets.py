@@ -53,9 +53,10 @@ class GenerationConfig(dg.Config):
     consume: str = "lexical"
     prompt_weights: dict[str, float] = {}  # prompt id -> weight; empty keeps the registry's weights
     answer_max_tokens: int = answer_mod.ANSWER_PARAMS.max_tokens  # MM-Instruct answers
-    # Groups of images whose rounds interleave, so the pipeline's own work overlaps requests in flight
-    # (docs/benchmarks.md, "Overhead against model time"); the rows are the same for any value.
-    lanes: int = 2
+    # Groups of images whose rounds run at once, so the loop's own work overlaps requests in flight
+    # (docs/benchmarks.md, "Overhead against model time"). 0: two for an endpoint (openai backend), one
+    # for a model in this process (llama.cpp, vLLM), whose batches lanes would only halve.
+    lanes: int = 0
 
     def sampling(self) -> sampling_mod.SamplingConfig:
         return sampling_mod.SamplingConfig(
@@ -63,13 +64,17 @@ class GenerationConfig(dg.Config):
             generation=SamplingParams(temperature=self.temperature, max_tokens=self.max_tokens), consume=self.consume)
 
 
-def _instructify(parquet, dataset, shard, config, generate, verify):
+def lanes_for(config: GenerationConfig, backend_kind: str) -> int:
+    return config.lanes or (2 if backend_kind == "openai" else 1)
+
+
+def _instructify(parquet, dataset, shard, config, generate, verify, lanes):
     facts = parquet.read("image_facts", dataset, shard)
     records = [{"image_id": iid, "image_key": group["image_key"][0], "facts": group.drop("image_key").to_dicts()}
                for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
     registry = registry_mod.load_registry(weights=config.prompt_weights or None)
     conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(),
-                                                                config.seed, verify=verify, lanes=config.lanes)
+                                                                config.seed, verify=verify, lanes=lanes)
     return records, conversations, attempts
 
 
@@ -122,7 +127,8 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mminstruct-answers") as pool:
         # MM-Instruct's one batch runs beside Instructify's rounds: the server never waits for either
         mm = pool.submit(_mminstruct, context, parquet, dataset, shard, config, generate)
-        records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify)
+        lanes = lanes_for(config, llm.get_client().backend.kind)
+        records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify, lanes)
         mm_conversations, mm_attempts = mm.result()
     summary = sampling_mod.summarize(conversations, attempts)  # Instructify's own accounting
     conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
@@ -144,6 +150,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": conv_frame.height, "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
         "conversations_per_image": round(len(conversations) / max(len(records), 1), 2),
+        "instructify_lanes": lanes,
         "instructify_by_prompt": summary["conversations_by_prompt"],
         "preview": preview(conv_frame, ["image_key", "recipe", "prompt_id", "turns"]), **llm_meta,
     })

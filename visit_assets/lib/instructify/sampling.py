@@ -351,6 +351,8 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             for j, pair in enumerate(p.pairs):
                 p.verify_at.append(len(vrequests))
                 vrequests.append(_verify_request(p.state, pair, cfg, (p.state.image_id, p.state.iteration, j)))
+        if stop.is_set():  # another lane failed: its error is raised, this round's rows would be dropped
+            break
         vresults = _call(verify, vrequests) if vrequests else []
 
         for p in pending:
@@ -435,8 +437,9 @@ def sample_conversations(
     `lanes` > 1 splits the images into that many groups whose rounds run in threads, so one group's
     CPU work (parsing, fact matching, the next prompts) overlaps the other's requests in flight and a
     round's slowest replies do not leave the server idle; `generate` and `verify` must then be
-    thread-safe (LLMClient is). The rows are the same for any number of lanes: every image draws on
-    its own random stream and nothing of one image depends on another.
+    thread-safe (LLMClient is). The requests are the same for any number of lanes (every image draws
+    on its own random stream, nothing of one image depends on another), and so are the rows when each
+    reply depends only on its request.
     """
     if lanes < 1:
         raise ValueError(f"lanes must be >= 1, got {lanes}")
@@ -469,9 +472,15 @@ def sample_conversations(
             return convs, atts
 
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="instructify-lane") as pool:
-            for convs, atts in [f.result() for f in [pool.submit(lane, g) for g in groups]]:
-                conversations += convs
-                attempts += atts
+            futures = [pool.submit(lane, g) for g in groups]
+            try:
+                done = [f.result() for f in futures]
+            except BaseException:  # a lane failed, or this thread was interrupted (a run terminated)
+                failed.set()
+                raise
+        for convs, atts in done:
+            conversations += convs
+            attempts += atts
 
     for s in order:
         attempts.append(_attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,

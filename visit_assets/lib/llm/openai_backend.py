@@ -293,13 +293,18 @@ class OpenAIBackend:
 
         if not requests:
             return
-        futures = [self._executor().submit(run, i) for i in range(len(requests))]
+        workers = self._executor()
+        futures = [workers.submit(run, i) for i in range(len(requests))]
         errors = []
-        for f in futures:
-            exc = f.exception()
-            if exc is not None:
-                errors.append(exc)
-                abort.set()
+        try:
+            for f in futures:
+                exc = f.exception()
+                if exc is not None:
+                    errors.append(exc)
+                    abort.set()
+        except BaseException:  # interrupted (a run terminated): queued requests of this batch are not sent
+            abort.set()
+            raise
         if errors:
             raise errors[0]
         if failure:
