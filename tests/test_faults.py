@@ -225,6 +225,16 @@ def prepared(tmp_path_factory):
 KILL_AFTER = 5  # answers before the server holds every further request (the kill lands then, in round 1)
 
 
+def _until_quiet(server: FakeLLMServer, quiet_s: float = 1.0) -> None:
+    """Until the server has received no request for `quiet_s` seconds (bounded by WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    seen = -1
+    while seen != sum(server.received.values()):
+        assert time.monotonic() < deadline, "requests kept arriving after the kill"
+        seen = sum(server.received.values())
+        time.sleep(quiet_s)
+
+
 def _kill_mid_batch(home: Path, server: FakeLLMServer, env: dict[str, str]) -> tuple[set[str], set[str]]:
     """Start generation, SIGKILL it once KILL_AFTER answers are cached and more are in flight.
 
@@ -238,9 +248,10 @@ def _kill_mid_batch(home: Path, server: FakeLLMServer, env: dict[str, str]) -> t
     finally:
         proc.kill()
     assert proc.p.returncode == -signal.SIGKILL
-    server.release()
+    server.release()  # held requests are dropped from now on, as is any straggler of the dead process
     server.wait_for(lambda s: s.held == 0, WAIT_S)
-    server.hold_after = None
+    _until_quiet(server)  # requests the killed process left in socket buffers arrive (and are dropped) now,
+    server.hold_after = None  # not answered after this, which would count them as answered before the kill
     answered = set(server.answered)
     assert len(answered) == KILL_AFTER and max(server.answered.values()) == 1
     return answered, set(server.received) - answered
