@@ -1,8 +1,9 @@
 """The conversation sampling loop, round-based over many images.
 
-Each round makes at most two model calls, whatever the number of images (per lane: see
-`sample_conversations`): one `generate` call with a request for every image still active, then one `verify` call (the checker's model; default the
-same) with a request for every parsed QA pair of that round. Per image and iteration:
+Each round of a lane (see `sample_conversations`) makes at most two model calls, whatever the number
+of images: one `generate` call with a request for every image still active, then one `verify` call
+(the checker's model; default the same) with a request for every parsed QA pair of that round. Per
+image and iteration:
 
 1. sample a prompt type by weight and its slots with the image's own `random.Random` (seeded by
    a hash of image_id + base seed, so an image's conversations never depend on which other
