@@ -53,7 +53,7 @@ COCO_IMAGES = 118_287
 GPU_SERVER = {"total-tokens-per-s": 8000, "max-concurrency": 256}
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
-from common import StandIn, commit, machine, write_section  # noqa: E402
+from common import StandIn, commit, machine, open_instance, write_section  # noqa: E402
 
 
 
@@ -194,12 +194,10 @@ def overhead(total: dict, per: dict, served: dict, windows: dict, log: Path) -> 
 
 def stages(dagster_home: Path) -> tuple[dict, dict]:
     """Per asset: step wall time, rows, LLM figures; and the instance's runs and event rows."""
-    import dagster as dg
-
     per: dict[str, dict] = defaultdict(lambda: defaultdict(float))
     windows: dict[str, list] = defaultdict(list)  # step -> (start, end) epoch seconds of each of its runs
     events = 0
-    with dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home))) as instance:
+    with open_instance(dagster_home) as instance:
         runs = instance.get_runs()
         for run in runs:
             logs = instance.all_logs(run.run_id)

@@ -30,6 +30,13 @@ def commit() -> str:
                           text=True).stdout.strip()
 
 
+def open_instance(dagster_home: Path):
+    """The Dagster instance a bench's run recorded into (a context manager)."""
+    import dagster as dg
+
+    return dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home)))
+
+
 def write_section(name: str, body: str, heading: str) -> None:
     """Replace the section between NAME's markers with `body`, or append it under `heading`."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

@@ -40,7 +40,7 @@ CATALOG_TARGET_MS, PAGE_TARGET_S = 200, 3.0  # issue #13, item 6
 PAGES = ("source_records", "grouped_metadata", "generated_conversations", "conversation_attempts",
          "quality_scores", "selected_subset")
 
-from common import commit, machine, write_section  # noqa: E402
+from common import commit, machine, open_instance, write_section  # noqa: E402
 
 
 def _ms(fn) -> float:
@@ -103,18 +103,10 @@ def _serve(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"dagster-webserver did not start; see {log}")
 
 
-def _materialized(dagster_home: Path) -> set[str]:
-    import dagster as dg
-
-    with dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home))) as instance:
-        return {k.to_user_string() for k in instance.get_asset_keys()
-                if instance.get_latest_materialization_event(k) is not None}
-
-
-def ui(home: Path) -> dict:
+def ui(home: Path, made: list[str]) -> dict:
+    """Each of PAGES in `made` (a home of the first stages only has their pages)."""
     from playwright.sync_api import sync_playwright
 
-    made = _materialized(home / "dagster_home")  # a home of the first stages only has their pages
     env = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home"), "VISIT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     proc, url = _serve(env, home / "webserver.log")
     pages = {}
@@ -138,19 +130,22 @@ def ui(home: Path) -> dict:
     return {"pages": pages, "target_s": PAGE_TARGET_S, "server": "dagster-webserver, no daemon"}
 
 
-def _instance_size(dagster_home: Path) -> dict:
-    import dagster as dg
-
-    with dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home))) as instance:
+def _instance(dagster_home: Path) -> dict:
+    """Runs and event-log rows the instance holds, and the assets it has materializations of."""
+    with open_instance(dagster_home) as instance:
         runs = instance.get_runs()
-        return {"runs": len(runs), "event_log_rows": sum(len(instance.all_logs(r.run_id)) for r in runs)}
+        return {"runs": len(runs), "event_log_rows": sum(len(instance.all_logs(r.run_id)) for r in runs),
+                "materialized": sorted(k.to_user_string() for k in instance.get_asset_keys()
+                                       if instance.get_latest_materialization_event(k) is not None)}
 
 
 def measure(home: Path) -> dict:
     cat = catalog(home / "store")
+    instance = _instance(home / "dagster_home")
     return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
             "home": str(home.relative_to(REPO)) if home.is_relative_to(REPO) else str(home),
-            "images": cat["images"], "dagster": _instance_size(home / "dagster_home"), "catalog": cat, "ui": ui(home)}
+            "images": cat["images"], "dagster": {k: instance[k] for k in ("runs", "event_log_rows")}, "catalog": cat,
+            "ui": ui(home, instance["materialized"])}
 
 
 def _result_name(r: dict) -> str:

@@ -292,12 +292,12 @@ class RoleLLM:
                              if self.role != GENERATOR else label, model_prefix=self.model_prefix, budget=self.budget)
 
 
-def llm_metadata(client: LLMClient, prefix: str = "llm_", model_prefix: str | None = None,
-                 stats: LLMStats | None = None) -> dict[str, Any]:
-    """A batch's stats (default: the client's last) under `prefix` + model identity (`model_prefix`,
-    default `prefix`) as flat Dagster metadata (no secrets: no URLs, no keys)."""
+def llm_metadata(client: LLMClient, stats: LLMStats, prefix: str = "llm_", model_prefix: str | None = None
+                 ) -> dict[str, Any]:
+    """A batch's own stats under `prefix` (not the client's `last_stats`: batches may run at once) +
+    model identity (`model_prefix`, default `prefix`) as flat Dagster metadata (no secrets: no URLs, no keys)."""
     ident, model_prefix = client.identity, model_prefix or prefix
-    meta: dict[str, Any] = {f"{prefix}{k}": v for k, v in (stats or client.last_stats).as_dict().items()}
+    meta: dict[str, Any] = {f"{prefix}{k}": v for k, v in stats.as_dict().items()}
     meta[f"{model_prefix}backend"] = client.backend.kind
     meta[f"{model_prefix}model"] = ident.name
     meta[f"{model_prefix}model_weights"] = ident.weights
@@ -340,9 +340,9 @@ def run_llm_batch(
     except BudgetExhausted as exc:
         log.error(f"[{label}] stopped: {exc}")
         raise dg.Failure(description=str(exc), allow_retries=False, metadata={
-            **llm_metadata(client, model_prefix=model_prefix, stats=s), **budget_metadata(exc.budget, exc.spend),
+            **llm_metadata(client, s, model_prefix=model_prefix), **budget_metadata(exc.budget, exc.spend),
             "llm_answered_of_batch": exc.answered, "llm_batch_requests": exc.total}) from exc
-    meta = llm_metadata(client, model_prefix=model_prefix, stats=s)
+    meta = llm_metadata(client, s, model_prefix=model_prefix)
     if budget is not None and scope:
         meta.update(budget_metadata(budget, client.cache.spend(scope)))
     log.info(
