@@ -18,6 +18,9 @@ latency, no faults), without CLIP weights (the documented fallback). Two modes, 
                  and logs each reply's tokens: per LLM step, wall time / the server's busy time for the
                  replies that finished in it (issue #13's overhead ratio); --lanes N sets Instructify's
                  sampling lanes (default: the product's), to measure them side by side
+  --resume       (stages mode) keep the home and run only the stages earlier invocations did not finish:
+                 a graph too long for one sitting (COCO's 118k images on 2 cores) measured over several,
+                 resumed by partitions and the response cache as a user's run would be
 Both record, per asset: the wall time of its steps (STEP_START to STEP_SUCCESS, summed over
 partitions), rows out, LLM requests, cache hits and requests sent (materialization metadata); and
 the Dagster runs and event-log rows created.
@@ -142,14 +145,23 @@ def step_groups(env: dict) -> list[list[str]]:
 
 
 def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: dict | None,
-              config: dict | None = None, first_stages: int | None = None) -> tuple[dict, dict, dict]:
+              config: dict | None = None, first_stages: int | None = None,
+              resume: bool = False) -> tuple[dict, dict, dict]:
     """(the run's totals, per-stage process figures, the stand-in's stats) of the graph on `folder`
     in a fresh `home`, with `config` as the run command's config file (asset -> run config); in
-    stages mode, only the first `first_stages` stages when given."""
+    stages mode, only the first `first_stages` stages when given. With `resume` (stages mode), the
+    home is kept and the stages its earlier invocations finished are not run again (their figures
+    come from its progress file), so a graph too long for one sitting is measured over several."""
     from visit_assets.rehearsal import _rehearsal_env
 
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    progress_file = home / "stages_done.json"
+    if not resume:
+        shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True, exist_ok=True)
+    progress = json.loads(progress_file.read_text()) if resume and progress_file.exists() else \
+        {"shards": shards, "stage_processes": {}, "stand_in": {}, "invocations": 0}
+    if progress["shards"] != shards:
+        raise SystemExit(f"{home} was run with {progress['shards']} shards, not {shards}: drop --resume")
     concurrency = int((server_speed or {}).get("max-concurrency") or 64)
     options = []
     if config:
@@ -161,11 +173,21 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
         if mode == "whole":
             total = _command(["run", str(folder), *options], env, home / "run.log")
             return total, {}, server.stats()
-        per_stage = {}
+        per_stage, before = progress["stage_processes"], progress["stand_in"]
+        progress["invocations"] += 1
+
+        def save() -> None:  # after each stage: a killed invocation keeps what it finished
+            now = server.stats()
+            progress["stand_in"] = {k: before.get(k, 0) + now[k] for k in ("replies", "output_tokens")}
+            progress_file.write_text(json.dumps(progress, indent=1))
+
         for group in step_groups(env)[:first_stages]:
-            per_stage[", ".join(group)] = _command(["run", str(folder), "--assets", ",".join(group), *options], env,
-                                                   home / "run.log")
-        served = server.stats()
+            if ", ".join(group) not in per_stage:  # else finished by an earlier invocation (--resume)
+                figures = _command(["run", str(folder), "--assets", ",".join(group), *options], env, home / "run.log")
+                per_stage[", ".join(group)] = {**figures, "commit": commit()}
+                save()
+        save()
+        served = {**server.stats(), **progress["stand_in"], "invocations": progress["invocations"]}
     total = {"wall_s": sum(v["wall_s"] for v in per_stage.values()), "cpu_s": sum(v["cpu_s"] for v in per_stage.values()),
              "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values())}
     return total, per_stage, served
@@ -227,14 +249,13 @@ def stages(dagster_home: Path) -> tuple[dict, dict]:
 
 
 def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: int | None = None,
-            first_stages: int | None = None) -> dict:
+            first_stages: int | None = None, resume: bool = False) -> dict:
     from visit_assets.defs.conversations.assets import GenerationConfig, lanes_for
 
     folder = make_dataset(n)
-    home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}" \
-        f"{f'-first{first_stages}' if first_stages else ''}"
+    home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}"
     config = {"generated_conversations": {"lanes": lanes}} if lanes else None
-    total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages)
+    total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages, resume)
     per, dagster = stages(home / "dagster_home")
     return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "images": n, "shards": shards,
             "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or lanes_for(GenerationConfig(), "openai"),
@@ -259,6 +280,8 @@ def render(results: list[dict]) -> str:
                else "one `visit-assets run` process for the whole graph")
         if r.get("first_stages"):
             how += f", the first {r['first_stages']} stages only"
+        if r["stand_in"].get("invocations", 1) > 1:
+            how += f", over {r['stand_in']['invocations']} invocations (`--resume`)"
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {how}** (bench/results/{_result_name(r)}; "
                   f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU, peak RSS "
                   f"{t['peak_rss_mb']:,.0f} MB; {d['runs']} Dagster runs, {d['event_log_rows']:,} event-log rows.", ""]
@@ -336,6 +359,9 @@ def main() -> None:
     parser.add_argument("--first-stages", type=int, help="with --mode stages: only the first N stages (e.g. 3: seed "
                         "instructions, ingest and grouping: the catalog and UI benches at a size the whole graph "
                         "takes hours)")
+    parser.add_argument("--resume", action="store_true", help="with --mode stages: keep the home of the last "
+                        "invocation with these settings and run only the stages it did not finish (a graph too long "
+                        "for one sitting, measured over several; a stage that was interrupted runs again whole)")
     parser.add_argument("--lanes", type=int, help="generated_conversations' sampling lanes (default: the product's)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -343,9 +369,11 @@ def main() -> None:
         print(make_dataset(args.images))
         return
     if args.command == "measure":
+        if args.resume and (args.mode != "stages" or args.gpu):
+            parser.error("--resume measures stages (--mode stages) without --gpu (its overhead needs one sitting)")
         speed = {**GPU_SERVER, **({"tokens-per-s": args.stream_tokens_per_s} if args.stream_tokens_per_s else {})} \
             if args.gpu else None
-        result = measure(args.images, args.shards, args.mode, speed, args.lanes, args.first_stages)
+        result = measure(args.images, args.shards, args.mode, speed, args.lanes, args.first_stages, args.resume)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / _result_name(result)
         out.write_text(json.dumps(result, indent=2) + "\n")

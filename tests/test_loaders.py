@@ -23,6 +23,21 @@ def test_formats_detected_on_sample(sample_dir):
     }
 
 
+def test_layout_lists_metadata_in_path_order_and_never_inside_images(tmp_path):
+    root = tmp_path / "nested"
+    for rel in ("b.jsonl", "a/z.json", "a/b/c.json", "images/x.json", "pics/y.json", "conversations/c.json",
+                "notes.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("[]")
+    assert _names(read_layout(root)) == ["a/b/c.json", "a/z.json", "b.jsonl", "pics/y.json"]
+    (root / "dataset.yaml").write_text("images: pics\n")  # a named images folder is skipped instead
+    assert _names(read_layout(root)) == ["a/b/c.json", "a/z.json", "b.jsonl", "images/x.json"]
+
+
+def _names(layout) -> list[str]:
+    return [layout.source_name(p) for p, _ in layout.sources]
+
+
 def test_llava_sample_gives_image_and_qa_records(sample_dir):
     src = json.loads((sample_dir / "llava_conversations.json").read_text())
     frame = load_llava(sample_dir / "llava_conversations.json", "llava_conversations.json")
