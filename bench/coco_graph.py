@@ -296,6 +296,8 @@ def render(results: list[dict]) -> str:
                 lines += ["", f"Projected linearly to COCO's {COCO_IMAGES:,} images (**projected, not measured**): "
                           f"{hours:.1f} h for every stage but image_clusters, whose method changes above 10,000 "
                           "images (spectral-ann: its own scale curve is in the clustering section)."]
+            else:
+                lines += _rest_projected(r, results)
             lines.append("")
         lines += ["| asset | partitions | step wall s | rows out | LLM requests | cache hits | sent |",
                   "|---|---|---|---|---|---|---|"]
@@ -309,6 +311,25 @@ def render(results: list[dict]) -> str:
                          f"{s.get('llm_sent', 0):,.0f} |")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _rest_projected(partial: dict, results: list[dict]) -> list[str]:
+    """For a run of the first stages only: the stages it did not reach, projected linearly from the
+    largest complete stages run (marked as a projection)."""
+    complete = [r for r in results if r.get("mode") == "stages" and not r.get("first_stages")
+                and r.get("stage_processes") and r["images"] < partial["images"]]
+    if not complete:
+        return []
+    ref = max(complete, key=lambda r: r["images"])
+    rest = {g: v for g, v in ref["stage_processes"].items() if g not in partial["stage_processes"]}
+    if not rest:
+        return []
+    scale = partial["images"] / ref["images"]
+    hours = sum(v["wall_s"] for v in rest.values()) * scale / 3600
+    return ["", f"Not yet run at this size: {', '.join(rest)}. Projected linearly from the {ref['images']:,}-image run's "
+            f"stage times (bench/results/{_result_name(ref)}; **projected, not measured**): {hours:.1f} h more"
+            + (" (image_clusters' method changes above 10,000 images: spectral-ann, whose own scale curve is in "
+               "the clustering section)" if "image_clusters" in rest else "") + "."]
 
 
 def render_overhead(results: list[dict]) -> str:

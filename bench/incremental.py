@@ -1,7 +1,8 @@
 """Incremental regeneration: what re-runs, and what reaches the LLM, after a small edit.
 
-    python bench/incremental.py                  # the packaged SmolLM2-135M GGUF (llama_cpp), ~8 min
-    python bench/incremental.py --backend echo   # model-free echo backend, ~1 min
+    .venv/bin/python bench/incremental.py [--write-docs]     # every LLM role on the stand-in (default)
+    .venv/bin/python bench/incremental.py --backend llama_cpp # the packaged SmolLM2-135M, ~8 min
+    .venv/bin/python bench/incremental.py --backend echo      # model-free echo backend
 
 On a fresh VISIT_HOME holding a copy of the embedded sample, the whole graph runs as
 `visit-assets run-sample` runs it (`runner.run_dataset` with the sample's LAPTOP knobs), then again
@@ -9,7 +10,8 @@ after each of three edits, one after the other:
 
   captions  one caption of each of 2 images (the same shard) rewritten in the COCO captions file
   seed      one seed instruction's text changed, in a copy of the seeds file
-  prompt    the Instructify `complex_reasoning` template reworded and bumped to version 2, in a copy
+  prompt    one of the Instructify `complex_reasoning` prompt's reasoning angles reworded, and the
+            prompt bumped to version 2, in a copy
             of the packaged prompt files; the conversation stage's code version (which hashes its
             prompt files) is recomputed and the definitions rebuilt, as a code-location restart
             after editing the packaged file would
@@ -19,22 +21,21 @@ or env var): the copies are put in place by setting the module globals `seeds.DE
 `registry.DEFAULT_DIR` and `code_version.PACKAGE` in this process (restored afterwards).
 
 `run_dataset` executes every partition each time (a UI "materialize all"); the LLM cache makes
-the unchanged ones cheap. Per step the table shows: asset partitions executed, how many got a
-new data version (what Dagster automation would consider changed), LLM requests asked, answered
-from the cache and sent to the backend (cache misses; from each materialization's llm_* metadata,
-checked against the new rows of the cache file), how many of the sent requests belong to rows of
-per-image (dataset x shard) stages and to which images, and wall time. Prints only; the results
-are pasted into docs/benchmarks.md by hand.
+the unchanged ones cheap. Per step: asset partitions with a new data version (what Dagster
+automation would regenerate), LLM requests asked, answered from the cache and sent (cache misses;
+from each materialization's llm_* metadata, checked against the new rows of the cache file), the
+sent requests by what asked for them and which images' rows name them, and wall time.
 
-The packaged model is the default: the full sample run took 289 s with it on this 2-CPU machine
-(549 s while other jobs loaded it), under the 5 min budget. Echo (same code path, no model) is
-the quick variant; it cannot show the MM-Instruct cascade (no echo instruction parses, so nothing
-is clustered, matched or answered).
+The stand-in (a test instrument: it answers competently, in its own process, no faults) is the
+default because its answers parse, so the MM-Instruct side (clusters, matches, answers) takes part;
+the echo backend's do not. Raw results: bench/results/incremental-<backend>-<date>.json with the
+machine's facts; --write-docs renders docs/benchmarks.md's section from the newest one.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -47,6 +48,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "results"
 
 DATASET = "sample"
 PER_IMAGE_LLM_ASSETS = ("image_facts", "generated_instructions", "generated_conversations", "filtered_conversations")
@@ -115,8 +118,14 @@ def edit_seed(home: Path, seed_id: str | None = None) -> str:
     return seed["id"]
 
 
+OLD_ANGLE = "how the objects relate to each other and what that implies"
+NEW_ANGLE = "how the objects relate to one another and what that implies about the scene"
+
+
 def bump_prompt(home: Path, prompt_id: str = "complex_reasoning"):
-    """Reword one Instructify prompt type and bump its version, in a copy of the packaged prompt and
+    """Reword one of an Instructify prompt type's reasoning angles and bump its version (an edit
+    the stand-in still recognises: it matches the template, whose slot takes any angle; the number
+    of angles stays, so every image draws what it drew before), in a copy of the packaged prompt and
     data files, then redo what restarting the code location after editing the packaged file would:
     recompute the conversation stage's code version (it hashes its prompt files) and rebuild the
     definitions. Returns (new version, new definitions)."""
@@ -133,9 +142,9 @@ def bump_prompt(home: Path, prompt_id: str = "complex_reasoning"):
     path = overlay / "prompts" / "instructify" / f"{prompt_id}.yaml"
     text = path.read_text(encoding="utf-8")
     version = int(registry_mod.load_prompt(path).version) + 1
-    edited = text.replace("Then answer it:", "Then answer it carefully:").replace(
+    edited = text.replace(f'      - "{OLD_ANGLE}"\n', f'      - "{NEW_ANGLE}"\n').replace(
         f"version: {version - 1}\n", f"version: {version}\n", 1)
-    assert edited.count("carefully") == 1 and f"version: {version}\n" in edited, "prompt changed; update the edit"
+    assert edited.count(NEW_ANGLE) == 1 and f"version: {version}\n" in edited, "prompt changed; update the edit"
     path.write_text(edited, encoding="utf-8")
     # No setting or env var names the prompt folder or the package root: point the module globals at the copy.
     cv.PACKAGE = overlay
@@ -262,9 +271,14 @@ def _kind(owner: Owner | None) -> str:
             "pairwise_evaluation": "pairwise judge"}.get(asset, asset)
 
 
+_SERVED = None  # with the stand-in: its count of replies (requests that reached a model, from its side)
+
+
 def _backend_calls() -> int | None:
     from visit_assets.defs.llm.resources import LLMResource
 
+    if _SERVED is not None:
+        return _SERVED()
     return getattr(LLMResource().get_client().backend, "calls", None)
 
 
@@ -360,7 +374,7 @@ def scenario(home: Path, steps=("full", "captions", "seed", "prompt"), log=print
 # --- report --------------------------------------------------------------------------------------
 
 LABELS = {"full": "full run (empty cache)", "captions": "2 captions edited", "seed": "1 seed instruction edited",
-          "prompt": "prompt complex_reasoning v1 -> v2"}
+          "prompt": "prompt complex_reasoning v1 -> v2 (an angle reworded)"}
 
 
 def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -369,51 +383,133 @@ def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
     return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
 
 
-def table(steps: list[Step], backend: str, edited: set[str] | None = None) -> str:
-    full = steps[0]
-    out = [f"LLM backend: {backend}"]
-    out += _markdown(
-        ["step", "partitions run", "new data version", "LLM requests", "cache hits", "sent", "new cache rows",
-         "sent, per-image stages", "images named", "wall s", "wall / full", "sent / full"],
-        [[LABELS.get(s.name, s.name), str(s.executed), f"{sum(s.changed.values())}/{s.total_partitions}",
-          str(s.total("requests")), str(s.total("cache_hits")), str(s.total("sent")), str(s.new_cache_rows),
-          str(s.sent_per_image_stages()), str(len(s.images_sent_for())), f"{s.wall_s:.1f}",
-          f"{s.wall_s / full.wall_s:.2f}", f"{s.total('sent') / max(full.total('sent'), 1):.3f}"] for s in steps])
-    kinds = sorted({k for s in steps for k in s.by_kind()})
-    out += ["", "Requests sent (new cache rows), by what asked for them: requests (images named)"]
-    out += _markdown(["kind"] + [s.name for s in steps],
-                     [[k] + ["%d (%d)" % s.by_kind()[k] if k in s.by_kind() else "0" for s in steps] for k in kinds])
-    captions = next((s for s in steps if s.name == "captions"), None)
-    if edited and captions is not None:
-        mine = captions.by_kind(edited)
-        out += ["", f"captions step: {sum(n for n, _ in mine.values())} requests named by rows of the 2 edited images "
-                    f"({', '.join(f'{k} {n}' for k, (n, _) in mine.items())}); "
-                    f"{len(captions.images_sent_for() - edited)} other images named by sent requests"]
-    assets = sorted({a for s in steps for a in s.llm} | {a for s in steps for a in s.changed})
-    out += ["", "Per asset: partitions with a new data version / LLM requests sent"]
-    out += _markdown(["asset"] + [s.name for s in steps],
-                     [[a] + [f"{s.changed.get(a, 0)} / {s.llm.get(a, {}).get('sent', '-')}" for s in steps]
-                      for a in assets])
-    return "\n".join(out)
+def summary(steps: list[Step], edits: dict, edited: set[str]) -> list[dict]:
+    """Each step's figures as the result file keeps them (what the docs are rendered from)."""
+    out = []
+    for s in steps:
+        row = {"step": s.name, "label": LABELS.get(s.name, s.name), "wall_s": round(s.wall_s, 2),
+               "partitions_run": s.executed, "new_data_version": sum(s.changed.values()),
+               "partitions": s.total_partitions, "llm_requests": s.total("requests"),
+               "cache_hits": s.total("cache_hits"), "sent": s.total("sent"), "new_cache_rows": s.new_cache_rows,
+               "model_calls": s.backend_calls,
+               "sent_per_image_stages": s.sent_per_image_stages(), "images_named": len(s.images_sent_for()),
+               "sent_by_kind": {k: {"requests": n, "images": i} for k, (n, i) in s.by_kind().items()},
+               "per_asset": {a: {"new_data_version": s.changed.get(a, 0), "sent": s.llm.get(a, {}).get("sent")}
+                             for a in sorted(set(s.llm) | set(s.changed))}}
+        if s.name == "captions":
+            row["edited_images"] = sorted(edits.get("images", []))
+            row["sent_for_edited_images"] = {k: n for k, (n, _) in s.by_kind(edited).items()}
+            row["other_images_named"] = len(s.images_sent_for() - edited)
+        out.append(row)
+    return out
+
+
+def render(result: dict) -> str:
+    steps, full = result["steps"], result["steps"][0]
+    lines = [f"Measured by `bench/incremental.py --backend {result['backend']}` (bench/results/{_result_name(result)}; "
+             f"{result['machine']['cores']} cores, {result['machine']['cpu']}): {BACKENDS[result['backend']]}. On a "
+             "fresh copy of the sample the whole graph runs as `make sample` runs it, then again after each edit, one "
+             "after the other; every run executes every partition (a UI \"materialize all\"): \"new data version\" is "
+             "what the automation sensor regenerates, \"sent\" the LLM requests that missed the cache, checked against "
+             "the cache file's new rows and the requests the model answered (\"model calls\", where the backend "
+             "counts them).", ""]
+    lines += _markdown(
+        ["step", "new data version", "LLM requests", "cache hits", "sent", "new cache rows", "model calls",
+         "images named", "wall s", "wall / full", "sent / full"],
+        [[s["label"], f"{s['new_data_version']}/{s['partitions']}", f"{s['llm_requests']:,}", f"{s['cache_hits']:,}",
+          f"{s['sent']:,}", f"{s['new_cache_rows']:,}", "-" if s.get("model_calls") is None else f"{s['model_calls']:,}",
+          str(s["images_named"]), f"{s['wall_s']:.1f}",
+          f"{s['wall_s'] / full['wall_s']:.2f}", f"{s['sent'] / max(full['sent'], 1):.3f}"] for s in steps])
+    kinds = sorted({k for s in steps for k in s["sent_by_kind"]})
+    lines += ["", "Requests sent (new cache rows) by what asked for them: requests (images named)", ""]
+    lines += _markdown(["kind", *(s["step"] for s in steps)],
+                       [[k, *(f"{s['sent_by_kind'][k]['requests']} ({s['sent_by_kind'][k]['images']})"
+                              if k in s["sent_by_kind"] else "0" for s in steps)] for k in kinds])
+    captions = next((s for s in steps if s["step"] == "captions"), None)
+    if captions is not None:
+        mine = captions["sent_for_edited_images"]
+        lines += ["", f"Captions step: {sum(mine.values())} of its sent requests are named by rows of the "
+                      f"{len(captions['edited_images'])} edited images ({', '.join(f'{k}: {n}' for k, n in mine.items())}); "
+                      f"{captions['other_images_named']} other images are named by requests it sent."]
+    assets = sorted({a for s in steps for a in s["per_asset"]})
+    lines += ["", "Per asset: partitions with a new data version / LLM requests sent", ""]
+    lines += _markdown(["asset", *(s["step"] for s in steps)],
+                       [[a, *(f"{s['per_asset'][a]['new_data_version']} / "
+                              f"{'-' if s['per_asset'][a]['sent'] is None else s['per_asset'][a]['sent']}"
+                              if a in s["per_asset"] else "0 / -" for s in steps)] for a in assets])
+    return "\n".join(lines)
+
+
+BACKENDS = {
+    "stand-in": "every LLM role answered by the stand-in (a test instrument that answers competently; its own "
+                "process, zero latency, no faults), so the MM-Instruct cascade is exercised",
+    "llama_cpp": "the packaged SmolLM2-135M through llama.cpp",
+    "echo": "the model-free echo backend (no instruction parses, so nothing is clustered, matched or answered)",
+}
+
+
+def _result_name(result: dict) -> str:
+    return f"incremental-{result['backend']}-{result['date']}.json"
+
+
+def _llm_env(url: str) -> dict[str, str]:
+    """Every LLM role on the stand-in at `url`; the paths stay the scenario's own."""
+    from visit_assets.rehearsal import _rehearsal_env
+
+    paths = ("VISIT_HOME", "VISIT_STORE", "VISIT_DATASETS", "VISIT_LLM_CACHE", "DAGSTER_HOME")
+    return {k: v for k, v in _rehearsal_env(Path("."), url).items() if k not in paths}
+
+
+def measure(backend: str, home: Path) -> dict:
+    from common import StandIn, commit, machine
+    from visit_assets.lib.ids import image_id
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    saved = dict(os.environ)
+    try:
+        if backend == "stand-in":
+            global _SERVED
+            with StandIn() as server:
+                os.environ.update(_llm_env(server.url))
+                _SERVED = lambda: server.stats()["replies"]  # noqa: E731
+                try:
+                    steps, edits = scenario(home, log=log)
+                finally:
+                    _SERVED = None
+        else:
+            os.environ["VISIT_LLM_BACKEND"] = backend
+            steps, edits = scenario(home, log=log)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    edited = {image_id(DATASET, k) for k in edits.get("images", [])}
+    return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "backend": backend,
+            "edits": edits, "steps": summary(steps, edits, edited)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="llama_cpp", help="LLM backend: llama_cpp (packaged model) or echo")
+    parser.add_argument("--backend", default="stand-in", choices=sorted(BACKENDS),
+                        help="who answers the LLM requests (default: the stand-in)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--write-docs", action="store_true", help="render docs/benchmarks.md's section from the "
+                        "newest result file")
     args = parser.parse_args(argv)
-    os.environ["VISIT_LLM_BACKEND"] = args.backend
     home = args.keep or Path(tempfile.mkdtemp(prefix="visit-incremental-"))
     home.mkdir(parents=True, exist_ok=True)
     try:
-        steps, edits = scenario(home, log=lambda m: print(m, file=sys.stderr))
+        result = measure(args.backend, home)
     finally:
         if args.keep is None:
             shutil.rmtree(home, ignore_errors=True)
-    print(f"edits: {json.dumps(edits)}")
-    from visit_assets.lib.ids import image_id
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / _result_name(result)).write_text(json.dumps(result, indent=2) + "\n")
+    print(render(result))
+    if args.write_docs:
+        from common import write_section
 
-    print(table(steps, args.backend, {image_id(DATASET, k) for k in edits.get("images", [])}))
+        newest = json.loads(sorted(RESULTS.glob("incremental-*.json"), key=lambda p: p.name[-15:])[-1].read_text())
+        write_section("incremental", render(newest), "Incremental regeneration: what re-runs after a small edit")
     return 0
 
 

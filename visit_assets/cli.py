@@ -71,7 +71,7 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
 
     from . import runner
     from .definitions import defs
-    from .lib.catalog import build_catalog, view_names
+    from .lib.catalog import assets_with_data, build_catalog
     from .progress import TerminalProgress, attached
     from .run_command import UsageError, check, check_dataset_folder, missing_inputs, place_dataset
 
@@ -104,7 +104,7 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
                       file=sys.stderr)
                 return 1
     catalog = build_catalog(settings.store_root())
-    print(_summary(catalog, view_names(catalog), dagster_home, target.name))
+    print(_summary(catalog, assets_with_data(settings.store_root()), dagster_home, target.name))
     return 0
 
 
@@ -112,12 +112,13 @@ def _ui_command(dagster_home: Path) -> str:
     return f"DAGSTER_HOME={dagster_home} {Path(sys.executable).parent / 'dagster'} dev -w {REPO / 'workspace.yaml'} -h 127.0.0.1 -p 3000"
 
 
-def _summary(catalog: Path, views: list[str], dagster_home: Path, dataset: str = "*") -> str:
+def _summary(catalog: Path, assets: list[str], dagster_home: Path, dataset: str = "*") -> str:
+    """Where the outputs are, each asset's current rows (the asset views only: a derived view such
+    as image_lineage is a join over every source record, seconds and most of a GB at COCO size)."""
     import duckdb
 
     con = duckdb.connect(str(catalog), read_only=True)
-    counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0]
-              for v in views if not v.endswith("_all") and v != "current_partitions"}
+    counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0] for v in assets}
     con.close()
     exports = sorted((settings.home() / "exports").glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",

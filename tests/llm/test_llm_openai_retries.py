@@ -202,3 +202,33 @@ def test_batches_running_at_once_share_the_backends_concurrency(stub_server, fas
     assert peak[0] == 4 and server.count == 36
     backend.close()
     assert backend._workers is None
+
+
+def test_each_batch_counts_its_own_retries_when_batches_share_the_backend(stub_server, fast_openai):
+    import json
+    import threading
+
+    from visit_assets.lib.llm.client import LLMStats
+
+    failed: dict[str, int] = {}
+
+    def reply(n, body):
+        text = json.dumps(body)
+        if "flaky" in text and failed.get(text, 0) < 2:  # each flaky request fails twice, then answers
+            failed[text] = failed.get(text, 0) + 1
+            return 500, {}, {"error": "boom"}
+        return echo_reply(body)
+
+    server = stub_server(reply)
+    client = LLMClient(fast_openai([server.url], concurrency=4))
+    batches = {"flaky": [LLMRequest.chat(f"flaky {i}") for i in range(3)],
+               "clean": [LLMRequest.chat(f"clean {i}") for i in range(5)]}
+    stats = {name: LLMStats() for name in batches}
+    threads = [threading.Thread(target=client.generate, args=(batch,), kwargs={"stats": stats[name]})
+               for name, batch in batches.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats["flaky"].retries == 6 and stats["clean"].retries == 0 and client.backend.retries == 6
+    assert stats["flaky"].completed == 3 and stats["clean"].completed == 5

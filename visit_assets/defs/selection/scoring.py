@@ -13,6 +13,7 @@ from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import pairwise as pairwise_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
+from ..llm.rounds import LLMRounds
 from ..models.assets import CLIP_IMAGE
 
 CONVERSATION_COLUMNS = ["conversation_id", "image_id", "image_key", "recipe", "turns"]
@@ -40,6 +41,9 @@ def conversations(parquet, dataset: str, shards: list[int]) -> pl.DataFrame:
     return quality_mod.with_texts(frame.sort("conversation_id"))
 
 
+CLIP_CHUNK = 8192  # answers encoded and scored at a time: memory stays flat at any dataset size
+
+
 def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentences) -> tuple[np.ndarray | None, str, str]:
     """100 x cosine(image vector, answer vector) in the image embeddings' own space, or None."""
     emb = parquet.read_shards("image_embeddings", dataset, shards)
@@ -54,22 +58,35 @@ def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentence
         if encoder.identity.weights == RANDOM_INIT:  # honest scores only: random weights never score
             context.log.warning("CLIP has random weights: the CLIP score is left absent")
             return None, "clip-image", f"{encoder.identity.label()} (random weights: not scored)"
-        texts, model = encoder.encode_long_texts(frame["answer"].to_list(), max_sentences), encoder.identity.label()
+        encode, model = (lambda answers: encoder.encode_long_texts(answers, max_sentences)), encoder.identity.label()
     else:  # no CLIP weights: the image is its description's embedding, so compare answer text to it
         text_model = embedder.get()
-        texts, model = text_model.encode(frame["answer"].to_list()), f"{text_model.identity.label()} (description-answer similarity)"
-    return scores_mod.clip_score(_image_vectors(frame, emb, texts.shape[1]), texts), space, model
+        encode, model = text_model.encode, f"{text_model.identity.label()} (description-answer similarity)"
+    images = _ImageVectors(frame, emb)
+    scores = [scores_mod.clip_score(images.rows(start, start + CLIP_CHUNK),
+                                    encode(frame["answer"].slice(start, CLIP_CHUNK).to_list()))
+              for start in range(0, frame.height, CLIP_CHUNK)]
+    return np.concatenate(scores), space, model
 
 
-def _image_vectors(frame: pl.DataFrame, emb: pl.DataFrame, dim: int) -> np.ndarray:
-    """Each row's image vector (NaN where its image has none), by a join: no Python list per vector."""
-    emb = emb.unique("image_id", keep="last", maintain_order=True)
-    rows = frame.select("image_id").join(emb.select("image_id").with_row_index("_row"), on="image_id", how="left",
-                                         maintain_order="left")["_row"]
-    out = np.full((frame.height, dim), np.nan)
-    have = rows.is_not_null().to_numpy()
-    out[have] = embedding_matrix(emb["embedding"], dim)[rows.drop_nulls().to_numpy()]
-    return out
+class _ImageVectors:
+    """Each conversation's image vector (NaN where its image has none), a slice of rows at a time:
+    one float32 matrix per image, never one per conversation (those are several per image)."""
+
+    def __init__(self, frame: pl.DataFrame, emb: pl.DataFrame):
+        emb = emb.unique("image_id", keep="last", maintain_order=True)
+        self.matrix = embedding_matrix(emb["embedding"])
+        self.index = frame.select("image_id").join(emb.select("image_id").with_row_index("_row"), on="image_id",
+                                                   how="left", maintain_order="left")["_row"].fill_null(-1).to_numpy()
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        index = self.index[start:stop]
+        out = np.full((len(index), self.matrix.shape[1]), np.nan, dtype=np.float32)
+        out[index >= 0] = self.matrix[index[index >= 0]]
+        return out
+
+
+JUDGE_CHUNK = 20_000  # judge requests built, sent and parsed at a time: their prompts are never all in memory
 
 
 def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series], dict, dict]:
@@ -77,23 +94,26 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
         empty = [pl.Series("judge_status", [None] * frame.height, dtype=pl.String)]
         return None, empty, {}, {}
     params = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
-    todo = [i for i, v in enumerate(frame["imported_judge"].to_list() if "imported_judge" in frame.columns
-                                    else [None] * frame.height) if v is None]
-    requests = [LLMRequest(tuple(scores_mod.judge_request_messages(frame["instruction"][i], frame["answer"][i])),
-                           params, tag=i) for i in todo]
-    results, meta = llm.run_batch(context, requests, label="judge") if requests else ([], {})
+    imported = frame["imported_judge"] if "imported_judge" in frame.columns else pl.repeat(None, frame.height, eager=True)
+    todo = np.flatnonzero(imported.is_null().to_numpy())
     values = np.full(frame.height, np.nan)
-    status: list[str | None] = ["imported"] * frame.height
-    replies: list[str | None] = [None] * frame.height
-    keys: list[str | None] = [None] * frame.height
-    for i, result in zip(todo, results):
-        score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
-        values[i], status[i], replies[i] = np.nan if score is None else score, parsed, result.text
-        keys[i] = result.cache_key
-    columns = [pl.Series("judge_status", status, dtype=pl.String), pl.Series("judge_reply", replies, dtype=pl.String),
-               pl.Series("judge_cache_key", keys, dtype=pl.String),
+    status = np.full(frame.height, "imported", dtype=object)
+    replies, keys = np.full(frame.height, None, dtype=object), np.full(frame.height, None, dtype=object)
+    rounds = LLMRounds(context, llm, "judge")  # the chunks report as one batch
+    for start in range(0, len(todo), JUDGE_CHUNK):
+        rows = todo[start:start + JUDGE_CHUNK]
+        texts = frame.select("instruction", "answer")[rows].iter_rows()
+        requests = [LLMRequest(tuple(scores_mod.judge_request_messages(q, a)), params, tag=int(i))
+                    for i, (q, a) in zip(rows, texts)]
+        for i, result in zip(rows, rounds(requests)):
+            score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
+            values[i], status[i], replies[i], keys[i] = np.nan if score is None else score, parsed, result.text, \
+                result.cache_key
+    columns = [pl.Series("judge_status", status.tolist(), dtype=pl.String),
+               pl.Series("judge_reply", replies.tolist(), dtype=pl.String),
+               pl.Series("judge_cache_key", keys.tolist(), dtype=pl.String),
                pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
-    return values, columns, meta, dict(Counter(status))
+    return values, columns, rounds.metadata() if len(todo) else {}, dict(Counter(status.tolist()))
 
 
 def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,

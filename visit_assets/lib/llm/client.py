@@ -25,7 +25,8 @@ class Backend(Protocol):
     `complete` calls `on_result(i, result)` once for every request i as soon as it finishes (from
     any thread), in any order. A request that failed on its own becomes a result with status
     "error". If the model/endpoint goes away for good it raises `LLMUnavailableError` after
-    reporting every result that did finish.
+    reporting every result that did finish. A backend that retries (it has a `retries` counter)
+    also takes `on_retry`, called once per retried attempt of this call's requests.
     """
 
     kind: str
@@ -170,7 +171,6 @@ class LLMClient:
                 stats.tokens_out += res.completion_tokens
                 reporter.update(done[0])
 
-        retries_before = getattr(self.backend, "retries", 0)
         tb = time.perf_counter()
         try:
             if to_send:
@@ -180,7 +180,6 @@ class LLMClient:
             raise
         finally:
             stats.backend_seconds = time.perf_counter() - tb if to_send else 0.0
-            stats.retries = getattr(self.backend, "retries", 0) - retries_before
             for r in results:
                 if r is not None and r.status in stats.failures:
                     stats.failures[r.status] += 1
@@ -204,7 +203,7 @@ class LLMClient:
         spent is recorded after; requests a stopped chunk never sent are given back."""
         if budget is None or not scope:
             stats.sent = len(to_send)
-            self.backend.complete(to_send, on_result)
+            self._complete(to_send, on_result, stats)
             return
         in_flight = int(getattr(self.backend, "concurrency", 1) or 1)
         while stats.sent < len(to_send):
@@ -220,11 +219,25 @@ class LLMClient:
 
             stats.sent += n
             try:
-                self.backend.complete(to_send[start : start + n], sink)
+                self._complete(to_send[start : start + n], sink, stats)
             finally:
                 unsent = n - delivered[0]  # only when the chunk stopped early (endpoint gone, error)
                 stats.sent -= unsent
                 self.cache.record(scope, -unsent, stats.tokens_in - tokens_before[0], stats.tokens_out - tokens_before[1])
+
+    def _complete(self, batch: list[LLMRequest], sink: ResultSink, stats: LLMStats) -> None:
+        """The backend's complete(), retries counted for this batch only (other batches may be
+        sharing the backend at the same time)."""
+        if not hasattr(self.backend, "retries"):
+            self.backend.complete(batch, sink)
+            return
+        lock = threading.Lock()
+
+        def retried() -> None:
+            with lock:
+                stats.retries += 1
+
+        self.backend.complete(batch, sink, on_retry=retried)
 
     def close(self) -> None:
         self.cache.close()

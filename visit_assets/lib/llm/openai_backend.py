@@ -230,7 +230,7 @@ class OpenAIBackend:
 
     # -- the protocol ---------------------------------------------------------------------------
 
-    def complete(self, requests: Sequence[LLMRequest], on_result) -> None:
+    def complete(self, requests: Sequence[LLMRequest], on_result, on_retry=None) -> None:
         from urllib3.exceptions import HTTPError
 
         headers = self._headers()
@@ -287,6 +287,8 @@ class OpenAIBackend:
                 if attempt == self.max_retries:
                     break
                 self._count("retries")
+                if on_retry is not None:
+                    on_retry()
                 if abort.wait(delay if delay is not None else self._backoff(attempt)):
                     return
             give_up(tried, last_error)
