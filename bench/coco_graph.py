@@ -155,6 +155,8 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
     from visit_assets.rehearsal import _rehearsal_env
 
     progress_file = home / "stages_done.json"
+    if resume and home.exists() and not progress_file.exists():
+        raise SystemExit(f"{home} has no progress file (a whole-mode or older run): run without --resume")
     if not resume:
         shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
@@ -183,11 +185,14 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
 
         for group in step_groups(env)[:first_stages]:
             if ", ".join(group) not in per_stage:  # else finished by an earlier invocation (--resume)
+                started = time.time()
                 figures = _command(["run", str(folder), "--assets", ",".join(group), *options], env, home / "run.log")
-                per_stage[", ".join(group)] = {**figures, "commit": commit()}
+                per_stage[", ".join(group)] = {**figures, "commit": commit(), "window": [started, time.time()]}
                 save()
         save()
         served = {**server.stats(), **progress["stand_in"], "invocations": progress["invocations"]}
+        wanted = [", ".join(g) for g in step_groups(env)[:first_stages]]
+        per_stage = {g: per_stage[g] for g in wanted if g in per_stage}  # not the stages beyond first_stages
     total = {"wall_s": sum(v["wall_s"] for v in per_stage.values()), "cpu_s": sum(v["cpu_s"] for v in per_stage.values()),
              "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values())}
     return total, per_stage, served
@@ -214,15 +219,20 @@ def overhead(total: dict, per: dict, served: dict, windows: dict, log: Path) -> 
             "whole_graph_ratio": round(total["wall_s"] / served["busy_s"], 3)}
 
 
-def stages(dagster_home: Path) -> tuple[dict, dict]:
-    """Per asset: step wall time, rows, LLM figures; and the instance's runs and event rows."""
+def stages(dagster_home: Path, stage_windows: list | None = None) -> tuple[dict, dict]:
+    """Per asset: step wall time, rows, LLM figures; and the instance's runs and event rows. With
+    `stage_windows` ([start, end] epoch seconds of each stage process that finished), only the runs that
+    started inside one: an interrupted stage's runs (run again whole by --resume) are not counted."""
     per: dict[str, dict] = defaultdict(lambda: defaultdict(float))
     windows: dict[str, list] = defaultdict(list)  # step -> (start, end) epoch seconds of each of its runs
     events = 0
     with open_instance(dagster_home) as instance:
-        runs = instance.get_runs()
-        for run in runs:
+        runs = []
+        for run in instance.get_runs():
             logs = instance.all_logs(run.run_id)
+            if stage_windows is not None and not (logs and any(a <= logs[0].timestamp <= b for a, b in stage_windows)):
+                continue
+            runs.append(run)
             events += len(logs)
             started = {}
             for entry in logs:
@@ -256,7 +266,8 @@ def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: in
     home = OUT / f"home-{n}-{mode}{'-gpu' if server_speed else ''}{f'-lanes{lanes}' if lanes else ''}"
     config = {"generated_conversations": {"lanes": lanes}} if lanes else None
     total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages, resume)
-    per, dagster = stages(home / "dagster_home")
+    windows = [v.get("window") for v in processes.values()]  # none from homes measured before they were kept
+    per, dagster = stages(home / "dagster_home", windows if mode == "stages" and all(windows) else None)
     return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "images": n, "shards": shards,
             "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or lanes_for(GenerationConfig(), "openai"),
             "lanes_default": not lanes, "first_stages": first_stages, "dataset": json.loads((folder / "DONE").read_text()),
@@ -280,7 +291,7 @@ def render(results: list[dict]) -> str:
                else "one `visit-assets run` process for the whole graph")
         if r.get("first_stages"):
             how += f", the first {r['first_stages']} stages only"
-        if r["stand_in"].get("invocations", 1) > 1:
+        if r.get("stand_in", {}).get("invocations", 1) > 1:
             how += f", over {r['stand_in']['invocations']} invocations (`--resume`)"
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {how}** (bench/results/{_result_name(r)}; "
                   f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU, peak RSS "
@@ -317,7 +328,8 @@ def _rest_projected(partial: dict, results: list[dict]) -> list[str]:
     """For a run of the first stages only: the stages it did not reach, projected linearly from the
     largest complete stages run (marked as a projection)."""
     complete = [r for r in results if r.get("mode") == "stages" and not r.get("first_stages")
-                and r.get("stage_processes") and r["images"] < partial["images"]]
+                and r.get("stage_processes") and r["images"] < partial["images"]
+                and r.get("server", "zero latency") == partial.get("server", "zero latency")]
     if not complete:
         return []
     ref = max(complete, key=lambda r: r["images"])
@@ -325,11 +337,11 @@ def _rest_projected(partial: dict, results: list[dict]) -> list[str]:
     if not rest:
         return []
     scale = partial["images"] / ref["images"]
-    hours = sum(v["wall_s"] for v in rest.values()) * scale / 3600
+    hours = sum(v["wall_s"] for g, v in rest.items() if g != "image_clusters") * scale / 3600
     return ["", f"Not yet run at this size: {', '.join(rest)}. Projected linearly from the {ref['images']:,}-image run's "
             f"stage times (bench/results/{_result_name(ref)}; **projected, not measured**): {hours:.1f} h more"
-            + (" (image_clusters' method changes above 10,000 images: spectral-ann, whose own scale curve is in "
-               "the clustering section)" if "image_clusters" in rest else "") + "."]
+            + (" besides image_clusters, whose method changes above 10,000 images (spectral-ann: its own scale "
+               "curve is in the clustering section)" if "image_clusters" in rest else "") + "."]
 
 
 def render_overhead(results: list[dict]) -> str:

@@ -263,7 +263,7 @@ class Step:
 
 def _kind(owner: Owner | None) -> str:
     if owner is None:
-        return "named by no row (QA rewrite, fit check, quality judge)"
+        return "named by no row (e.g. image_facts' QA rewrites)"
     asset, recipe = owner[0], owner[5]
     if asset in ("conversation_attempts", "generated_conversations", "filtered_conversations", "conversation_rejects"):
         return "MM-Instruct answers" if recipe == "mm-instruct" else "Instructify conversations + verification"

@@ -32,6 +32,8 @@ def test_layout_lists_metadata_in_path_order_and_never_inside_images(tmp_path):
     assert _names(read_layout(root)) == ["a/b/c.json", "a/z.json", "b.jsonl", "pics/y.json"]
     (root / "dataset.yaml").write_text("images: pics\n")  # a named images folder is skipped instead
     assert _names(read_layout(root)) == ["a/b/c.json", "a/z.json", "b.jsonl", "images/x.json"]
+    (root / "dataset.yaml").write_text("images: .\n")  # images in the folder itself: no metadata files there
+    assert _names(read_layout(root)) == []
 
 
 def _names(layout) -> list[str]:

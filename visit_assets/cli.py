@@ -71,7 +71,7 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
 
     from . import runner
     from .definitions import defs
-    from .lib.catalog import assets_with_data, build_catalog
+    from .lib.catalog import assets_with_data, build_catalog, view_names
     from .progress import TerminalProgress, attached
     from .run_command import UsageError, check, check_dataset_folder, missing_inputs, place_dataset
 
@@ -104,7 +104,9 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
                       file=sys.stderr)
                 return 1
     catalog = build_catalog(settings.store_root())
-    print(_summary(catalog, assets_with_data(settings.store_root()), dagster_home, target.name))
+    views = set(view_names(catalog))
+    print(_summary(catalog, [a for a in assets_with_data(settings.store_root()) if a in views], dagster_home,
+                   target.name))
     return 0
 
 

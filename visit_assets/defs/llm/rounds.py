@@ -17,8 +17,9 @@ class LLMRounds:
     `shares`: another LLMRounds of the same step (e.g. the checker's next to the generator's) whose
     totals this one adds to, so the step reports one `llm_sent` over every role."""
 
-    def __init__(self, context: Any, llm: LLMResource | RoleLLM, label: str, shares: "LLMRounds | None" = None):
-        self.context, self.llm, self.label = context, llm, label
+    def __init__(self, context: Any, llm: LLMResource | RoleLLM, label: str, shares: "LLMRounds | None" = None,
+                 noun: str = "round"):
+        self.context, self.llm, self.label, self.noun = context, llm, label, noun
         self.rounds = 0
         self._meta: dict[str, Any] = shares._meta if shares else {}
         self._lock = shares._lock if shares else threading.Lock()  # rounds of several sampling lanes at once
@@ -28,7 +29,7 @@ class LLMRounds:
     def __call__(self, requests: list[LLMRequest]) -> list[LLMResult]:
         with self._lock:
             self.rounds += 1
-            label = f"{self.label} round {self.rounds}"
+            label = f"{self.label} {self.noun} {self.rounds}"
             self._enter(+1)
         try:
             results, meta = self.llm.run_batch(self.context, requests, label=label)

@@ -86,7 +86,11 @@ class _ImageVectors:
         return out
 
 
-JUDGE_CHUNK = 20_000  # judge requests built, sent and parsed at a time: their prompts are never all in memory
+# Judge requests built, sent and parsed at a time: a COCO-size dataset's prompts are never all in
+# memory. Up to this many rows it is one batch, as it always was; above, the chunks are reported as
+# one (LLMRounds), with two differences: a request repeated in a later chunk counts as a cache hit
+# (not as deduplicated), and a budget stop's failure metadata covers the chunk it stopped in.
+JUDGE_CHUNK = 20_000
 
 
 def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series], dict, dict]:
@@ -99,13 +103,18 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
     values = np.full(frame.height, np.nan)
     status = np.full(frame.height, "imported", dtype=object)
     replies, keys = np.full(frame.height, None, dtype=object), np.full(frame.height, None, dtype=object)
-    rounds = LLMRounds(context, llm, "judge")  # the chunks report as one batch
+    chunks = LLMRounds(context, llm, "judge", noun="chunk")
+    meta: dict = {}
     for start in range(0, len(todo), JUDGE_CHUNK):
         rows = todo[start:start + JUDGE_CHUNK]
         texts = frame.select("instruction", "answer")[rows].iter_rows()
         requests = [LLMRequest(tuple(scores_mod.judge_request_messages(q, a)), params, tag=int(i))
                     for i, (q, a) in zip(rows, texts)]
-        for i, result in zip(rows, rounds(requests)):
+        if len(todo) <= JUDGE_CHUNK:
+            results, meta = llm.run_batch(context, requests, label="judge")
+        else:
+            results = chunks(requests)
+        for i, result in zip(rows, results):
             score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
             values[i], status[i], replies[i], keys[i] = np.nan if score is None else score, parsed, result.text, \
                 result.cache_key
@@ -113,7 +122,7 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
                pl.Series("judge_reply", replies.tolist(), dtype=pl.String),
                pl.Series("judge_cache_key", keys.tolist(), dtype=pl.String),
                pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
-    return values, columns, rounds.metadata() if len(todo) else {}, dict(Counter(status.tolist()))
+    return values, columns, chunks.metadata() if len(todo) > JUDGE_CHUNK else meta, dict(Counter(status.tolist()))
 
 
 def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,

@@ -96,6 +96,8 @@ def _metadata_files(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     """Metadata files under `root`, in path order. The skipped folders (images, imported
     conversations) are pruned, never listed: a COCO-size images folder holds 118k files and this
     runs on every sensor tick and in every shard's run. Symlinked folders are not followed."""
+    if root in skip:  # the images are the dataset folder itself: nothing there is metadata
+        return []
     found = []
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if Path(folder, d) not in skip]
