@@ -372,7 +372,9 @@ def write_docs() -> None:
         r = json.loads(path.read_text())
         newest[(r["images"], r.get("mode", "whole"), bool(r.get("overhead")), r.get("lanes", 0),
                 r.get("first_stages") or 0)] = r
-    plain = [newest[k] for k in sorted(newest) if not k[2]]
+    # a partial run is shown only while no partial run of the same kind has got further
+    furthest = {k[:4]: max(k2[4] for k2 in newest if k2[:4] == k[:4]) for k in newest}
+    plain = [newest[k] for k in sorted(newest) if not k[2] and (k[4] == 0 or k[4] == furthest[k[:4]])]
     write_section("coco_graph", render(plain), "The whole graph on a COCO-shaped dataset")
     emulated = [newest[k] for k in sorted(newest) if k[2]]
     if emulated:
