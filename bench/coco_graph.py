@@ -183,16 +183,17 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
             progress["stand_in"] = {k: before.get(k, 0) + now[k] for k in ("replies", "output_tokens")}
             progress_file.write_text(json.dumps(progress, indent=1))
 
-        for group in step_groups(env)[:first_stages]:
-            if ", ".join(group) not in per_stage:  # else finished by an earlier invocation (--resume)
+        groups = step_groups(env)[:first_stages]
+        for group in groups:
+            name = ", ".join(group)
+            if name not in per_stage:  # else finished by an earlier invocation (--resume)
                 started = time.time()
                 figures = _command(["run", str(folder), "--assets", ",".join(group), *options], env, home / "run.log")
-                per_stage[", ".join(group)] = {**figures, "commit": commit(), "window": [started, time.time()]}
+                per_stage[name] = {**figures, "commit": commit(), "window": [started, time.time()]}
                 save()
         save()
         served = {**server.stats(), **progress["stand_in"], "invocations": progress["invocations"]}
-        wanted = [", ".join(g) for g in step_groups(env)[:first_stages]]
-        per_stage = {g: per_stage[g] for g in wanted if g in per_stage}  # not the stages beyond first_stages
+        per_stage = {n: per_stage[n] for n in map(", ".join, groups) if n in per_stage}  # not those beyond them
     total = {"wall_s": sum(v["wall_s"] for v in per_stage.values()), "cpu_s": sum(v["cpu_s"] for v in per_stage.values()),
              "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values())}
     return total, per_stage, served
@@ -302,8 +303,7 @@ def render(results: list[dict]) -> str:
                 lines.append(f"| {group} | {v['wall_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mb']:,.0f} | "
                              f"{1000 * v['wall_s'] / r['images']:.2f} |")
             if not r.get("first_stages"):
-                linear = {g: v for g, v in r["stage_processes"].items() if g != "image_clusters"}
-                hours = sum(v["wall_s"] for v in linear.values()) * COCO_IMAGES / r["images"] / 3600
+                hours = _linear_hours(r["stage_processes"], COCO_IMAGES / r["images"])
                 lines += ["", f"Projected linearly to COCO's {COCO_IMAGES:,} images (**projected, not measured**): "
                           f"{hours:.1f} h for every stage but image_clusters, whose method changes above 10,000 "
                           "images (spectral-ann: its own scale curve is in the clustering section)."]
@@ -324,6 +324,12 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _linear_hours(stage_processes: dict, scale: float) -> float:
+    """Hours of these stages at `scale` x the images, linearly: all but image_clusters, whose method
+    changes above 10,000 images (its own scale curve is measured in the clustering section)."""
+    return sum(v["wall_s"] for g, v in stage_processes.items() if g != "image_clusters") * scale / 3600
+
+
 def _rest_projected(partial: dict, results: list[dict]) -> list[str]:
     """For a run of the first stages only: the stages it did not reach, projected linearly from the
     largest complete stages run (marked as a projection)."""
@@ -337,7 +343,7 @@ def _rest_projected(partial: dict, results: list[dict]) -> list[str]:
     if not rest:
         return []
     scale = partial["images"] / ref["images"]
-    hours = sum(v["wall_s"] for g, v in rest.items() if g != "image_clusters") * scale / 3600
+    hours = _linear_hours(rest, scale)
     return ["", f"Not yet run at this size: {', '.join(rest)}. Projected linearly from the {ref['images']:,}-image run's "
             f"stage times (bench/results/{_result_name(ref)}; **projected, not measured**): {hours:.1f} h more"
             + (" besides image_clusters, whose method changes above 10,000 images (spectral-ann: its own scale "

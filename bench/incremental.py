@@ -271,24 +271,22 @@ def _kind(owner: Owner | None) -> str:
             "pairwise_evaluation": "pairwise judge"}.get(asset, asset)
 
 
-_SERVED = None  # with the stand-in: its count of replies (requests that reached a model, from its side)
-
-
 def _backend_calls() -> int | None:
+    """Requests the in-process backend answered, where it counts them (echo, llama.cpp)."""
     from visit_assets.defs.llm.resources import LLMResource
 
-    if _SERVED is not None:
-        return _SERVED()
     return getattr(LLMResource().get_client().backend, "calls", None)
 
 
-def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config: dict) -> Step:
+def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config: dict,
+             calls=_backend_calls) -> Step:
+    """One whole-graph run and what it did; `calls()` counts the requests a model answered so far."""
     import dagster as dg
 
     from visit_assets.runner import run_dataset
 
     before, keys_before = pointers(store), cache_keys(store)
-    calls_before = _backend_calls()
+    calls_before = calls()
     t_start = time.time()
     t0 = time.perf_counter()
     run_dataset(defs, DATASET, instance, run_config=run_config, op_config=op_config, log=lambda _: None)
@@ -317,14 +315,15 @@ def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config
     for asset, _ in changed_parts:
         changed[asset] = changed.get(asset, 0) + 1
     new_keys = keys_after - keys_before
-    calls_after = _backend_calls()
+    calls_after = calls()
     return Step(name=name, wall_s=wall, executed=executed, changed=changed, total_partitions=len(after), llm=llm,
                 llm_by_partition=by_partition, new_cache_rows=len(new_keys),
                 backend_calls=None if calls_after is None else calls_after - calls_before,
                 owners=key_owners(store, new_keys), changed_partitions=changed_parts)
 
 
-def scenario(home: Path, steps=("full", "captions", "seed", "prompt"), log=print) -> tuple[list[Step], dict]:
+def scenario(home: Path, steps=("full", "captions", "seed", "prompt"), log=print,
+             calls=_backend_calls) -> tuple[list[Step], dict]:
     """Run the full graph, then each edit and a re-run; returns the steps and what was edited."""
     import dagster as dg
 
@@ -359,7 +358,7 @@ def scenario(home: Path, steps=("full", "captions", "seed", "prompt"), log=print
                 elif step != "full":
                     raise ValueError(step)
                 log(f"[{step}] running the graph ...")
-                results.append(run_step(step, defs, instance, store, LAPTOP, QUIET))
+                results.append(run_step(step, defs, instance, store, LAPTOP, QUIET, calls))
                 log(f"[{step}] {results[-1].wall_s:.1f} s")
     finally:
         _restore_package(saved)
@@ -468,14 +467,9 @@ def measure(backend: str, home: Path) -> dict:
     saved = dict(os.environ)
     try:
         if backend == "stand-in":
-            global _SERVED
-            with StandIn() as server:
+            with StandIn() as server:  # model calls counted on the stand-in's side
                 os.environ.update(_llm_env(server.url))
-                _SERVED = lambda: server.stats()["replies"]  # noqa: E731
-                try:
-                    steps, edits = scenario(home, log=log)
-                finally:
-                    _SERVED = None
+                steps, edits = scenario(home, log=log, calls=lambda: server.stats()["replies"])
         else:
             os.environ["VISIT_LLM_BACKEND"] = backend
             steps, edits = scenario(home, log=log)

@@ -418,7 +418,6 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             s.iteration += 1
 
 
-
 def sample_conversations(
     records: Sequence[Mapping[str, Any]],
     registry: Registry,
