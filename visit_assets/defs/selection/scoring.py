@@ -41,7 +41,7 @@ def conversations(parquet, dataset: str, shards: list[int]) -> pl.DataFrame:
     return quality_mod.with_texts(frame.sort("conversation_id"))
 
 
-CLIP_CHUNK = 8192  # answers encoded and scored at a time: memory stays flat at any dataset size
+CLIP_CHUNK = 8192  # answers encoded and scored at a time: the vectors never exist for every conversation at once
 
 
 def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentences) -> tuple[np.ndarray | None, str, str]:
