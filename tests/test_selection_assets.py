@@ -66,8 +66,9 @@ def _meta(instance, key):
     return instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
 
 
-def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: dict, alpha: Fraction) -> list:
-    """The paper's arithmetic, written out independently of lib.selection."""
+def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: dict, alpha: Fraction,
+                        scaling: str = "reference", rule: str = "paper") -> list:
+    """The paper's and the public code's arithmetic, written out independently of lib.selection."""
     frame = scores.join(clusters.select("image_id", "cluster"), on="image_id").filter(pl.col("cluster").is_not_null())
     present = {n: w for n, w in weights.items() if frame[f"{n}_raw"].is_not_null().any()}
     total_w = sum(present.values())
@@ -75,8 +76,11 @@ def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: d
     den = np.zeros(frame.height)
     for name, w in present.items():
         raw = frame[f"{name}_raw"].to_numpy().astype(float)
-        lo, hi = np.nanmin(raw), np.nanmax(raw)
-        scaled = (raw - lo) / (hi - lo) * 100
+        if scaling == "min-max":
+            lo, hi = np.nanmin(raw), np.nanmax(raw)
+            scaled = (raw - lo) / (hi - lo) * 100
+        else:  # full_score.py: raw values, the length as 10 x characters / 1009
+            scaled = raw * 10 / 1009 if name == "length" else raw
         ok = np.isfinite(scaled)
         F[ok] += w / total_w * scaled[ok]
         den[ok] += w / total_w
@@ -84,9 +88,13 @@ def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: d
     n = frame.height
     chosen = []
     for _, group in frame.group_by("cluster"):
-        quota = min(group.height, max(1, round(alpha * group.height / n)))
-        chosen += group.sort(["F", "conversation_id"], descending=[True, False]).head(quota)["conversation_id"].to_list()
-    return sorted(chosen)
+        share = alpha * group.height / n
+        quota = min(group.height, round(share) if rule == "paper" else max(1, int(share * Fraction(204, 200))))
+        chosen.append(group.sort(["F", "conversation_id"], descending=[True, False]).head(quota))
+    best = pl.concat(chosen).sort(["F", "conversation_id"], descending=[True, False])
+    if rule == "reference":  # then the global top alpha
+        best = best.head(round(alpha))
+    return sorted(best["conversation_id"].to_list())
 
 
 def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(home):
@@ -100,6 +108,13 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
         run_dataset(defs, "sample", instance, only=["quality_scores", "pairwise_evaluation"], log=lambda _: None)
         assert _meta(instance, "quality_scores")["llm_sent"].value == 0  # answers exist: nothing paid twice
         assert _meta(instance, "pairwise_evaluation")["llm_sent"].value == 0
+        # imported conversations kept out of the pool (to serve as the baseline): nothing here is generated
+        run_dataset(defs, "sample", instance, only=["selected_subset", "selection_ranking"], log=lambda _: None,
+                    op_config={"selected_subset": {"pool": "generated", "method": "random"}})
+        left_out = ParquetStore(home / "store").read("selection_ranking", "sample")
+        assert left_out.height and set(left_out["outcome"]) == {"not_in_pool"}
+        run_dataset(defs, "sample", instance, only=["selected_subset", "selection_ranking"], op_config=op_config,
+                    log=lambda _: None)  # back to the defaults for the checks below
     store = ParquetStore(home / "store")
     items = json.loads((home / "datasets/sample/conversations/existing.json").read_text())
     imported, rejects = store.read("imported_conversations", "sample"), store.read("imported_rejects", "sample")
@@ -166,8 +181,8 @@ def test_an_imported_scored_dataset_is_reselected_without_regenerating(home):
     pl.DataFrame(rows).write_parquet(ds / "conversations" / "scored.parquet")
     llm = ScriptedLLM()
     with dg.instance_for_test() as instance:
-        run_dataset(build_defs(llm=llm), "scored", instance, only=UPSTREAM + SELECTION,
-                    op_config={"selected_subset": {"alpha_count": 5}}, log=lambda _: None)
+        run_dataset(build_defs(llm=llm), "scored", instance, only=UPSTREAM + SELECTION, log=lambda _: None,
+                    op_config={"selected_subset": {"alpha_count": 5, "scaling": "min-max", "quota_rule": "reference"}})
     assert llm.get_client().backend.calls == 0  # every row brought its judge score: no request at all
     store = ParquetStore(home / "store")
     scores = store.read("quality_scores", "scored").sort("image_key", "instruction")
@@ -179,7 +194,11 @@ def test_an_imported_scored_dataset_is_reselected_without_regenerating(home):
     clusters = store.read("image_clusters", "scored")
     subset = store.read("selected_subset", "scored")
     assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, {
-        "clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}, Fraction(5))
+        "clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}, Fraction(5), "min-max", "reference")
+    assert subset.height == 5  # the reference rule cuts to exactly alpha
+    ranking = store.read("selection_ranking", "scored")
+    assert json.loads(ranking["selection_method"][0]) == {"method": "per-cluster", "pool": "all",
+                                                          "quota_rule": "reference", "scaling": "min-max"}
 
 
 def test_the_export_manifest_says_what_changed_since_the_previous_dataset_version(home):

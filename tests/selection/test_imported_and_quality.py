@@ -126,12 +126,18 @@ def test_scaled_columns_scale_each_score_over_all_rows():
 
 
 def test_ranking_names_why_each_row_was_or_was_not_selected():
-    frame = pl.DataFrame({"conversation_id": list("abcd"), "image_id": list("wxyz"), "image_key": list("wxyz"),
-                          "recipe": ["imported"] * 4, "dataset": [DS] * 4, "dataset_version": ["v"] * 4})
-    rows = pl.DataFrame({"id": list("abcd"), "cluster": [0, 0, None, 1], "F": [80.0, 20.0, 50.0, None],
-                         "rank": [0, 1, None, 0], "selected": [True, False, False, False]})
-    out = quality.ranking(frame, rows, {"judge": 1.0})
-    assert out["outcome"].to_list() == ["selected", "below_cluster_quota", "no_image_cluster", "no_score"]
+    ids = list("abcdef")
+    frame = pl.DataFrame({"conversation_id": ids, "image_id": ids, "image_key": ids, "recipe": ["imported"] * 6,
+                          "dataset": [DS] * 6, "dataset_version": ["v"] * 6})
+    rows = pl.DataFrame({"id": list("abcde"), "cluster": [0, 0, None, 1, 2], "F": [80.0, 20.0, 50.0, None, 10.0],
+                         "rank": [0, 1, None, 0, 0], "in_quota": [True, False, False, False, True],
+                         "selected": [True, False, False, False, False]})  # "f" was left out of the pool
+    out = quality.ranking(frame, rows, {"judge": 1.0}, {"method": "per-cluster", "quota_rule": "reference"})
+    assert out["outcome"].to_list() == ["selected", "below_cluster_quota", "no_image_cluster", "no_score",
+                                        "below_global_cut", "not_in_pool"]
+    assert json.loads(out["selection_method"][0]) == {"method": "per-cluster", "quota_rule": "reference"}
+    drawn = quality.ranking(frame, rows, {"judge": 1.0}, {"method": "random"})
+    assert drawn["outcome"].to_list()[1:4] == ["not_drawn", "no_image_cluster", "not_drawn"]
 
 
 def test_pairing_prefers_the_same_instruction_and_is_deterministic():

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from visit_assets.lib.selection.clustering import (
-    AGREEMENT, EXACT_MAX, METHOD_ANN, METHOD_EXACT, METHOD_LANDMARK, METHOD_TRIVIAL, default_landmarks,
+    AGREEMENT, EXACT_MAX, METHOD_ANN, METHOD_EXACT, METHOD_KMEANS, METHOD_LANDMARK, METHOD_TRIVIAL, default_landmarks,
     spectral_clusters,
 )
 
@@ -55,7 +55,18 @@ def test_threshold_counts_only_finite_rows(small_mixture):
     assert sum(info["cluster_sizes"]) == len(X) - 5
 
 
-@pytest.mark.parametrize("method", [METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK])
+def test_kmeans_plus_plus_is_an_ablation_by_name_only(small_mixture):
+    """The paper's named alternative (section 3.2): k-means++ on the embeddings, recorded as not spectral."""
+    X, truth = small_mixture
+    labels, info = spectral_clusters(X, k=3, seed=0, method=METHOD_KMEANS)
+    assert info["method"] == METHOD_KMEANS and info["params"]["init"] == "k-means++"
+    assert info["agreement_with_exact"].startswith("not spectral")
+    assert adjusted_rand_score(truth, labels) > 0.95
+    _, auto = spectral_clusters(X, k=3, exact_max=1)
+    assert auto["method"] != METHOD_KMEANS
+
+
+@pytest.mark.parametrize("method", [METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK, METHOD_KMEANS])
 def test_deterministic_and_canonical(small_mixture, method):
     X, truth = small_mixture
     a, ia = spectral_clusters(X, k=3, seed=7, method=method)

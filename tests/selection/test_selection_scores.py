@@ -124,13 +124,26 @@ def test_combine_both_renormalisations_and_edge_cases():
         combine({"clip": [1.0, 2.0], "length": [1.0]})
 
 
-def test_final_scores_scales_then_combines():
+def test_final_scores_min_max_scales_then_combines():
     raw = {"clip": [11.8, 46.4], "length": [10, 30], "reward": None, "judge": [90, 10]}
-    F, used, records = final_scores(raw)
+    F, used, records = final_scores(raw, scaling="min-max")
     # scaled: clip [0, 100], length [0, 100], judge [100, 0]; weights /0.9
     np.testing.assert_allclose(F, [27.0 / 0.9, 63.0 / 0.9])
     assert records["reward"] is None and records["clip"]["min"] == 11.8
     assert used["reward"] == 0.0
+
+
+def test_final_scores_reference_is_the_public_codes_arithmetic():
+    # full_score.py: CLIP and judge as they are, length 10 x chars / 1009, reward the raw logit
+    raw = {"clip": [30.8, 46.4], "length": [1009, 2018], "reward": [-4.18, 8.31], "judge": [90, 10]}
+    F, used, records = final_scores(raw)
+    expected = [0.53 * 30.8 + 0.10 * 10 + 0.10 * -4.18 + 0.27 * 90,
+                0.53 * 46.4 + 0.10 * 20 + 0.10 * 8.31 + 0.27 * 10]
+    np.testing.assert_allclose(F, expected)
+    assert records["length"]["transform"] == "10 x characters / 1009" and records["clip"]["transform"] == "raw"
+    assert used == pytest.approx(DEFAULT_WEIGHTS)
+    with pytest.raises(ValueError, match="scaling"):
+        final_scores(raw, scaling="z-score")
 
 
 def test_judge_request_is_versioned_and_text_only():

@@ -29,9 +29,58 @@ def test_paper_quotas_by_hand():
     assert sel.ids[:2] == ["c0-01233", "c0-01232"] and sel.ids[-1] == "c9-00012"
 
 
-def test_floor_of_one_and_rounding_down():
-    q = quotas({0: 97, 1: 2, 2: 1}, 10)  # 9.7 -> 10, 0.2 -> 0 -> 1, 0.1 -> 0 -> 1
-    assert {c: v[1] for c, v in q.items()} == {0: 10, 1: 1, 2: 1}  # 12 selected for alpha 10
+def test_paper_rule_rounds_and_may_give_a_small_cluster_nothing():
+    q = quotas({0: 97, 1: 2, 2: 1}, 10)  # 9.7 -> 10, 0.2 -> 0, 0.1 -> 0: Algorithm 1 has no floor
+    assert {c: v[1] for c, v in q.items()} == {0: 10, 1: 0, 2: 0}
+
+
+def test_reference_rule_on_the_papers_clusters():
+    # the public code: int(204 * |D_i| / 3439), at least 1: 73.2 -> 73, 52.2, 19.3, 17.8 -> 17,
+    # 16.97 -> 16, 10.5 -> 10, 5.04 -> 5, 4.75 -> 4, 3.4998 -> 3, 0.77 -> 0 -> 1; 200 in all
+    q = quotas(dict(enumerate(PAPER_SIZES)), 200, "reference")
+    assert [v[1] for v in q.values()] == [73, 52, 19, 17, 16, 10, 5, 4, 3, 1]
+    assert sum(v[1] for v in q.values()) == 200
+
+
+def test_reference_rule_floors_then_cuts_to_the_global_top_alpha():
+    ids = [f"a{i:02d}" for i in range(97)] + ["b0", "b1", "c0"]
+    F = list(range(100, 197)) + [50.0, 40.0, 10.0]  # cluster 2's only row is the worst overall
+    clusters = [0] * 97 + [1, 1, 2]
+    sel = select(ids, F, clusters, 10, rule="reference")
+    # floor(10.2 * 97/100) = 9, floor(0.204) -> 1, floor(0.102) -> 1: 11 within quota, cut to 10
+    assert sel.table["quota"].to_list() == [9, 1, 1]
+    assert len(sel.ids) == 10 and "c0" not in sel.ids and "b0" in sel.ids
+    row = sel.rows.filter(pl.col("id") == "c0").row(0, named=True)
+    assert row["in_quota"] and not row["selected"]
+    assert sel.info["rule"] == "reference" and "204" in sel.info["rule_text"]
+    with pytest.raises(ValueError, match="rule"):
+        select(ids, F, clusters, 10, rule="nearest")
+
+
+def test_ablation_global_ignores_clusters():
+    ids = [f"r{i}" for i in range(10)]
+    F = [float(i) for i in range(10)]
+    clusters = [0] * 8 + [1, None]  # one small cluster, one row without an image cluster
+    per_cluster = select(ids, F, clusters, 3)  # quotas: 8*3/9 = 2.67 -> 3, 0.33 -> 0
+    assert per_cluster.ids == ["r7", "r6", "r5"]
+    flat = select(ids, F, clusters, 3, method="global")
+    assert flat.ids == ["r9", "r8", "r7"] and flat.info["method"] == "global" and flat.n_total == 10
+
+
+def test_ablation_random_is_seeded_order_free_and_ignores_scores():
+    ids = [f"r{i:03d}" for i in range(300)]
+    F = np.arange(300, dtype=float)
+    clusters = np.repeat(np.arange(3), 100)
+    a = select(ids, F, clusters, 30, method="random", seed=1)
+    assert len(a.ids) == 30 and a.info["seed"] == 1
+    assert set(a.ids) == set(select(ids[::-1], F[::-1], clusters[::-1], 30, method="random", seed=1).ids)
+    assert set(a.ids) != set(select(ids, F, clusters, 30, method="random", seed=2).ids)
+    assert set(a.ids) != {f"r{i:03d}" for i in range(270, 300)}  # not the top F
+    # a row's draw depends on its id only: one more row changes the sample by at most that row
+    more = select(ids + ["extra"], np.append(F, 0.0), np.append(clusters, 0), 30, method="random", seed=1)
+    assert len(set(a.ids) - set(more.ids)) <= 1 and set(more.ids) - set(a.ids) <= {"extra"}
+    with pytest.raises(ValueError, match="method"):
+        select(ids, F, clusters, 30, method="kmeans")
 
 
 def test_round_half_to_even_on_exact_fractions():

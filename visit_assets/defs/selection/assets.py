@@ -36,7 +36,7 @@ from . import scoring
 IMPORT_VERSION = code_version(imported_mod, export_mod)  # export: validate_llava decides what is imported
 QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
 CLUSTER_VERSION = code_version(clustering_mod, ann_spectral_mod, landmark_spectral_mod)
-SELECT_VERSION = code_version(select_mod, scores_mod, plots_mod)
+SELECT_VERSION = code_version(select_mod, scores_mod, quality_mod, plots_mod)
 EVAL_VERSION = code_version(evaluation_mod, pairwise_mod, files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
 GROUP = "selection"
 
@@ -150,7 +150,7 @@ class ClusterConfig(dg.Config):
 
     k: int = 10
     seed: int = 0
-    method: str = "auto"  # auto | spectral-exact | spectral-ann | spectral-landmark (below the agreement bar: opt-in)
+    method: str = "auto"  # auto | spectral-exact | spectral-ann; opt-in: spectral-landmark, kmeans++ (ablation)
     exact_max: int = clustering_mod.EXACT_MAX  # above this many images, auto uses spectral-ann
 
 
@@ -184,11 +184,17 @@ def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, sto
 
 
 class SelectionConfig(dg.Config):
-    """F = sum of weight x scaled score (paper Table 2); top alpha*|D_i|/|D| per cluster."""
+    """F = sum of weight x score (paper Table 2); the top of each image cluster (Algorithm 1).
+    The choices and the paper's ablations (docs/selection.md):"""
 
-    weights: dict[str, float] = dict(scores_mod.DEFAULT_WEIGHTS)
+    weights: dict[str, float] = dict(scores_mod.DEFAULT_WEIGHTS)  # one score alone: the others 0 (Table 5)
     alpha_count: int = 200  # the paper's 200 of 3,439
     alpha_fraction: float | None = None  # when set, alpha = fraction x |D| (wins over alpha_count)
+    scaling: str = "reference"  # reference: as the public code (raw, length 10 x chars / 1009) | min-max: 0-100
+    quota_rule: str = "paper"  # paper: round(alpha |D_i| / |D|) | reference: the public code's 204 rule and cut
+    method: str = "per-cluster"  # per-cluster (Algorithm 1) | global (no clustering) | random (Table 4/5)
+    seed: int = 0  # the random method's draw
+    pool: str = "all"  # all | generated: leave imported conversations out (to compare against them as a baseline)
 
     def alpha(self):
         return self.alpha_fraction if self.alpha_fraction is not None else self.alpha_count
@@ -212,11 +218,18 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     all_clusters = parquet.read("image_clusters", dataset)
     clusters = all_clusters.select("image_id", "cluster")
     frame = scored.join(clusters, on="image_id", how="left")
-    scaled = {n: (frame[f"{n}_scaled"].to_numpy() if frame[f"{n}_scaled"].is_not_null().any() else None)
-              for n in scores_mod.SCORE_NAMES if f"{n}_scaled" in frame.columns}
-    F, used = scores_mod.combine(scaled, config.weights) if frame.height else (np.zeros(0), {})
-    chosen = select_mod.select(frame["conversation_id"].to_list(), F, frame["cluster"].to_numpy(), config.alpha())
-    ranking = quality_mod.ranking(frame, chosen.rows, used)
+    if config.pool not in ("all", "generated"):
+        raise ValueError(f"pool must be all or generated, got {config.pool!r}")
+    pool = frame.filter(pl.col("recipe") != imported_mod.RECIPE) if config.pool == "generated" else frame
+    raw = {n: (pool[f"{n}_raw"].to_numpy() if pool[f"{n}_raw"].is_not_null().any() else None)
+           for n in scores_mod.SCORE_NAMES if f"{n}_raw" in pool.columns}
+    F, used, scaling = scores_mod.final_scores(raw, config.weights, config.scaling) if pool.height \
+        else (np.zeros(0), {}, {})
+    chosen = select_mod.select(pool["conversation_id"].to_list(), F, pool["cluster"].to_numpy(), config.alpha(),
+                               rule=config.quota_rule, method=config.method, seed=config.seed)
+    method = {"scaling": config.scaling, "quota_rule": config.quota_rule, "method": config.method,
+              "pool": config.pool, **({"seed": config.seed} if config.method == "random" else {})}
+    ranking = quality_mod.ranking(frame, chosen.rows, used, method)
     subset = frame.join(ranking.filter(pl.col("selected")).select("conversation_id", "F", "rank"),
                         on="conversation_id").sort("cluster", "rank")
     version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
@@ -225,11 +238,12 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
         parquet.write(name, dataset, version, out, dataset_version=scored["dataset_version"][0] if scored.height
                       else None, code_version=SELECT_VERSION)
     table = chosen.table
-    plot = plots_mod.selection_plot(F, ranking["selected"].to_numpy(), table["cluster"].to_list(),
+    plot = plots_mod.selection_plot(F, chosen.rows["selected"].to_numpy(), table["cluster"].to_list(),
                                     table["size"].to_list(), table["selected"].to_list())
     yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": subset.height, "scored": frame.height, "weights_given": config.weights,
-        "weights_used": used, "selection": dg.MetadataValue.json(chosen.info),
+        "dagster/row_count": subset.height, "scored": frame.height, "pool": pool.height,
+        "weights_given": config.weights, "weights_used": used, "scaling": dg.MetadataValue.json(scaling),
+        "selection": dg.MetadataValue.json({**chosen.info, "scaling": config.scaling, "pool": config.pool}),
         "clusters": markdown(table), "clustering_method": dg.MetadataValue.json(_methods(all_clusters)),
         "F": quality_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),

@@ -3,9 +3,16 @@
     F(x) = 0.53 C(x) + 0.10 L(x) + 0.10 R(x) + 0.27 G(x)
 
 C = CLIP score (100 x cosine of image and answer embeddings), L = answer length (characters),
-R = reward-model score, G = LLM judge score (0-100 from instruction + answer, no image). Every
-score is min-max scaled to 0-100 over the dataset version before weighting (facts of the public
-code, shared/docs/reference.md). Missing values are never defaulted:
+R = reward-model score, G = LLM judge score (0-100 from instruction + answer, no image). The paper
+says each score is "rated out of 100"; two scalings (`SCALINGS`, shared/docs/reference.md):
+
+* "reference" (default): as the public code's full_score.py: C and G as they are (already out of
+  100), L = 10 x characters / 1009, R the reward model's raw logit; no rescaling.
+* "min-max": each score scaled to 0-100 over the rows selected from. It changes the effective
+  weights (CLIP's narrow range, about 12-46 in the paper's data, is stretched about threefold),
+  but keeps them meaningful when a score model's range differs from the paper's.
+
+Missing values are never defaulted:
 
 * a score absent for the whole dataset (None, e.g. no reward model configured, or all NaN) is
   dropped and the remaining weights are renormalised to sum 1;
@@ -28,6 +35,9 @@ from visit_assets.lib.prompts import load_prompt, prompt_dir
 DEFAULT_WEIGHTS: dict[str, float] = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
 SCORE_NAMES = tuple(DEFAULT_WEIGHTS)
 
+SCALINGS = ("reference", "min-max")
+# full_score.py's length score: 10 x characters / 1009 (shared/docs/reference.md)
+REFERENCE_LENGTH_FACTOR = 10.0 / 1009.0
 SCALE_LO, SCALE_HI = 0.0, 100.0
 CONSTANT_VALUE = 50.0  # a column whose finite values are all equal carries no ranking signal
 
@@ -94,7 +104,7 @@ def scale_0_100(values: Any) -> tuple[np.ndarray, dict[str, Any]]:
 
 def combine(scores: Mapping[str, Any], weights: Mapping[str, float] | None = None
             ) -> tuple[np.ndarray, dict[str, float]]:
-    """F = sum_j w_j s_j over already scaled scores (see `scale_0_100`).
+    """F = sum_j w_j s_j over already scaled scores (see `final_scores`).
 
     `scores` maps a name to an array (NaN where a row lacks the value) or None (absent for the
     whole dataset). Absent scores, and scores that are NaN on every row, are dropped and the
@@ -140,16 +150,31 @@ def combine(scores: Mapping[str, Any], weights: Mapping[str, float] | None = Non
     return F, weights_used
 
 
-def final_scores(raw: Mapping[str, Any], weights: Mapping[str, float] | None = None
+def reference_scale(name: str, values: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """A raw score as the public code weights it: the length score is 10 x characters / 1009,
+    every other score its raw value (module docstring)."""
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64) \
+        if not isinstance(values, np.ndarray) else values.astype(np.float64, copy=True)
+    v[~np.isfinite(v)] = np.nan
+    if name == "length":
+        return v * REFERENCE_LENGTH_FACTOR, {"method": "reference", "transform": "10 x characters / 1009"}
+    return v, {"method": "reference", "transform": "raw"}
+
+
+def final_scores(raw: Mapping[str, Any], weights: Mapping[str, float] | None = None, scaling: str = "reference"
                  ) -> tuple[np.ndarray, dict[str, float], dict[str, dict[str, Any] | None]]:
-    """Scale every raw score with `scale_0_100`, then `combine`: (F, weights_used, scaling records)."""
+    """Scale every raw score (`scaling`: module docstring), then `combine`: (F, weights_used, scaling records)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     scaled: dict[str, np.ndarray | None] = {}
     records: dict[str, dict[str, Any] | None] = {}
     for name, values in raw.items():
         if values is None:
             scaled[name], records[name] = None, None
-        else:
+        elif scaling == "min-max":
             scaled[name], records[name] = scale_0_100(values)
+        else:
+            scaled[name], records[name] = reference_scale(name, values)
     F, used = combine(scaled, weights)
     return F, used, records
 
