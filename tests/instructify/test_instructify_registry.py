@@ -12,6 +12,7 @@ from visit_assets.lib.instructify.registry import (
     DEFAULT_DIR,
     LOCK_FILE,
     RegistryError,
+    load_profiles,
     load_registry,
     lock_problems,
     render,
@@ -82,6 +83,25 @@ def test_weight_override_and_zero_weight(registry):
         load_registry(weights={k: 0 for k in registry.ids})
     with pytest.raises(RegistryError):
         load_registry(weights={"yes_no": -1})
+
+
+def test_llava_profile_is_the_papers_mix_and_nothing_else(registry):
+    """LLaVA-Instruct-158K's 77k / 58k / 23k (shared/docs/reference.md), no other type sampled."""
+    llava = load_registry(profile="llava")
+    assert llava.profile == "llava" and registry.profile == "instructify"
+    assert {k: v for k, v in llava.probabilities().items() if v} == pytest.approx(LLAVA)  # the shares sum to 1
+    assert {p.id for p in llava.prompts if p.weight == 0} == EXTRA
+    rng = random.Random(3)
+    assert {sample_prompt(llava, rng)[0].id for _ in range(2000)} == set(LLAVA)
+    # the default profile keeps every file's weight: the extra types take their share
+    assert sum(registry.probabilities()[k] for k in EXTRA) > 0.05
+    assert load_profiles()["instructify"] is None
+    # overrides apply over the profile: add one type to the LLaVA mix
+    plus = load_registry(profile="llava", weights={"yes_no": 0.1})
+    assert plus.get("yes_no").weight == 0.1 and plus.get("multiple_choice").weight == 0
+    assert plus.fingerprint() != llava.fingerprint()
+    with pytest.raises(RegistryError, match="unknown prompt profile"):
+        load_registry(profile="llava-665k")
 
 
 def test_slots_sampled_in_range_and_seeded(registry):

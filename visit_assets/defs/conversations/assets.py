@@ -51,7 +51,8 @@ class GenerationConfig(dg.Config):
     temperature: float = 0.2
     max_tokens: int = 1000
     consume: str = "lexical"
-    prompt_weights: dict[str, float] = {}  # prompt id -> weight; empty keeps the registry's weights
+    prompt_profile: str = "instructify"  # the mix of prompt types: instructify (every type) | llava (LLaVA-158K's only)
+    prompt_weights: dict[str, float] = {}  # prompt id -> weight, over the profile's; empty keeps the profile's
     answer_max_tokens: int = answer_mod.ANSWER_PARAMS.max_tokens  # MM-Instruct answers
     # Groups of images whose rounds run at once, so the loop's own work overlaps requests in flight
     # (docs/benchmarks.md, "Overhead against model time"). 0: two for an endpoint (openai backend), one
@@ -72,7 +73,7 @@ def _instructify(parquet, dataset, shard, config, generate, verify, lanes):
     facts = parquet.read("image_facts", dataset, shard)
     records = [{"image_id": iid, "image_key": group["image_key"][0], "facts": group.drop("image_key").to_dicts()}
                for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
-    registry = registry_mod.load_registry(weights=config.prompt_weights or None)
+    registry = registry_mod.load_registry(weights=config.prompt_weights or None, profile=config.prompt_profile)
     conversations, attempts = sampling_mod.sample_conversations(records, registry, generate, config.sampling(),
                                                                 config.seed, verify=verify, lanes=lanes)
     return records, conversations, attempts

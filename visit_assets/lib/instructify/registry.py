@@ -12,6 +12,9 @@ sampling weight), `system`, `template` (with `{facts}` and one `{name}` per slot
       format: qa_blocks                     # "Question:" / "Answer:" blocks (parse.parse_qa)
       pairs: turns                          # how many pairs to keep: a slot name or an integer
 
+`_profiles.yaml` names mixes of the types (`load_registry(profile=...)`): "llava" is
+LLaVA-Instruct-158K's three types at its shares and nothing else; "instructify" every file's weight.
+
 `_versions.json` beside the YAML files pins each prompt's version to a hash of its text;
 `lock_problems` (run by the tests) fails when a text changed without a version bump.
 Refresh it with `python -m visit_assets.lib.instructify.registry --lock`.
@@ -33,6 +36,8 @@ from visit_assets.lib.ids import content_hash
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "prompts" / "instructify"
 LOCK_FILE = "_versions.json"
+PROFILES_FILE = "_profiles.yaml"
+DEFAULT_PROFILE = "instructify"
 OUTPUT_FORMATS = ("qa_blocks",)
 REQUIRED = ("id", "version", "weight", "system", "template")
 
@@ -87,6 +92,7 @@ class PromptType:
 @dataclass(frozen=True)
 class Registry:
     prompts: tuple[PromptType, ...]  # sorted by id: the sampling order never depends on file order
+    profile: str = DEFAULT_PROFILE  # the named mix the weights came from (before per-type overrides)
 
     def get(self, prompt_id: str) -> PromptType:
         for p in self.prompts:
@@ -177,11 +183,24 @@ def load_prompt(path: Path) -> PromptType:
     )
 
 
-def load_registry(dir: str | Path | None = None, weights: Mapping[str, float] | None = None) -> Registry:
-    """Every `*.yaml` in `dir` (default: the packaged prompts). `weights` overrides per prompt id;
-    weight 0 keeps a type loaded but never sampled."""
+def load_profiles(dir: str | Path | None = None) -> dict[str, dict[str, float] | None]:
+    """{profile name: {prompt id: weight}, or None for "each file's own weight"} from `_profiles.yaml`."""
+    path = (Path(dir) if dir is not None else DEFAULT_DIR) / PROFILES_FILE
+    if not path.exists():
+        return {DEFAULT_PROFILE: None}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise RegistryError(f"{path}: a mapping of profile name -> {{description, weights}}")
+    return {name: (dict(spec["weights"]) if spec.get("weights") else None) for name, spec in data.items()}
+
+
+def load_registry(dir: str | Path | None = None, weights: Mapping[str, float] | None = None,
+                  profile: str | None = None) -> Registry:
+    """Every `*.yaml` in `dir` (default: the packaged prompts) but the `_` files. `profile` (default
+    "instructify") sets the mix; `weights` then overrides per prompt id; weight 0 keeps a type
+    loaded but never sampled."""
     folder = Path(dir) if dir is not None else DEFAULT_DIR
-    files = sorted(folder.glob("*.yaml"))
+    files = sorted(f for f in folder.glob("*.yaml") if not f.name.startswith("_"))
     if not files:
         raise RegistryError(f"no prompt files (*.yaml) in {folder}")
     prompts: dict[str, PromptType] = {}
@@ -190,15 +209,22 @@ def load_registry(dir: str | Path | None = None, weights: Mapping[str, float] | 
         if p.id in prompts:
             raise RegistryError(f"{f}: duplicate prompt id {p.id!r}")
         prompts[p.id] = p
-    for pid, w in (weights or {}).items():
+    profile = profile or DEFAULT_PROFILE
+    profiles = load_profiles(folder)
+    if profile not in profiles:
+        raise RegistryError(f"unknown prompt profile {profile!r}; known: {sorted(profiles)}")
+    mix = profiles[profile]
+    if mix is not None:
+        prompts = {pid: replace(p, weight=0.0) for pid, p in prompts.items()}
+    for pid, w in {**(mix or {}), **(weights or {})}.items():
         if pid not in prompts:
-            raise RegistryError(f"weight override for unknown prompt {pid!r}; known: {sorted(prompts)}")
+            raise RegistryError(f"weight for unknown prompt {pid!r}; known: {sorted(prompts)}")
         if not isinstance(w, (int, float)) or w < 0:
             raise RegistryError(f"weight for {pid!r} must be a number >= 0, got {w!r}")
         prompts[pid] = replace(prompts[pid], weight=float(w))
     if sum(p.weight for p in prompts.values()) <= 0:
         raise RegistryError("all prompt weights are zero")
-    return Registry(tuple(prompts[k] for k in sorted(prompts)))
+    return Registry(tuple(prompts[k] for k in sorted(prompts)), profile)
 
 
 def sample_prompt(registry: Registry, rng: random.Random) -> tuple[PromptType, dict[str, Any]]:

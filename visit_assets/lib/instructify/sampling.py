@@ -406,7 +406,8 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             vmodels = sorted({_model_label(v) for v in vres})
             conversations.append({
                 "conversation_id": cid, "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
-                **p.prompt.ref(), "slots": stable_json(p.slots), "iteration": s.iteration, "seed": seed, "model": label,
+                **p.prompt.ref(), "prompt_profile": registry.profile, "slots": stable_json(p.slots),
+                "iteration": s.iteration, "seed": seed, "model": label,
                 "verifier_models": vmodels, "verify_prompt_version": VERIFY_PROMPT_VERSION,
                 "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,
                 "generation_cache_key": p.result.cache_key, "verify_cache_keys": [v.cache_key for v in vres],
