@@ -5,7 +5,7 @@ and how each filter and the verifier fare against planted faults.
 
 Runs the whole graph on the embedded sample with every LLM request answered by the stand-in (a
 test instrument, visit_assets/lib/standin; its rows are marked not real), once per fault seed
-with the default fault rates, and once with every prompt type at equal weight and no faults.
+with the default fault rates, and once with every prompt type tried (rehearsal.every_type_weights) and no faults.
 Sums each check's confusion counts over the seeds. Raw results:
 bench/results/standin_rehearsal-<date>.json, with the machine's facts; --write-docs renders the
 section of docs/benchmarks.md between its markers from that file.
@@ -71,9 +71,9 @@ def main() -> None:
         result["runs"].append({"seed": seed, "wall_s": round(time.perf_counter() - start, 1), "report": r})
         print(f"fault seed {seed}: {result['runs'][-1]['wall_s']} s", flush=True)
     start = time.perf_counter()
-    uniform = {i: 1.0 for i in load_registry().ids}
-    r = rehearsal.run(scratch / "every-type", FaultPlan({}), generation={"prompt_weights": uniform}, log=lambda _: None)
-    result["every_type"] = {"wall_s": round(time.perf_counter() - start, 1), "report": r}
+    every = rehearsal.every_type_weights()
+    r = rehearsal.run(scratch / "every-type", FaultPlan({}), generation={"prompt_weights": every}, log=lambda _: None)
+    result["every_type"] = {"wall_s": round(time.perf_counter() - start, 1), "weights": every, "report": r}
     result["checks"] = _sum_checks([x["report"] for x in result["runs"]])
     shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -113,14 +113,14 @@ def render(result: dict, path: Path) -> str:
         f"`.venv/bin/python bench/standin_rehearsal.py --seeds {len(runs)} --write-docs` — the whole graph on the sample "
         f"(16 images) with every LLM request answered by the stand-in (a test instrument: its rows say model "
         f"`{runs[0]['model']}`, weights `stand-in`, not real), {len(runs)} runs with planted faults (seeds "
-        f"0-{len(runs) - 1}, rates {', '.join(f'{k} {v}' for k, v in result['fault_rates'].items())}) and one with every "
-        f"prompt type at equal weight and no faults. Raw results: `{path}` ({result['date']}, commit {result['commit']}, "
-        f"{result['machine']['cores']} cores). Each run took {', '.join(str(x['wall_s']) for x in result['runs'])} s; "
-        f"the equal-weight run {result['every_type']['wall_s']} s.",
+        f"0-{len(runs) - 1}, rates {', '.join(f'{k} {v}' for k, v in result['fault_rates'].items())}) and one "
+        f"{_every_type_text(result['every_type'].get('weights'))} and no faults. Raw results: `{path}` ({result['date']}, "
+        f"commit {result['commit']}, {result['machine']['cores']} cores). Each run took "
+        f"{', '.join(str(x['wall_s']) for x in result['runs'])} s; the every-type run {result['every_type']['wall_s']} s.",
         "", "Instructify, summed over the fault runs (registry weights):", "",
         _table([(k, round(share.get(k, 0), 3), tried[k], accepted[k], every["instructify"]["accepted_by_prompt"].get(k, 0))
                 for k in sorted(share)],
-               ("prompt type", "registry share", "attempts", "accepted", "accepted at equal weight")),
+               ("prompt type", "registry share", "attempts", "accepted", "accepted in the every-type run")),
         "", "Each check against the planted faults (summed over the fault runs; a pair, reply or answer is one item):", "",
         _table([(k, c["tp"], c["fp"], c["fn"], c["tn"], c["precision"], c["recall"]) for k, c in result["checks"].items()],
                ("check", "tp", "fp", "fn", "tn", "precision", "recall")),
@@ -130,6 +130,15 @@ def render(result: dict, path: Path) -> str:
             f"{k}: {v}" for k, v in runs[0]["instructify"]["outcomes"].items()) + ".",
     ]
     return "\n".join(parts)
+
+
+def _every_type_text(weights: dict | None) -> str:
+    """How the every-type run weighted the prompt types (result files before it recorded them: equal)."""
+    if not weights or len(set(weights.values())) == 1:
+        return "with every prompt type at equal weight"
+    up = sorted(k for k, w in weights.items() if w > 1)
+    return (f"trying every prompt type (equal weights, but {', '.join(up)}, which need a fact kind, weigh "
+            f"{max(weights.values()):g} each, as much as all the types without such a need together)")
 
 
 if __name__ == "__main__":

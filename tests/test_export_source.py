@@ -22,6 +22,7 @@ from visit_assets.lib.llm import LLMCache, LLMClient
 from visit_assets.lib.llm.echo_backend import EchoBackend
 from visit_assets.lib.llm.types import finish_result
 from visit_assets.lib.mminstruct import filters
+from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.models.identity import NO_MODEL
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import regenerate, run_dataset
@@ -30,8 +31,7 @@ pytestmark = pytest.mark.slow
 SHARDS = range(4)
 # Instructify's short types only (their registry weights are small), two iterations per image
 SMALL = {"generated_conversations": {"max_iterations": 2, "prompt_weights": {
-    "multiple_choice": 1.0, "yes_no": 1.0, "short_caption": 1.0, "complex_reasoning": 0.0, "llava_conversation": 0.0,
-    "detailed_description": 0.0, "constrained_instruction": 0.0}}}
+    i: (1.0 if i in ("multiple_choice", "yes_no", "short_caption") else 0.0) for i in load_registry().ids}}}
 
 
 def _n(request) -> int:

@@ -32,8 +32,8 @@ def report(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def every_type(tmp_path_factory):
-    weights = {i: 1.0 for i in load_registry().ids}
-    return rehearsal.run(tmp_path_factory.mktemp("every-type"), FaultPlan({}), generation={"prompt_weights": weights},
+    return rehearsal.run(tmp_path_factory.mktemp("every-type"), FaultPlan({}),
+                         generation={"prompt_weights": rehearsal.every_type_weights()},
                          log=lambda _: None)
 
 
@@ -110,7 +110,12 @@ def test_the_mminstruct_chain_produces_at_every_stage(report):
 def test_selection_pairwise_and_export_say_what_made_them(report):
     sel = report["selection"]
     assert sel["selected"] > 0 and sel["pairwise_rows"] > 0
-    assert sum(n for k, n in sel["pairwise_outcomes"].items() if k in ("win", "tie", "lose")) > 0.8 * sel["pairwise_rows"]
+    outcomes = sel["pairwise_outcomes"]
+    assert sum(outcomes.values()) == sel["pairwise_rows"] and set(outcomes) <= {"win", "tie", "lose", "invalid"}
+    # a pair is invalid exactly when one of its two verdicts was planted unparseable
+    unparseable = sum(report["planted"].get(role, {}).get("unparseable", 0) for role in ("pairwise", "pairwise_example"))
+    assert (unparseable + 1) // 2 <= outcomes.get("invalid", 0) <= unparseable
+    assert sum(n for k, n in outcomes.items() if k != "invalid") > 0
     items, manifest = read_export(report["export"]["folder"])  # checksums and the LLaVA schema
     assert len(items) == sel["selected"]
     assert manifest["models"] == [f"{STAND_IN_MODEL}@stand-in"]

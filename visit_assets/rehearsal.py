@@ -56,6 +56,17 @@ def _rehearsal_env(home: Path, base_url: str) -> dict[str, str]:
             "VISIT_LLM_CONCURRENCY": "4"}
 
 
+def every_type_weights() -> dict[str, float]:
+    """Prompt weights that try every type: equal, except that a type which needs a fact kind (an
+    OCR question needs visible text, 2 of the sample's 15 images) weighs as much as all the types
+    without such a need together, so it is drawn about half the times it can be."""
+    from .lib.instructify.registry import load_registry
+
+    prompts = load_registry().prompts
+    plain = sum(1 for p in prompts if not p.requires)
+    return {p.id: float(plain) if p.requires else 1.0 for p in prompts}
+
+
 def run(home: Path | None = None, plan: FaultPlan | None = None, *, generation: dict | None = None,
         fresh: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the sample through the stand-in and return the report (also written to home/report.json).
@@ -105,6 +116,35 @@ def _facts_digests(store, shards: list[int]) -> dict[str, int]:
             for (iid,), group in facts.group_by("image_id", maintain_order=True)}
 
 
+def _draw_odds(store, shards: list[int], attempts: list[dict], registry) -> list[dict[str, float]]:
+    """For each Instructify attempt, each prompt type's chance of being drawn: its weight among the
+    types the image's remaining facts allow (a type that requires OCR facts is not drawn without them)."""
+    facts = store.read_shards("image_facts", "sample", shards)
+    kinds = dict(zip(facts["fact_id"], facts["kind"]))
+    remaining = {iid: set(group["fact_id"]) for (iid,), group in facts.group_by("image_id")}
+    odds = []
+    for a in sorted(attempts, key=lambda a: (a["image_id"], a["iteration"])):
+        if a.get("recipe") != "instructify" or a["status"] == "stopped":
+            continue
+        left = remaining.setdefault(a["image_id"], set())
+        drawable = registry.drawable({kinds[f] for f in left})
+        total = sum(p.weight for p in drawable)
+        odds.append({p.id: p.weight / total for p in drawable})
+        left -= set(a.get("consumed_fact_ids") or [])
+    return odds
+
+
+def _share_z(tried: Counter, odds: list[dict[str, float]], ids: list[str]) -> dict[str, float]:
+    """Per type, (attempts - expected) / standard deviation, a sum of per-attempt Bernoulli draws."""
+    out = {}
+    for k in ids:
+        ps = [o.get(k, 0.0) for o in odds]
+        var = sum(p * (1 - p) for p in ps)
+        if var > 0:
+            out[k] = round((tried[k] - sum(ps)) / math.sqrt(var), 2)
+    return out
+
+
 def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan,
                  generation: dict | None = None) -> dict[str, Any]:
     from .lib.instructify.export import read_export
@@ -121,9 +161,10 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
     rejects = _rows(store, "conversation_rejects", "sample", shards)
     seed = (generation or {}).get("seed", 0)  # GenerationConfig.seed
     ins = [c for c in kept if c["recipe"] == "instructify"]
-    probabilities = load_registry().probabilities()
+    registry = load_registry(weights=(generation or {}).get("prompt_weights") or None,
+                             profile=(generation or {}).get("prompt_profile"))
+    probabilities = registry.probabilities()
     tried = Counter(a["prompt_id"] for a in attempts if a.get("recipe") == "instructify" and a["status"] != "stopped")
-    n_tried = sum(tried.values())
     turns = Counter(len(c["turns"]) // 2 for c in ins)
     exports = sorted((home / "exports" / "sample").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     items, manifest = read_export(exports[-1].parent) if exports else ([], {})
@@ -135,8 +176,7 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
         "instructify": {
             "attempts_by_prompt": dict(sorted(tried.items())),
             "registry_share": {k: round(v, 4) for k, v in sorted(probabilities.items())},
-            "attempt_share_z": {k: round((tried[k] - n_tried * p) / math.sqrt(n_tried * p * (1 - p)), 2)
-                                for k, p in sorted(probabilities.items()) if 0 < p < 1 and n_tried},
+            "attempt_share_z": _share_z(tried, _draw_odds(store, shards, attempts, registry), sorted(probabilities)),
             "accepted_by_prompt": dict(sorted(Counter(c["prompt_id"] for c in ins).items())),
             "pairs_per_conversation": dict(sorted(turns.items())),
             "image_token_only_first": sum(1 for c in ins if _image_token_ok(c["turns"])),

@@ -22,6 +22,8 @@ REPLIES = [
     ("**Question**: What is it?\n**Answer**: A cat.", CAT, "ok"),
     ("*Question:* What is it?\n*Answer:* A cat.", CAT, "ok"),
     ("__Question:__ What is it?\n__Answer:__ A cat.", CAT, "ok"),
+    ("Question: Fill in the blank: A ___ on a mat.\nAnswer: A cat on a mat.",
+     [("Fill in the blank: A ___ on a mat.", "A cat on a mat.")], "ok"),  # a blank is not bold markup
     ("1. Question: What is it?\n   Answer: A cat.\n2. Question: Where is it?\n   Answer: On a mat.", TWO, "ok"),
     ("- Question: What is it?\n- Answer: A cat.", CAT, "ok"),
     ("### Question 1\u00a0:\nWhat is it?\n### Answer 1:\nA cat.", CAT, "ok"),

@@ -21,7 +21,9 @@ from visit_assets.lib.instructify.registry import (
 )
 
 LLAVA = {"llava_conversation": 0.3671, "detailed_description": 0.1456, "complex_reasoning": 0.4873}
-EXTRA = {"multiple_choice", "yes_no", "short_caption", "constrained_instruction"}
+EXTRA = {"multiple_choice", "yes_no", "short_caption", "constrained_instruction", "true_false", "fill_in_the_blank",
+         "avoidance", "ocr_reading", "grounding"}
+NEEDS = {"ocr_reading": ("ocr",), "grounding": ("object",)}  # drawn only while the image has such facts
 
 
 def test_packaged_types_and_weights(registry):
@@ -62,7 +64,7 @@ def test_sampling_follows_weights_chi_square(registry):
     counts = Counter(sample_prompt(registry, rng)[0].id for _ in range(n))
     probs = registry.probabilities()
     chi2 = sum((counts[k] - n * p) ** 2 / (n * p) for k, p in probs.items())
-    assert chi2 < 22.46, (chi2, counts)  # chi-square, 6 degrees of freedom, p = 0.001
+    assert chi2 < 31.26, (chi2, counts)  # chi-square, 11 degrees of freedom, p = 0.001
     # the LLaVA types keep their 77k / 58k / 23k proportions among themselves
     llava_total = sum(counts[k] for k in LLAVA)
     for k, w in LLAVA.items():
@@ -102,6 +104,22 @@ def test_llava_profile_is_the_papers_mix_and_nothing_else(registry):
     assert plus.fingerprint() != llava.fingerprint()
     with pytest.raises(RegistryError, match="unknown prompt profile"):
         load_registry(profile="llava-665k")
+
+
+def test_types_that_need_a_fact_kind_are_drawn_only_when_the_image_has_it(registry, tmp_path):
+    assert {p.id: p.requires for p in registry.prompts if p.requires} == NEEDS
+    rng = random.Random(5)
+    plain = Counter(sample_prompt(registry, rng, {"caption", "qa"})[0].id for _ in range(3000))
+    assert not set(plain) & set(NEEDS) and set(plain) == set(LLAVA) | EXTRA - set(NEEDS)
+    full = Counter(sample_prompt(registry, rng, {"caption", "object", "ocr"})[0].id for _ in range(3000))
+    assert set(NEEDS) <= set(full)
+    only_ocr = load_registry(weights={k: (1.0 if k == "ocr_reading" else 0) for k in registry.ids})
+    assert only_ocr.drawable({"caption"}) == []
+    with pytest.raises(ValueError, match="no prompt type"):
+        sample_prompt(only_ocr, rng, {"caption"})
+    (tmp_path / "x.yaml").write_text("id: x\nversion: 1\nweight: 1\nsystem: s\ntemplate: '{facts}'\nrequires: [depth]\n")
+    with pytest.raises(RegistryError, match="fact kinds"):
+        load_registry(tmp_path)
 
 
 def test_slots_sampled_in_range_and_seeded(registry):

@@ -360,3 +360,16 @@ def test_a_lane_that_fails_stops_the_others_and_raises(sample_records, registry,
     assert raised.is_set() and max(r.tag[1] for call in failing.calls for r in call) <= 2  # no round after it
     with pytest.raises(ValueError, match="lanes"):
         sample_conversations(records, registry, failing, SamplingConfig(), seed=0, lanes=0)
+
+
+def test_a_type_needing_ocr_is_never_drawn_for_an_image_without_it_and_the_loop_says_why(sample_records, fakes):
+    records = list(sample_records.values())
+    has_ocr = {r["image_id"] for r in records if any(f.kind == "ocr" for f in facts_for(r))}
+    assert has_ocr and len(has_ocr) < len(records)  # the sample has both kinds of image
+    _, attempts = sample_conversations(records, load_registry(), fakes.LLM(), seed=0)
+    assert {a["image_id"] for a in attempts if a["prompt_id"] == "ocr_reading"} <= has_ocr
+    only_ocr = load_registry(weights={k: (1.0 if k == "ocr_reading" else 0) for k in load_registry().ids})
+    _, attempts = sample_conversations(records, only_ocr, fakes.LLM(), seed=0)
+    stops = {a["image_id"]: a["reason"] for a in attempts if a["status"] == "stopped"}
+    assert {i for i, why in stops.items() if why == "no_prompt_type_fits"} >= set(stops) - has_ocr
+    assert {a["prompt_id"] for a in attempts if a["status"] != "stopped"} == {"ocr_reading"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import httpx
@@ -95,6 +96,29 @@ def test_every_prompt_type_gets_grounded_pairs_that_verify_true_and_a_planted_cl
     # absence is a claim too: "no cat" is false for this image, "no giraffe" is true
     assert _verify(facts, "Is there a cat?", "No, there is no cat in the image.").startswith("False")
     assert _verify(facts, "Is there a giraffe?", "No, there is no giraffe in the image.").startswith("True")
+    # a numbered list's item numbers are not counts; a count the facts do not give is still unsupported
+    listed = "1. A striped cat stares past the camera.\n2. A close-up of a tabby cat's face with green eyes and a pink nose."
+    assert _verify(facts, "List what you see, numbered.", listed).startswith("True")
+    assert _verify(facts, "How many cats?", "There are 3 cats.").startswith("False")
+
+
+def test_the_instructify_types_read_as_their_kind():
+    """Each type's shape, not only grounded pairs: what a competent model writes for that type."""
+    facts = facts_for(CAT)
+
+    def pairs(prompt_id, turns=3):
+        prompt = load_registry().get(prompt_id)
+        slots = {s.name: s.sample(random.Random(0)) for s in prompt.slots} | {"turns": turns}
+        return parse_qa(reply({"messages": render(prompt, facts, slots), "seed": 2}, CLEAN).text).pairs
+
+    answers = [p.answer.split(",")[0] for p in pairs("true_false", 4)]
+    assert set(answers) == {"True", "False"}
+    assert all("___" in p.question and "___" not in p.answer for p in pairs("fill_in_the_blank"))
+    assert all(p.answer.startswith("There is no ") for p in pairs("avoidance", 2))
+    assert [p.answer for p in pairs("ocr_reading", 1)] == ['The writing reads "MEOW".']
+    regions = [p.answer for p in pairs("grounding")]
+    assert regions and all(re.search(r"centre \(0\.\d+, 0\.\d+\), size 0\.\d+ x \d\.\d+", a) for a in regions)
+    assert any(a in f.text for a in [r.split(": ", 1)[1].rstrip(".") for r in regions] for f in facts)
 
 
 def test_mminstruct_merge_and_fit_are_competent():

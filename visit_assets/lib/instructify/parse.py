@@ -31,6 +31,7 @@ _LINE_LABEL = re.compile(
 _INLINE_ANSWER = re.compile(r"(?<=\?)\s*(?:\*\*)?(?:Answer|A)\s*(?:\d{1,2})?\s*(?:\*\*)?\s*:\s*(?:\*\*)?")
 _INLINE_QUESTION = re.compile(r"(?<=[.!?])\s+(?:\*\*)?(?:Question|Q)\s*(?:\d{1,2})?\s*(?:\*\*)?\s*:\s*(?:\*\*)?")
 _PLACEHOLDER = re.compile(r"^<[^<>]*>$|^\.\.\.$")
+_BOLD_UNDERSCORE = re.compile(r"(?<!_)__(?!_)")
 _SEPARATOR = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,}|={3,})\s*$")
 
 
@@ -52,7 +53,8 @@ class ParseResult:
 
 
 def _clean(text: str) -> str:
-    lines = [ln.strip() for ln in text.replace("**", "").replace("__", "").split("\n")]
+    # bold markers go; a run of three or more underscores is a fill-in-the-blank's blank and stays
+    lines = [ln.strip() for ln in _BOLD_UNDERSCORE.sub("", text.replace("**", "")).split("\n")]
     lines = [ln for ln in lines if not _SEPARATOR.match(ln)]
     out = "\n".join(lines).strip()
     out = re.sub(r"\n{3,}", "\n\n", out)

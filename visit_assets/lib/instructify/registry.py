@@ -2,7 +2,8 @@
 
 A file holds `id`, `version` (int: bump it whenever the text changes), `weight` (relative
 sampling weight), `system`, `template` (with `{facts}` and one `{name}` per slot), `slots`
-(randomised per conversation), `output` (the reply format) and documentation fields
+(randomised per conversation), `output` (the reply format), optionally `requires` (fact kinds an
+image must still have for the type to be drawn, e.g. `[ocr]`) and documentation fields
 (`description`, `source`). Slots:
 
     slots:
@@ -28,11 +29,12 @@ import string
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import yaml
 
 from visit_assets.lib.ids import content_hash
+from visit_assets.lib.instructify.facts import KINDS as FACT_KINDS
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "prompts" / "instructify"
 LOCK_FILE = "_versions.json"
@@ -71,6 +73,7 @@ class PromptType:
     slots: tuple[Slot, ...] = ()
     output_format: str = "qa_blocks"
     pairs: int | str = 1  # a fixed count or the name of the slot that holds it
+    requires: tuple[str, ...] = ()  # fact kinds an image must still have for this type to be drawn
     description: str = ""
     source: str = ""
     path: str = field(default="", compare=False)
@@ -107,6 +110,10 @@ class Registry:
     def weights(self) -> dict[str, float]:
         return {p.id: p.weight for p in self.prompts}
 
+    def drawable(self, kinds: Collection[str] | None = None) -> list[PromptType]:
+        """The types with weight whose `requires` the fact kinds meet (every weighted type without kinds)."""
+        return [p for p in self.prompts if p.weight > 0 and (kinds is None or set(p.requires) <= set(kinds))]
+
     def probabilities(self) -> dict[str, float]:
         total = sum(p.weight for p in self.prompts)
         return {p.id: p.weight / total for p in self.prompts}
@@ -115,8 +122,8 @@ class Registry:
         return {p.id: p.version for p in self.prompts}
 
     def fingerprint(self) -> str:
-        """Content version of the registry as sampled: ids, versions, texts and weights."""
-        return content_hash([[p.id, p.version, p.text_hash, p.weight] for p in self.prompts])
+        """Content version of the registry as sampled: ids, versions, texts, weights and requirements."""
+        return content_hash([[p.id, p.version, p.text_hash, p.weight, list(p.requires)] for p in self.prompts])
 
 
 def _slot(path: Path, name: str, spec: Any) -> Slot:
@@ -176,9 +183,12 @@ def load_prompt(path: Path) -> PromptType:
             raise RegistryError(f"{path}: output.pairs {pairs!r} must name a range slot with lo >= 1")
     elif not isinstance(pairs, int) or pairs < 1:
         raise RegistryError(f"{path}: output.pairs must be an int >= 1 or a slot name")
+    requires = data.get("requires") or []
+    if not isinstance(requires, list) or not set(requires) <= set(FACT_KINDS):
+        raise RegistryError(f"{path}: requires must be a list of fact kinds {FACT_KINDS}, got {requires!r}")
     return PromptType(
         id=data["id"], version=data["version"], weight=float(data["weight"]), system=data["system"].strip(),
-        template=data["template"].strip(), slots=slots, output_format=fmt, pairs=pairs,
+        template=data["template"].strip(), slots=slots, output_format=fmt, pairs=pairs, requires=tuple(requires),
         description=str(data.get("description", "")).strip(), source=str(data.get("source", "")).strip(), path=str(path),
     )
 
@@ -227,12 +237,17 @@ def load_registry(dir: str | Path | None = None, weights: Mapping[str, float] | 
     return Registry(tuple(prompts[k] for k in sorted(prompts)), profile)
 
 
-def sample_prompt(registry: Registry, rng: random.Random) -> tuple[PromptType, dict[str, Any]]:
-    """A prompt type drawn by weight, then its slots (in name order), all from `rng`."""
-    total = sum(p.weight for p in registry.prompts)
+def sample_prompt(registry: Registry, rng: random.Random, kinds: Collection[str] | None = None
+                  ) -> tuple[PromptType, dict[str, Any]]:
+    """A prompt type drawn by weight, then its slots (in name order), all from `rng`. With `kinds`
+    (the fact kinds the image still has), only the types whose `requires` they meet are drawn."""
+    eligible = registry.drawable(kinds)
+    if not eligible:
+        raise ValueError(f"no prompt type with weight fits an image with fact kinds {sorted(kinds or [])}")
+    total = sum(p.weight for p in eligible)
     r = rng.random() * total
     chosen = None
-    for p in registry.prompts:
+    for p in eligible:
         if p.weight <= 0:
             continue
         chosen = p

@@ -49,6 +49,7 @@ R_ALL_DUPLICATES, R_FIRST_QA_FAILED = "all_duplicates", "first_qa_failed"
 # stop reasons
 S_NO_FACTS, S_CONSUMED, S_EXHAUSTED = "no_facts", "facts_consumed", "facts_exhausted"
 S_FAILURES, S_MAX_ITERATIONS = "too_many_failures", "max_iterations"
+S_NO_PROMPT_FITS = "no_prompt_type_fits"  # every weighted type requires fact kinds the image no longer has
 
 # The verification prompt: visit_assets/prompts/instructify_checks/verify.yaml (edit the text there
 # and bump its `version`; conversations record it as `verify_prompt_version`).
@@ -202,7 +203,7 @@ class _Image:
         return 1 - len(self.remaining) / len(self.facts) if self.facts else 1.0
 
 
-def _stop_reason(s: _Image, cfg: SamplingConfig) -> str | None:
+def _stop_reason(s: _Image, cfg: SamplingConfig, registry: Registry) -> str | None:
     if not s.facts:
         return S_NO_FACTS
     if s.consumed_fraction() > cfg.stop_fraction:
@@ -213,6 +214,8 @@ def _stop_reason(s: _Image, cfg: SamplingConfig) -> str | None:
         return S_FAILURES
     if s.iteration >= cfg.max_iterations:
         return S_MAX_ITERATIONS
+    if not registry.drawable({f.kind for f in s.remaining}):
+        return S_NO_PROMPT_FITS
     return None
 
 
@@ -328,7 +331,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
         active = []
         for s in order:
             if s.stop is None:
-                s.stop = _stop_reason(s, cfg)
+                s.stop = _stop_reason(s, cfg, registry)
                 if s.stop is None:
                     active.append(s)
         if not active or stop.is_set():
@@ -338,7 +341,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
         pending: list[_Pending] = []
         requests = []
         for s in active:
-            prompt, slots = sample_prompt(registry, s.rng)
+            prompt, slots = sample_prompt(registry, s.rng, {f.kind for f in s.remaining})
             params = replace(cfg.generation, seed=llm_seed(s.image_id, seed, s.iteration))
             requests.append(LLMRequest(tuple(render(prompt, s.remaining, slots)), params, tag=(s.image_id, s.iteration)))
             pending.append(_Pending(s, prompt, slots, None, len(s.remaining)))  # type: ignore[arg-type]

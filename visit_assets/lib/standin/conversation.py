@@ -94,6 +94,57 @@ def _choices(s: Scene, n: int, options: int, h: int) -> list[Pair]:
     return out
 
 
+def _true_false(s: Scene, n: int, h: int) -> list[Pair]:
+    """True statements from the facts, and false ones naming an absent thing, alternating."""
+    truths = _rotate(_statements(s), h)
+    out = []
+    for i in range(n):
+        if i % 2 == 0 and truths:
+            t = truths[(i // 2) % len(truths)]
+            pair = Pair(P.STATEMENT_Q.format(s=t), P.TRUE_A.format(s=P.lower_first(t)))
+        else:
+            d = _absent(s, h, i)
+            pair = Pair(P.STATEMENT_Q.format(s=f"There is a {d} in the image."), P.FALSE_A.format(l=d))
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
+def _blanks(s: Scene, n: int, h: int) -> list[Pair]:
+    """A grounded sentence with its count, place or last word blanked out."""
+    out = []
+    for t in s.things:
+        if t.count and t.count > 1:
+            full = P.COUNT_A.format(n=P.number(t.count), p=P.plural(t.label))
+            out.append(Pair(P.BLANK_Q.format(s=P.COUNT_A.format(n="___", p=P.plural(t.label))), full))
+        elif t.where:
+            full = P.sentence(f"The {t.label} is {P.where_phrase(t)} of the image")
+            out.append(Pair(P.BLANK_Q.format(s=P.sentence(f"The {t.label} is ___ of the image")), full))
+    for c in s.captions:
+        words = P.sentence(c).rstrip(".").split()
+        if len(words) > 3:
+            out.append(Pair(P.BLANK_Q.format(s=" ".join(words[:-1] + ["___."])), P.sentence(c)))
+    return _rotate(out, h)[:n] or _rotate(candidate_pairs(s), h)[:n]
+
+
+def _avoidance(s: Scene, n: int, h: int) -> list[Pair]:
+    shown = P.lower_first(P.sentence(s.captions[0])) if s.captions else P.MAIN_SUBJECT.format(s=s.subject()).lower()
+    return [Pair(P.AVOID_QS[(h + i) % len(P.AVOID_QS)].format(l=_absent(s, h, i)),
+                 P.AVOID_A.format(l=_absent(s, h, i), c=shown)) for i in range(n)]
+
+
+def _reading(s: Scene, n: int, h: int) -> list[Pair]:
+    return [Pair(P.READ_QS[(h + i) % len(P.READ_QS)], P.TEXT_A.format(t=t))
+            for i, t in enumerate(_rotate(s.texts, h)[:n])] or _rotate(candidate_pairs(s), h)[:n]
+
+
+def _regions(s: Scene, n: int, h: int) -> list[Pair]:
+    placed = [t for t in s.things if t.region]
+    return [Pair(P.REGION_Q.format(z=t.size, l=t.label, w=P.where_phrase(t)),
+                 P.REGION_A.format(l=t.label, w=P.where_phrase(t), r=t.region))
+            for t in _rotate(placed, h)[:n]] or _rotate(candidate_pairs(s), h)[:n]
+
+
 def _statements(s: Scene) -> list[str]:
     """Distinct grounded sentences: captions, one per placed object, the visible text."""
     out = [P.sentence(c) for c in s.captions]
@@ -142,6 +193,10 @@ def conversation_pairs(prompt_id: str, values: dict[str, str], h: int) -> list[P
             P.REASON_A.format(c=c, t=_things_sentence(s), s=s.subject()).split()))]
     if prompt_id == "constrained_instruction":
         return [_constrained(s, values["task"], values["constraint"])]
+    by_type = {"true_false": _true_false, "fill_in_the_blank": _blanks, "avoidance": _avoidance,
+               "ocr_reading": _reading, "grounding": _regions}
+    if prompt_id in by_type:
+        return by_type[prompt_id](s, n, h)
     return _rotate(candidate_pairs(s), h)[:n]  # a prompt type added later: plain grounded pairs
 
 
@@ -157,12 +212,15 @@ def render_pairs(pairs: list[Pair]) -> str:
     return "\n".join(f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs)
 
 
+_LIST_NUMBER = re.compile(r"(?m)^\s*\d+[.)]\s+")  # "1. " starting a line numbers a list item: not a count
+
+
 def verify(values: dict[str, str]) -> tuple[str, bool]:
     """(reply, supported): True with the supporting fact numbers when every word of the answer is
     accounted for by the facts (or is the stand-in's own neutral phrasing)."""
     s = scene_from_facts(values["facts"])
     facts = s.facts
-    bad = unsupported_words(values["answer"], s.words(), P.NEUTRAL)
+    bad = unsupported_words(_LIST_NUMBER.sub("", values["answer"]), s.words(), P.NEUTRAL)
     if bad:
         return P.VERIFY_FALSE, False
     used = words_of(values["question"] + " " + values["answer"]) - P.NEUTRAL

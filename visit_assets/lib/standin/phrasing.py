@@ -26,6 +26,13 @@ TEXT_Q, TEXT_A = "What does the writing in the image say?", 'The writing reads "
 YES_Q, YES_A = "Is there a {l} in the image?", "Yes, there is a {l} {w} of the image."
 NO_Q, NO_A = "Is there a {l} in the image?", "No, there is no {l} in the image."
 CHOICE_Q = "Which of these can be seen in the image?"
+STATEMENT_Q, TRUE_A, FALSE_A = "True or false: {s}", "True, {s}", "False, there is no {l} in the image."
+BLANK_Q = "Fill in the blank: {s}"
+AVOID_QS = ("What is the {l} doing in this picture?", "What colour is the {l} in the image?",
+            "Where is the {l} in this photo?")
+AVOID_A = "There is no {l} in the image. Instead, {c}"
+READ_QS = ("What text can be read in this picture?", "What is written in the image?")  # not TEXT_Q: no repeat
+REGION_Q, REGION_A = "Where exactly is the {z} {l} {w}?", "The {l} {w}: {r}."
 CHOICE_FILLERS = ("a crowded city street at night", "a bowl of fruit on a kitchen table", "a snowy mountain road")
 REASON_QS = ("Looking at this image, can you explain {angle}?", "What can you work out about {angle} from this picture?",
              "Based on what is visible, can you reason about {angle}?")
@@ -42,7 +49,8 @@ WHERE = {"centre": "in the centre", "whole image": "spread across the whole imag
 # Only what the stand-in's ANSWERS say around the facts (CHOICE_FILLERS appear in questions only).
 _TEMPLATES = (CAPTION_QUESTIONS + STATEMENT_QUESTIONS
               + (COUNT_Q, COUNT_A, WHERE_Q, WHERE_A, MANY_Q, MANY_A, TEXT_Q, TEXT_A, YES_Q, YES_A, NO_Q, NO_A,
-                 CHOICE_Q, REASON_A, *REASON_QS, OVERALL, IN_SHORT, MAIN_SUBJECT, DECLARATIVE_FALLBACK))
+                 CHOICE_Q, REASON_A, *REASON_QS, OVERALL, IN_SHORT, MAIN_SUBJECT, DECLARATIVE_FALLBACK,
+                 STATEMENT_Q, TRUE_A, FALSE_A, BLANK_Q, *AVOID_QS, AVOID_A, *READ_QS, REGION_Q, REGION_A))
 _FUNCTION = ("a an the and or but of to in on at for with from by as that which who is are was were be been it its "
              "this these those there here what where how many much some any all also very so then than yes no not "
              "side part looks seen can could would should will just one more other else while into onto about "

@@ -24,6 +24,7 @@ class Thing:
     count: int | None  # None: "many"
     where: str = ""  # "left", "top right", "centre"
     size: str = ""  # "large" | "medium" | "small"
+    region: str = ""  # "centre (0.30, 0.55), size 0.65 x 0.90", as the layout fact gives it
 
 
 @dataclass
@@ -74,6 +75,7 @@ _COUNT = re.compile(r"(many|\d+)\s+([a-z][a-z ]*?)$")
 _LAYOUT = re.compile(r"^\s*(?:-\s+)?(?:many\s+)?([a-z][a-z ]*?)(?:\s\d+)?(?:\s\(inside or on [^)]*\))?:\s*"
                      r"(?:(large|medium|small),\s*([a-z ]+);|spread across the image;|in the ([a-z ]+) area;)")
 _TEXT = re.compile(r'^Visible text: "(.*)"\.?$')
+_REGION = re.compile(r"centre \([\d.]+, [\d.]+\), size [\d.]+ x [\d.]+")
 
 
 def numbered_facts(block: str) -> list[str]:
@@ -107,7 +109,9 @@ def scene_from_facts(block: str) -> Scene:
             for line in fact.splitlines():
                 m = _LAYOUT.match(line)
                 if m:
-                    _place(s, singular(m.group(1)), m.group(3) or m.group(4) or "whole image", m.group(2) or "large")
+                    region = _REGION.search(line)
+                    _place(s, singular(m.group(1)), m.group(3) or m.group(4) or "whole image", m.group(2) or "large",
+                           region.group(0) if region else "")
         elif "?" in first:
             q, _, a = first.partition("?")
             s.qa.append((q.strip() + "?", a.strip()))
@@ -118,13 +122,13 @@ def scene_from_facts(block: str) -> Scene:
     return s
 
 
-def _place(s: Scene, label: str, where: str, size: str) -> None:
+def _place(s: Scene, label: str, where: str, size: str, region: str = "") -> None:
     for t in s.things:
         if t.label == label and not t.where:
-            t.where, t.size = where.strip(), size
+            t.where, t.size, t.region = where.strip(), size, region
             return
     if not any(t.label == label for t in s.things):
-        s.things.append(Thing(label, 1, where.strip(), size))
+        s.things.append(Thing(label, 1, where.strip(), size, region))
 
 
 # -- MM-Instruct description ---------------------------------------------------------------------
