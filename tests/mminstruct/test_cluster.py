@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from visit_assets.lib.mminstruct.cluster import (
-    cluster_instructions, effective_k, group_clusters, merge_requests, merged_row,
+    cluster_instructions, effective_k, group_clusters, mark_duplicate_merges, merge_requests, merged_row,
 )
 from visit_assets.lib.mminstruct.generate import instruction_id
 
@@ -97,3 +97,23 @@ def test_merged_row_parses(paraphrase_data):
     row = merged_row(job, res)
     assert row["instruction"] == "Write a haiku that captures this image." and row["status"] == "ok"
     assert row["member_ids"] == list(job.member_ids) and row["prompt_id"] == "mminstruct.cluster_merge"
+
+
+def test_clusters_merged_into_the_same_instruction_keep_one(paraphrase_data):
+    from visit_assets.lib.llm.types import LLMResult
+
+    texts, _, vecs = paraphrase_data
+    ids = [instruction_id(t) for t in texts]
+    labels, _ = cluster_instructions(vecs, k=4, seed=0)
+    jobs = merge_requests(group_clusters(ids, texts, vecs, labels))
+    replies = ["Write a haiku about this image.", "write a haiku about this image", "Describe the safety risks here.",
+               ""]
+    rows = [merged_row(j, LLMResult(t, 10, 9, "stop", "ok")) for j, t in zip(jobs, replies)]
+    marked = mark_duplicate_merges(rows)
+    haiku = [r for r in marked if r["instruction_id"] == instruction_id("Write a haiku about this image.")]
+    assert sorted(r["status"] for r in haiku) == ["duplicate", "ok"]  # the dedupe key ignores case and the stop
+    kept = next(r for r in haiku if r["status"] == "ok")
+    assert kept["cluster_id"] == min(r["cluster_id"] for r in haiku)
+    assert next(r for r in haiku if r["status"] == "duplicate")["duplicate_of"] == kept["cluster_id"]
+    assert [r["status"] for r in marked][2:] == ["ok", rows[3]["status"]] and rows[3]["status"] != "ok"
+    assert mark_duplicate_merges(rows[::-1]) == marked[::-1]  # the same one kept in any order

@@ -96,7 +96,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterCon
     clusters = cluster_mod.group_clusters([g.instruction_id for g in groups], texts, vectors, labels)
     jobs = cluster_mod.merge_requests(clusters)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="merge") if jobs else ([], {})
-    rows = [cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)]
+    rows = cluster_mod.mark_duplicate_merges([cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)])
     merged_texts = [r["instruction"] or "" for r in rows]
     merged_vecs = model.encode(merged_texts) if rows else np.zeros((0, 1), dtype=np.float32)
     versions = sorted(set(generated["dataset_version"])) if generated.height else ["none"]
@@ -110,6 +110,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterCon
                   code_version=CLUSTER_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": frame.height, "generated_ok": ok.height, "distinct": len(groups),
+        "merged_duplicates": sum(1 for r in rows if r["status"] == cluster_mod.DUPLICATE),
         "clustering": dg.MetadataValue.json(info.as_dict()),
         "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
 

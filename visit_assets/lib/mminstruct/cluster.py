@@ -189,3 +189,22 @@ def merged_row(job: MergeJob, result: LLMResult) -> dict[str, Any]:
         "status": status,
         **result.row_fields(),
     }
+
+
+DUPLICATE = "duplicate"  # a merged instruction whose text another cluster's merge already gave
+
+
+def mark_duplicate_merges(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Exact-duplicate removal after the merge (MM-Instruct section 2.2): two clusters merged into the
+    same instruction (the dedupe key of `normalise_instruction`) keep one; the others keep their row,
+    status "duplicate" and `duplicate_of` the kept row's cluster_id. Which one is kept does not
+    depend on row order: the smallest cluster_id."""
+    first: dict[str, str] = {}
+    for r in sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["cluster_id"]):
+        first.setdefault(r["instruction_id"], r["cluster_id"])
+    out = []
+    for r in rows:
+        keeper = first.get(r["instruction_id"]) if r["status"] == "ok" else None
+        duplicate = keeper is not None and keeper != r["cluster_id"]
+        out.append({**r, "status": DUPLICATE if duplicate else r["status"], "duplicate_of": keeper if duplicate else None})
+    return out
