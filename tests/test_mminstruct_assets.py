@@ -28,7 +28,12 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
         first = _meta(instance, "generated_instructions")
         run_dataset(defs, "sample", instance, only=["generated_instructions"], log=lambda _: None)
         again = _meta(instance, "generated_instructions")
+        clustering = _meta(instance, "clustered_instructions")
     assert first["llm_sent"].value > 0 and again["llm_sent"].value == 0
+    # MM-Instruct's diversity and length figures, over what was generated
+    ok_count = clustering["generated_ok"].value
+    assert clustering["diversity"].value["instructions"] == ok_count == clustering["instruction_words"].value["generated"]["n"]
+    assert "data:image/png;base64," in clustering["length_plot"].value
     store = ParquetStore(home / "store")
     shards = range(4)
     grouped = store.read_shards("grouped_metadata", "sample", shards)

@@ -1,4 +1,6 @@
-from visit_assets.lib.mminstruct.diversity import diversity_report, lcs_length, root_verb, rouge_l
+from visit_assets.lib.mminstruct.diversity import (
+    diversity_report, lcs_length, length_plot, length_summary, root_verb, rouge_l,
+)
 
 
 def test_lcs_and_rouge_l_by_hand():
@@ -20,3 +22,20 @@ def test_report_counts_copies_of_seeds():
     report = diversity_report(["Write a short story inspired by this image.", "Compose a haiku about the light."], seeds)
     assert report["distinct_root_verbs"] == 2
     assert report["share_rouge_l_over_0_7"] == 0.5
+
+
+def test_rouge_is_sampled_above_the_cap_and_says_over_how_many():
+    seeds = ["Write a short story inspired by this image."]
+    many = [f"Write a short story inspired by image {i}." for i in range(50)] + ["Count the birds."] * 50
+    full = diversity_report(many, seeds)
+    part = diversity_report(many, seeds, sample=20)
+    assert full["rouge_l_over"] == 100 and part["rouge_l_over"] == 20 and part["instructions"] == 100
+    assert part == diversity_report(many, seeds, sample=20)  # a seeded sample: the same every run
+    assert full["distinct_root_verbs"] == part["distinct_root_verbs"] == 2
+
+
+def test_length_summary_and_plot():
+    texts = ["one two three", "one two", "one two three four five", ""]
+    assert length_summary(texts) == {"n": 4, "mean": 2.5, "p10": 0, "p50": 3, "p90": 5, "max": 5}
+    assert length_summary([]) == {"n": 0}
+    assert length_plot({"generated": texts, "merged": ["a b"]}).startswith(b"\x89PNG")

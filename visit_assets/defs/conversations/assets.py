@@ -19,6 +19,7 @@ from ...lib.instructify import export as export_mod
 from ...lib.instructify import facts as facts_mod
 from ...lib.instructify import parse as parse_mod
 from ...lib.instructify import registry as registry_mod
+from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.instructify import sampling as sampling_mod
 from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
@@ -159,6 +160,8 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
         "dagster/row_count": attempt_frame.height, "instructify_iterations": summary["iterations"],
         "instructify_accepted": summary["accepted"], "rejected_by_reason": summary["rejected_by_reason"],
         "stopped_by_reason": summary["stopped_by_reason"], "mminstruct_answers": len(mm_conversations),
+        "mminstruct_answer_words": dg.MetadataValue.json(diversity_mod.length_summary(
+            [t["value"] for c in mm_conversations for t in c["turns"] if t["from"] == "gpt"])),
     })
     yield checks.every_image_accounted_for([r["image_id"] for r in records], attempt_frame)
     yield checks.unique_conversation_ids(conv_frame)

@@ -1,5 +1,7 @@
 """MM-Instruct domain: seed_instructions -> generated_instructions -> clustered_instructions -> instruction_matches."""
 
+import base64
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -9,6 +11,7 @@ from ...lib.ids import content_hash
 from ...lib.frames import frame_fingerprint, rows_frame
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import cluster as cluster_mod
+from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
@@ -111,8 +114,24 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterCon
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": frame.height, "generated_ok": ok.height, "distinct": len(groups),
         "merged_duplicates": sum(1 for r in rows if r["status"] == cluster_mod.DUPLICATE),
-        "clustering": dg.MetadataValue.json(info.as_dict()),
+        "clustering": dg.MetadataValue.json(info.as_dict()), **_instruction_statistics(parquet, ok, rows),
         "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
+
+
+def _instruction_statistics(parquet, generated: pl.DataFrame, merged_rows: list[dict]) -> dict:
+    """MM-Instruct's diversity and length figures (section 3, Figure 7) as metadata: root verbs and
+    ROUGE-L to the nearest seed of the generated instructions, word counts of generated and merged."""
+    texts = generated["instruction"].to_list()
+    merged = [r["instruction"] for r in merged_rows if r["status"] == "ok"]
+    seeds = parquet.read("seed_instructions", SEEDS_DATASET)["text"].to_list() \
+        if parquet.current("seed_instructions", SEEDS_DATASET) else []
+    plot = diversity_mod.length_plot({"generated": texts, "merged": merged})
+    return {
+        "diversity": dg.MetadataValue.json(diversity_mod.diversity_report(texts, seeds, sample=diversity_mod.ROUGE_SAMPLE)),
+        "instruction_words": dg.MetadataValue.json({"generated": diversity_mod.length_summary(texts),
+                                                    "merged": diversity_mod.length_summary(merged)}),
+        "length_plot": dg.MetadataValue.md(f"![instruction lengths](data:image/png;base64,{base64.b64encode(plot).decode()})"),
+    }
 
 
 class MatchConfig(dg.Config):

@@ -19,11 +19,12 @@ def selection_plot(F: Any, selected: Any, table_clusters: list[int], sizes: list
     sel = np.asarray(selected, dtype=bool)
     fig = Figure(figsize=(9, 3.2), dpi=90)
     left, right = fig.subplots(1, 2)
-    bins = np.linspace(0, 100, 21)
     ok = np.isfinite(F)
+    lo, hi = (float(F[ok].min()), float(F[ok].max())) if ok.any() else (0.0, 1.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 21)  # F's own range: the reference scaling is not 0-100
     left.hist([F[ok & ~sel], F[ok & sel]], bins=bins, stacked=True, label=["not selected", "selected"],
               color=["#c8c8c8", "#2b7bba"])
-    left.set(xlabel="final score F (0-100)", ylabel="conversations", title="F distribution")
+    left.set(xlabel="final score F", ylabel="conversations", title="F distribution")
     left.legend(fontsize=8)
     x = np.arange(len(table_clusters))
     right.bar(x, sizes, color="#c8c8c8", label="cluster size")
