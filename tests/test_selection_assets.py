@@ -69,7 +69,7 @@ def _meta(instance, key):
 def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: dict, alpha: Fraction,
                         scaling: str = "reference", rule: str = "paper") -> list:
     """The paper's and the public code's arithmetic, written out independently of lib.selection."""
-    frame = scores.join(clusters.select("image_id", "cluster"), on="image_id").filter(pl.col("cluster").is_not_null())
+    frame = scores.join(clusters.select("image_id", "cluster"), on="image_id", how="left")  # scaled over the pool
     present = {n: w for n, w in weights.items() if frame[f"{n}_raw"].is_not_null().any()}
     total_w = sum(present.values())
     F = np.zeros(frame.height)
@@ -84,14 +84,16 @@ def _expected_selection(scores: pl.DataFrame, clusters: pl.DataFrame, weights: d
         ok = np.isfinite(scaled)
         F[ok] += w / total_w * scaled[ok]
         den[ok] += w / total_w
-    frame = frame.with_columns(pl.Series("F", F / den))
+    complete = den > 0 if scaling == "min-max" else np.isclose(den, 1.0)  # reference: no mean over part of the scores
+    frame = frame.with_columns(pl.Series("F", np.where(complete, F / np.where(den > 0, den, 1), np.nan)).fill_nan(None))
+    frame = frame.filter(pl.col("cluster").is_not_null())
     n = frame.height
     chosen = []
     for _, group in frame.group_by("cluster"):
         share = alpha * group.height / n
         quota = min(group.height, round(share) if rule == "paper" else max(1, int(share * Fraction(204, 200))))
-        chosen.append(group.sort(["F", "conversation_id"], descending=[True, False]).head(quota))
-    best = pl.concat(chosen).sort(["F", "conversation_id"], descending=[True, False])
+        chosen.append(group.sort(["F", "conversation_id"], descending=[True, False], nulls_last=True).head(quota))
+    best = pl.concat(chosen).sort(["F", "conversation_id"], descending=[True, False], nulls_last=True)
     if rule == "reference":  # then the global top alpha
         best = best.head(round(alpha))
     return sorted(best["conversation_id"].to_list())

@@ -59,7 +59,7 @@ def _rehearsal_env(home: Path, base_url: str) -> dict[str, str]:
 def every_type_weights() -> dict[str, float]:
     """Prompt weights that try every type: equal, except that a type which needs a fact kind (an
     OCR question needs visible text, 2 of the sample's 15 images) weighs as much as all the types
-    without such a need together, so it is drawn about half the times it can be."""
+    without such a need together, so it is drawn often whenever it can be."""
     from .lib.instructify.registry import load_registry
 
     prompts = load_registry().prompts
@@ -119,15 +119,17 @@ def _facts_digests(store, shards: list[int]) -> dict[str, int]:
 def _draw_odds(store, shards: list[int], attempts: list[dict], registry) -> list[dict[str, float]]:
     """For each Instructify attempt, each prompt type's chance of being drawn: its weight among the
     types the image's remaining facts allow (a type that requires OCR facts is not drawn without them)."""
+    from .lib.instructify.facts import Fact, features
+
     facts = store.read_shards("image_facts", "sample", shards)
-    kinds = dict(zip(facts["fact_id"], facts["kind"]))
+    facts_of = {r["fact_id"]: Fact.from_dict(r) for r in facts.iter_rows(named=True)}
     remaining = {iid: set(group["fact_id"]) for (iid,), group in facts.group_by("image_id")}
     odds = []
     for a in sorted(attempts, key=lambda a: (a["image_id"], a["iteration"])):
         if a.get("recipe") != "instructify" or a["status"] == "stopped":
             continue
         left = remaining.setdefault(a["image_id"], set())
-        drawable = registry.drawable({kinds[f] for f in left})
+        drawable = registry.drawable(features(facts_of[f] for f in left))
         total = sum(p.weight for p in drawable)
         odds.append({p.id: p.weight / total for p in drawable})
         left -= set(a.get("consumed_fact_ids") or [])

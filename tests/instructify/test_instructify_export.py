@@ -84,7 +84,8 @@ def test_write_read_round_trip_and_manifest(tmp_path, conversations):
                              "qa_pairs": sum(len(i["conversations"]) for i in items) // 2}
     assert man["models"] == sorted({c["model"] for c in conversations})
     assert {p["id"] for p in man["prompt_versions"]} == {c["prompt_id"] for c in conversations}
-    assert man["prompt_profiles"] == ["instructify"]  # the mix the prompt types were drawn from
+    [mix] = man["prompt_mixes"]  # the mix the prompt types were drawn from
+    assert mix["profile"] == "instructify" and mix["weights"]["complex_reasoning"] == 0.4873
     assert json.loads((folder / "llava.json").read_text()) == items
     # no temporary folders left behind
     assert [p.name for p in (tmp_path / "exports").iterdir()] == [manifest["version"]]

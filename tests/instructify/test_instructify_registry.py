@@ -23,7 +23,7 @@ from visit_assets.lib.instructify.registry import (
 LLAVA = {"llava_conversation": 0.3671, "detailed_description": 0.1456, "complex_reasoning": 0.4873}
 EXTRA = {"multiple_choice", "yes_no", "short_caption", "constrained_instruction", "true_false", "fill_in_the_blank",
          "avoidance", "ocr_reading", "grounding"}
-NEEDS = {"ocr_reading": ("ocr",), "grounding": ("object",)}  # drawn only while the image has such facts
+NEEDS = {"ocr_reading": ("ocr",), "grounding": ("region",)}  # drawn only while the image has such facts
 
 
 def test_packaged_types_and_weights(registry):
@@ -111,7 +111,7 @@ def test_types_that_need_a_fact_kind_are_drawn_only_when_the_image_has_it(regist
     rng = random.Random(5)
     plain = Counter(sample_prompt(registry, rng, {"caption", "qa"})[0].id for _ in range(3000))
     assert not set(plain) & set(NEEDS) and set(plain) == set(LLAVA) | EXTRA - set(NEEDS)
-    full = Counter(sample_prompt(registry, rng, {"caption", "object", "ocr"})[0].id for _ in range(3000))
+    full = Counter(sample_prompt(registry, rng, {"caption", "object", "region", "ocr"})[0].id for _ in range(3000))
     assert set(NEEDS) <= set(full)
     only_ocr = load_registry(weights={k: (1.0 if k == "ocr_reading" else 0) for k in registry.ids})
     assert only_ocr.drawable({"caption"}) == []
@@ -120,6 +120,17 @@ def test_types_that_need_a_fact_kind_are_drawn_only_when_the_image_has_it(regist
     (tmp_path / "x.yaml").write_text("id: x\nversion: 1\nweight: 1\nsystem: s\ntemplate: '{facts}'\nrequires: [depth]\n")
     with pytest.raises(RegistryError, match="fact kinds"):
         load_registry(tmp_path)
+
+
+def test_grounding_needs_a_region_not_just_the_object_counts():
+    from visit_assets.lib.instructify.facts import features, make_fact
+
+    counts = make_fact("i", "object", "Objects: 2 cats.")
+    layout = make_fact("i", "object", "cat 1: large, left; centre (0.25, 0.50), size 0.40 x 0.60")
+    assert features([counts]) == {"object"} and features([counts, layout]) == {"object", "region"}
+    registry = load_registry()
+    assert "grounding" not in {p.id for p in registry.drawable(features([counts]))}
+    assert "grounding" in {p.id for p in registry.drawable(features([counts, layout]))}
 
 
 def test_slots_sampled_in_range_and_seeded(registry):

@@ -11,7 +11,7 @@ import pytest
 
 from visit_assets.lib.ids import image_id
 from visit_assets.lib.instructify.export import validate_llava
-from visit_assets.lib.selection import evaluation, imported, quality
+from visit_assets.lib.selection import evaluation, imported, quality, ranking
 
 DS = "ds"
 KNOWN = {image_id(DS, k) for k in ("a.jpg", "b.jpg")}
@@ -128,16 +128,25 @@ def test_scaled_columns_scale_each_score_over_all_rows():
 def test_ranking_names_why_each_row_was_or_was_not_selected():
     ids = list("abcdef")
     frame = pl.DataFrame({"conversation_id": ids, "image_id": ids, "image_key": ids, "recipe": ["imported"] * 6,
-                          "dataset": [DS] * 6, "dataset_version": ["v"] * 6})
+                          "cluster": [0, 0, None, 1, 2, 0], "dataset": [DS] * 6, "dataset_version": ["v"] * 6})
     rows = pl.DataFrame({"id": list("abcde"), "cluster": [0, 0, None, 1, 2], "F": [80.0, 20.0, 50.0, None, 10.0],
                          "rank": [0, 1, None, 0, 0], "in_quota": [True, False, False, False, True],
                          "selected": [True, False, False, False, False]})  # "f" was left out of the pool
-    out = quality.ranking(frame, rows, {"judge": 1.0}, {"method": "per-cluster", "quota_rule": "reference"})
+    out = ranking.ranking(frame, rows, {"judge": 1.0}, {"method": "per-cluster", "quota_rule": "reference"})
     assert out["outcome"].to_list() == ["selected", "below_cluster_quota", "no_image_cluster", "no_score",
                                         "below_global_cut", "not_in_pool"]
     assert json.loads(out["selection_method"][0]) == {"method": "per-cluster", "quota_rule": "reference"}
-    drawn = quality.ranking(frame, rows, {"judge": 1.0}, {"method": "random"})
+    drawn = ranking.ranking(frame, rows, {"judge": 1.0}, {"method": "random"})
     assert drawn["outcome"].to_list()[1:4] == ["not_drawn", "no_image_cluster", "not_drawn"]
+    assert drawn["cluster"].to_list() == frame["cluster"].to_list()  # the image's cluster, whatever the method
+
+
+def test_the_generated_pool_leaves_only_imported_conversations_out():
+    frame = pl.DataFrame({"conversation_id": list("abc"), "recipe": ["imported", "instructify", None]})
+    assert ranking.pool_rows(frame, "generated")["conversation_id"].to_list() == ["b", "c"]
+    assert ranking.pool_rows(frame, "all").height == 3
+    with pytest.raises(ValueError, match="pool"):
+        ranking.pool_rows(frame, "imported")
 
 
 def test_pairing_prefers_the_same_instruction_and_is_deterministic():
@@ -159,9 +168,9 @@ def test_pairing_prefers_the_same_instruction_and_is_deterministic():
 
 
 def test_distribution_ignores_missing_values():
-    d = quality.distribution([np.nan, 0.0, 50.0, 100.0])
+    d = ranking.distribution([np.nan, 0.0, 50.0, 100.0])
     assert d == {"n": 3, "mean": 50.0, "min": 0.0, "p25": 25.0, "median": 50.0, "p75": 75.0, "max": 100.0}
-    assert quality.distribution([]) == {"n": 0}
+    assert ranking.distribution([]) == {"n": 0}
 
 
 @pytest.mark.parametrize("raw", ['{"a": 1}', "[1, 2]"])

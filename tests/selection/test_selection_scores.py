@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 
+from visit_assets.lib.selection.final_score import combine, final_scores
 from visit_assets.lib.selection.scores import (
     DEFAULT_WEIGHTS, JUDGE_AMBIGUOUS, JUDGE_EMPTY, JUDGE_NO_SCORE, JUDGE_NON_INTEGER, JUDGE_OK,
     JUDGE_OUT_OF_RANGE, JUDGE_PROMPT_ID, JUDGE_PROMPT_VERSION, JUDGE_RANGE, JUDGE_STATUSES,
-    JUDGE_WRONG_SCALE, clip_score, combine, final_scores, judge_request_messages, length_score,
-    parse_judge, scale_0_100,
+    JUDGE_WRONG_SCALE, clip_score, judge_request_messages, length_score, parse_judge, scale_0_100,
 )
 
 
@@ -144,6 +144,16 @@ def test_final_scores_reference_is_the_public_codes_arithmetic():
     assert used == pytest.approx(DEFAULT_WEIGHTS)
     with pytest.raises(ValueError, match="scaling"):
         final_scores(raw, scaling="z-score")
+
+
+def test_reference_scaling_does_not_rank_a_row_on_part_of_its_scores():
+    """Raw scores are on different ranges: a row without its judge score would fall (or, without
+    CLIP, rise) if F were the mean of what it has; its F is missing instead. Min-max keeps the mean."""
+    raw = {"clip": [30.8, 30.8, np.nan], "length": [500, 500, 500], "reward": None, "judge": [90, np.nan, 90]}
+    F, _, _ = final_scores(raw)
+    assert np.isfinite(F[0]) and np.isnan(F[1:]).all()
+    F, _, _ = final_scores(raw, scaling="min-max")
+    assert np.isfinite(F).all()
 
 
 def test_judge_request_is_versioned_and_text_only():

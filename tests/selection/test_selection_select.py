@@ -57,14 +57,21 @@ def test_reference_rule_floors_then_cuts_to_the_global_top_alpha():
         select(ids, F, clusters, 10, rule="nearest")
 
 
-def test_ablation_global_ignores_clusters():
+def test_ablation_global_ignores_clusters_but_not_the_pool():
     ids = [f"r{i}" for i in range(10)]
     F = [float(i) for i in range(10)]
     clusters = [0] * 8 + [1, None]  # one small cluster, one row without an image cluster
     per_cluster = select(ids, F, clusters, 3)  # quotas: 8*3/9 = 2.67 -> 3, 0.33 -> 0
     assert per_cluster.ids == ["r7", "r6", "r5"]
     flat = select(ids, F, clusters, 3, method="global")
-    assert flat.ids == ["r9", "r8", "r7"] and flat.info["method"] == "global" and flat.n_total == 10
+    assert flat.ids == ["r8", "r7", "r6"] and flat.info["method"] == "global"
+    assert flat.n_total == per_cluster.n_total == 9 and flat.n_unclustered == 1  # D is the same for every method
+    assert "r9" not in select(ids, F, clusters, 1.0, method="random").ids
+
+
+def test_reference_cut_keeps_at_least_one_row():
+    sel = select(["a", "b", "c", "d"], [1.0, 2.0, 3.0, 4.0], [0, 0, 1, 1], 0.1, rule="reference")  # 0.4 rows
+    assert sel.ids == ["d"] and sel.info["global_cut"] == 1
 
 
 def test_ablation_random_is_seeded_order_free_and_ignores_scores():

@@ -18,10 +18,12 @@ from ...lib.selection import ann_spectral as ann_spectral_mod
 from ...lib.selection import clustering as clustering_mod
 from ...lib.selection import landmark_spectral as landmark_spectral_mod
 from ...lib.selection import evaluation as evaluation_mod
+from ...lib.selection import final_score as final_score_mod
 from ...lib.selection import imported as imported_mod
 from ...lib.selection import pairwise as pairwise_mod
 from ...lib.selection import plots as plots_mod
 from ...lib.selection import quality as quality_mod
+from ...lib.selection import ranking as ranking_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
 from ..waves import REGENERATED
@@ -36,7 +38,7 @@ from . import scoring
 IMPORT_VERSION = code_version(imported_mod, export_mod)  # export: validate_llava decides what is imported
 QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
 CLUSTER_VERSION = code_version(clustering_mod, ann_spectral_mod, landmark_spectral_mod)
-SELECT_VERSION = code_version(select_mod, scores_mod, quality_mod, plots_mod)
+SELECT_VERSION = code_version(select_mod, final_score_mod, ranking_mod, scores_mod, plots_mod)
 EVAL_VERSION = code_version(evaluation_mod, pairwise_mod, files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
 GROUP = "selection"
 
@@ -199,6 +201,14 @@ class SelectionConfig(dg.Config):
     def alpha(self):
         return self.alpha_fraction if self.alpha_fraction is not None else self.alpha_count
 
+    def check(self) -> None:
+        """Every choice is one the selection knows, before anything is read or written."""
+        for name, value, known in (("scaling", self.scaling, final_score_mod.SCALINGS),
+                                   ("quota_rule", self.quota_rule, select_mod.RULES),
+                                   ("method", self.method, select_mod.METHODS), ("pool", self.pool, ranking_mod.POOLS)):
+            if value not in known:
+                raise ValueError(f"selected_subset config {name} must be one of {known}, got {value!r}")
+
 
 @dg.multi_asset(
     specs=[
@@ -212,24 +222,23 @@ class SelectionConfig(dg.Config):
     partitions_def=dataset_partitions, code_version=SELECT_VERSION,
 )
 def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
+    config.check()
     dataset = context.partition_key
     parquet = store.store()
     scored = parquet.read("quality_scores", dataset)
     all_clusters = parquet.read("image_clusters", dataset)
     clusters = all_clusters.select("image_id", "cluster")
     frame = scored.join(clusters, on="image_id", how="left")
-    if config.pool not in ("all", "generated"):
-        raise ValueError(f"pool must be all or generated, got {config.pool!r}")
-    pool = frame.filter(pl.col("recipe") != imported_mod.RECIPE) if config.pool == "generated" else frame
+    pool = ranking_mod.pool_rows(frame, config.pool)
     raw = {n: (pool[f"{n}_raw"].to_numpy() if pool[f"{n}_raw"].is_not_null().any() else None)
            for n in scores_mod.SCORE_NAMES if f"{n}_raw" in pool.columns}
-    F, used, scaling = scores_mod.final_scores(raw, config.weights, config.scaling) if pool.height \
+    F, used, scaling = final_score_mod.final_scores(raw, config.weights, config.scaling) if pool.height \
         else (np.zeros(0), {}, {})
     chosen = select_mod.select(pool["conversation_id"].to_list(), F, pool["cluster"].to_numpy(), config.alpha(),
                                rule=config.quota_rule, method=config.method, seed=config.seed)
     method = {"scaling": config.scaling, "quota_rule": config.quota_rule, "method": config.method,
               "pool": config.pool, **({"seed": config.seed} if config.method == "random" else {})}
-    ranking = quality_mod.ranking(frame, chosen.rows, used, method)
+    ranking = ranking_mod.ranking(frame, chosen.rows, used, method)
     subset = frame.join(ranking.filter(pl.col("selected")).select("conversation_id", "F", "rank"),
                         on="conversation_id").sort("cluster", "rank")
     version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
@@ -245,7 +254,7 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
         "weights_given": config.weights, "weights_used": used, "scaling": dg.MetadataValue.json(scaling),
         "selection": dg.MetadataValue.json({**chosen.info, "scaling": config.scaling, "pool": config.pool}),
         "clusters": markdown(table), "clustering_method": dg.MetadataValue.json(_methods(all_clusters)),
-        "F": quality_mod.distribution(F), "score_plot": dg.MetadataValue.md(
+        "F": ranking_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
         "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
     yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={

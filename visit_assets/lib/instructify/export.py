@@ -124,7 +124,8 @@ def export_summary(conversations: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "models": sorted({c["model"] for c in conversations if c.get("model")}),
         "verifier_models": sorted({m for c in conversations for m in c.get("verifier_models") or []}),
         "prompt_versions": [{"id": i, "version": v, "hash": h} for i, v, h in prompts],
-        "prompt_profiles": sorted({c["prompt_profile"] for c in conversations if c.get("prompt_profile")}),
+        "prompt_mixes": [{"profile": p, "weights": json.loads(w)} for p, w in sorted(
+            {(c["prompt_profile"], c.get("prompt_weights") or "{}") for c in conversations if c.get("prompt_profile")})],
         "verify_prompt_versions": sorted({c.get("verify_prompt_version") for c in conversations if c.get("verify_prompt_version")}),
         "seeds": sorted({c["seed"] for c in conversations if c.get("seed") is not None}),
         "imported_sources": sorted({c["source"] for c in conversations if c.get("recipe") == "imported" and c.get("source")}),

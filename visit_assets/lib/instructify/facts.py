@@ -27,6 +27,9 @@ from visit_assets.lib.metadata.describe import plural as _describe_plural
 from visit_assets.lib.prompts import load_prompt, prompt_dir
 
 KINDS = ("caption", "object", "qa", "ocr")
+REGION = "region"  # what a prompt type may also require: an object fact that gives a region (a layout line)
+FEATURES = (*KINDS, REGION)
+_GEOMETRY = "centre ("  # how a layout line writes a region (_node_line)
 
 CONTAIN_FRACTION = 0.90  # a box lies inside/on another when >= 90% of its area is inside the larger one
 DUPLICATE_IOU = 0.90  # same-label boxes overlapping this much are one object annotated twice (merged)
@@ -173,10 +176,20 @@ def _build_tree(nodes: list[_Node]) -> list[_Node]:
     return sorted((n for n in nodes if n.parent is None), key=_Node.sort_key)
 
 
+def features(facts: Iterable[Fact]) -> set[str]:
+    """What the facts offer a prompt type (`requires`): their kinds, and REGION when an object fact
+    gives a region (the counts line "Objects: ..." does not)."""
+    facts = list(facts)
+    found = {f.kind for f in facts}
+    if any(f.kind == "object" and _GEOMETRY in f.text for f in facts):
+        found.add(REGION)
+    return found
+
+
 def _node_line(n: _Node) -> str:
     x1, y1, x2, y2 = n.box
     where = position(*n.box)
-    geometry = f"centre ({_grid((x1 + x2) / 2)}, {_grid((y1 + y2) / 2)}), size {_grid(x2 - x1)} x {_grid(y2 - y1)}"
+    geometry = f"{_GEOMETRY}{_grid((x1 + x2) / 2)}, {_grid((y1 + y2) / 2)}), size {_grid(x2 - x1)} x {_grid(y2 - y1)}"
     inside = f" (inside or on {n.parent.name})" if n.parent is not None else ""
     if n.is_group:
         spread = "spread across the image" if n.area > 0.5 else f"in the {where} area"

@@ -2,8 +2,9 @@
 
 A file holds `id`, `version` (int: bump it whenever the text changes), `weight` (relative
 sampling weight), `system`, `template` (with `{facts}` and one `{name}` per slot), `slots`
-(randomised per conversation), `output` (the reply format), optionally `requires` (fact kinds an
-image must still have for the type to be drawn, e.g. `[ocr]`) and documentation fields
+(randomised per conversation), `output` (the reply format), optionally `requires` (what an image's
+remaining facts must offer for the type to be drawn: fact kinds, e.g. `[ocr]`, or `region`, an
+object fact with its region; facts.features) and documentation fields
 (`description`, `source`). Slots:
 
     slots:
@@ -34,7 +35,7 @@ from typing import Any, Collection, Mapping, Sequence
 import yaml
 
 from visit_assets.lib.ids import content_hash
-from visit_assets.lib.instructify.facts import KINDS as FACT_KINDS
+from visit_assets.lib.instructify.facts import FEATURES
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "prompts" / "instructify"
 LOCK_FILE = "_versions.json"
@@ -73,7 +74,7 @@ class PromptType:
     slots: tuple[Slot, ...] = ()
     output_format: str = "qa_blocks"
     pairs: int | str = 1  # a fixed count or the name of the slot that holds it
-    requires: tuple[str, ...] = ()  # fact kinds an image must still have for this type to be drawn
+    requires: tuple[str, ...] = ()  # what the image's remaining facts must offer (facts.features)
     description: str = ""
     source: str = ""
     path: str = field(default="", compare=False)
@@ -184,8 +185,9 @@ def load_prompt(path: Path) -> PromptType:
     elif not isinstance(pairs, int) or pairs < 1:
         raise RegistryError(f"{path}: output.pairs must be an int >= 1 or a slot name")
     requires = data.get("requires") or []
-    if not isinstance(requires, list) or not set(requires) <= set(FACT_KINDS):
-        raise RegistryError(f"{path}: requires must be a list of fact kinds {FACT_KINDS}, got {requires!r}")
+    if not isinstance(requires, list) or not set(requires) <= set(FEATURES):
+        raise RegistryError(f"{path}: requires must be a list of fact kinds or {FEATURES[-1]!r} "
+                            f"(one of {FEATURES}), got {requires!r}")
     return PromptType(
         id=data["id"], version=data["version"], weight=float(data["weight"]), system=data["system"].strip(),
         template=data["template"].strip(), slots=slots, output_format=fmt, pairs=pairs, requires=tuple(requires),
@@ -240,7 +242,7 @@ def load_registry(dir: str | Path | None = None, weights: Mapping[str, float] | 
 def sample_prompt(registry: Registry, rng: random.Random, kinds: Collection[str] | None = None
                   ) -> tuple[PromptType, dict[str, Any]]:
     """A prompt type drawn by weight, then its slots (in name order), all from `rng`. With `kinds`
-    (the fact kinds the image still has), only the types whose `requires` they meet are drawn."""
+    (what the image's remaining facts offer: facts.features), only the types whose `requires` they meet are drawn."""
     eligible = registry.drawable(kinds)
     if not eligible:
         raise ValueError(f"no prompt type with weight fits an image with fact kinds {sorted(kinds or [])}")

@@ -35,7 +35,7 @@ from visit_assets.lib.ids import content_hash, stable_json
 from visit_assets.lib.llm.types import EMPTY, ERROR, OK, TRUNCATED, LLMRequest, LLMResult, SamplingParams
 from visit_assets.lib.prompts import load_prompt, prompt_dir
 
-from .facts import Fact, facts_for
+from .facts import Fact, facts_for, features
 from .parse import PARTIAL, QAPair, parse_fact_refs, parse_qa, parse_verdict
 from .registry import PromptType, Registry, format_facts, render, sample_prompt
 
@@ -214,7 +214,7 @@ def _stop_reason(s: _Image, cfg: SamplingConfig, registry: Registry) -> str | No
         return S_FAILURES
     if s.iteration >= cfg.max_iterations:
         return S_MAX_ITERATIONS
-    if not registry.drawable({f.kind for f in s.remaining}):
+    if not registry.drawable(features(s.remaining)):
         return S_NO_PROMPT_FITS
     return None
 
@@ -341,7 +341,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
         pending: list[_Pending] = []
         requests = []
         for s in active:
-            prompt, slots = sample_prompt(registry, s.rng, {f.kind for f in s.remaining})
+            prompt, slots = sample_prompt(registry, s.rng, features(s.remaining))
             params = replace(cfg.generation, seed=llm_seed(s.image_id, seed, s.iteration))
             requests.append(LLMRequest(tuple(render(prompt, s.remaining, slots)), params, tag=(s.image_id, s.iteration)))
             pending.append(_Pending(s, prompt, slots, None, len(s.remaining)))  # type: ignore[arg-type]
@@ -409,7 +409,8 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             vmodels = sorted({_model_label(v) for v in vres})
             conversations.append({
                 "conversation_id": cid, "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
-                **p.prompt.ref(), "prompt_profile": registry.profile, "slots": stable_json(p.slots),
+                **p.prompt.ref(), "prompt_profile": registry.profile, "prompt_weights": stable_json(registry.weights()),
+                "slots": stable_json(p.slots),
                 "iteration": s.iteration, "seed": seed, "model": label,
                 "verifier_models": vmodels, "verify_prompt_version": VERIFY_PROMPT_VERSION,
                 "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,

@@ -3,7 +3,6 @@ each score scaled to 0-100 over the dataset version (InstructionGPT-4 section 3.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -43,37 +42,3 @@ def scaled_columns(raw: dict[str, np.ndarray]) -> tuple[list[pl.Series], dict[st
         columns += [pl.Series(f"{name}_raw", values, dtype=pl.Float64).fill_nan(None),
                     pl.Series(f"{name}_scaled", scaled, dtype=pl.Float64).fill_nan(None)]
     return columns, records
-
-
-def ranking(frame: pl.DataFrame, rows: pl.DataFrame, weights_used: dict[str, float],
-            method: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Every scored conversation with F, cluster, rank and the outcome of the selection; `method`
-    (scaling, quota rule, selection method) is recorded on every row."""
-    ranked = frame.select("conversation_id", "image_id", "image_key", "recipe", "dataset", "dataset_version").join(
-        rows.rename({"id": "conversation_id"}).cast({"conversation_id": pl.String, "cluster": pl.Int64,
-                                                      "F": pl.Float64, "rank": pl.Int64, "in_quota": pl.Boolean,
-                                                      "selected": pl.Boolean}),
-        on="conversation_id", how="left")
-    outcome = (pl.when(pl.col("selected")).then(pl.lit("selected"))
-               .when(pl.col("conversation_id").is_in(rows["id"].cast(pl.String).implode()).not_())
-               .then(pl.lit("not_in_pool"))
-               .when(pl.col("cluster").is_null()).then(pl.lit("no_image_cluster"))
-               .when(pl.col("in_quota")).then(pl.lit("below_global_cut"))
-               .when(pl.lit((method or {}).get("method") == "random")).then(pl.lit("not_drawn"))
-               .when(pl.col("F").is_null()).then(pl.lit("no_score"))
-               .otherwise(pl.lit("below_cluster_quota")))
-    return ranked.with_columns(outcome.alias("outcome"),
-                               pl.lit(json.dumps(weights_used, sort_keys=True)).alias("weights_used"),
-                               pl.lit(json.dumps(method or {}, sort_keys=True)).alias("selection_method"))
-
-
-def distribution(values: Any) -> dict[str, float | int | None]:
-    """Summary of the finite values (metadata)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return {"n": 0}
-    q = np.percentile(v, [0, 25, 50, 75, 100])
-    return {"n": int(v.size), "mean": round(float(v.mean()), 2), "min": round(float(q[0]), 2),
-            "p25": round(float(q[1]), 2), "median": round(float(q[2]), 2), "p75": round(float(q[3]), 2),
-            "max": round(float(q[4]), 2)}

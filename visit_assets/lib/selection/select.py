@@ -8,12 +8,13 @@ Two quota rules (shared/docs/reference.md):
   few rows; the table shows both.
 * "reference": the public selection code: int(204 * |D_i| / |D|) for alpha 200 (truncated, here
   alpha x REFERENCE_OVERSAMPLE), at least one per cluster, capped at |D_i|; then the global top
-  alpha of those by F. Exactly alpha rows (when there are that many).
+  round(alpha) of those by F (at least one): exactly that many rows when there are that many.
 
 alpha is a count (int >= 1, 200 in the paper) or a fraction (float in (0, 1]: alpha = fraction x |D|).
-Methods (`METHODS`): "per-cluster" is Algorithm 1; "global" ranks every row as one cluster (Table 5,
-"D.S. w/o clus."); "random" selects alpha rows uniformly, keyed by a hash of (seed, id) so adding
-rows does not reshuffle the others (Tables 4 and 5, "Random").
+Methods (`METHODS`): "per-cluster" is Algorithm 1; "global" ranks every clustered row as one cluster
+(Table 5, "D.S. w/o clus."); "random" selects alpha of them uniformly, keyed by a hash of (seed, id)
+so adding rows does not reshuffle the others (Tables 4 and 5, "Random"). Every method draws from
+the same pool D: rows with a cluster.
 
 Within a cluster rows are ranked by F descending, then id ascending (ids are content hashes,
 stable across runs), and rows whose F is NaN/null rank after every scored row. Rows without a
@@ -108,8 +109,9 @@ def select(ids: Any, F: Any = None, clusters: Any = None, alpha: Any = 200, *, r
         pl.col("F").fill_nan(None),  # polars sorts NaN above every number; null sorts last on request
         pl.when(pl.col("cluster") >= 0).then(pl.col("cluster")).otherwise(None).alias("cluster"),
     )
-    if method != "per-cluster":  # the ablations: every row one cluster, ranked by F or by a seeded draw
-        frame = frame.with_columns(pl.lit(0, dtype=pl.Int64).alias("cluster"))
+    if method != "per-cluster":  # the ablations: one cluster of every clustered row, ranked by F or a seeded draw
+        frame = frame.with_columns(pl.when(pl.col("cluster").is_not_null()).then(pl.lit(0, dtype=pl.Int64))
+                                   .alias("cluster"))
     key = _random_keys(frame["id"], seed) if method == "random" else frame["F"]
     frame = frame.with_columns(key.alias("_key"))
     clustered = frame.filter(pl.col("cluster").is_not_null())
@@ -131,8 +133,8 @@ def select(ids: Any, F: Any = None, clusters: Any = None, alpha: Any = 200, *, r
     )
     ranked = ranked.join(quota_frame.select("cluster", "quota"), on="cluster", how="left").with_columns(
         (pl.col("rank") < pl.col("quota")).fill_null(False).alias("in_quota"))
-    ranked = _global_cut(ranked, round(alpha_count)) if rule == "reference" else \
-        ranked.with_columns(pl.col("in_quota").alias("selected"))
+    cut = max(1, round(alpha_count)) if n_total else 0  # the reference rule keeps this many (at least one)
+    ranked = _global_cut(ranked, cut) if rule == "reference" else ranked.with_columns(pl.col("in_quota").alias("selected"))
     chosen = ranked.filter(pl.col("selected")).sort(["cluster", "rank"])
     table = (
         ranked.filter(pl.col("cluster").is_not_null())
@@ -158,6 +160,7 @@ def select(ids: Any, F: Any = None, clusters: Any = None, alpha: Any = 200, *, r
             "rule_text": RULE_TEXT[rule],
             "ranked_by": "a hash of (seed, id)" if method == "random" else "F desc (missing last), then id asc",
             **({"seed": int(seed)} if method == "random" else {}),
+            **({"global_cut": cut} if rule == "reference" else {}),
             "alpha_given": int(alpha) if isinstance(alpha, Integral) else float(alpha),
             "alpha_kind": "count" if isinstance(alpha, Integral) else "fraction",
             "alpha_count": alpha_count,
