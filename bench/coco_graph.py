@@ -187,9 +187,9 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
         for group in groups:
             name = ", ".join(group)
             if name not in per_stage:  # else finished by an earlier invocation (--resume)
-                started = time.time()
+                started, code = time.time(), commit()  # the code the stage's process imports: at its start
                 figures = _command(["run", str(folder), "--assets", ",".join(group), *options], env, home / "run.log")
-                per_stage[name] = {**figures, "commit": commit(), "window": [started, time.time()]}
+                per_stage[name] = {**figures, "commit": code, "window": [started, time.time()]}
                 save()
         save()
         served = {**server.stats(), **progress["stand_in"], "invocations": progress["invocations"]}
