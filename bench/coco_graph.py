@@ -302,13 +302,16 @@ def render(results: list[dict]) -> str:
             for group, v in r["stage_processes"].items():
                 lines.append(f"| {group} | {v['wall_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mb']:,.0f} | "
                              f"{1000 * v['wall_s'] / r['images']:.2f} |")
-            if not r.get("first_stages"):
+            if not r.get("first_stages") and r["images"] < COCO_IMAGES:
                 hours = _linear_hours(r["stage_processes"], COCO_IMAGES / r["images"])
                 lines += ["", f"Projected linearly to COCO's {COCO_IMAGES:,} images (**projected, not measured**): "
                           f"{hours:.1f} h for every stage but image_clusters, whose method changes above 10,000 "
                           "images (spectral-ann: its own scale curve is in the clustering section)."]
-            else:
+            elif r.get("first_stages"):
                 lines += _rest_projected(r, results)
+            if r.get("stand_in", {}).get("invocations", 1) > 1:
+                lines += ["", "A stage stopped in an earlier invocation ran again whole when resumed; the LLM answers "
+                          "it had already received came from the response cache (cache hits below), none was paid twice."]
             lines.append("")
         lines += ["| asset | partitions | step wall s | rows out | LLM requests | cache hits | sent |",
                   "|---|---|---|---|---|---|---|"]
@@ -378,9 +381,11 @@ def write_docs() -> None:
         r = json.loads(path.read_text())
         newest[(r["images"], r.get("mode", "whole"), bool(r.get("overhead")), r.get("lanes", 0),
                 r.get("first_stages") or 0)] = r
-    # a partial run is shown only while no partial run of the same kind has got further
+    # a partial run is shown only while no run of the same kind, complete or partial, has got further
     furthest = {k[:4]: max(k2[4] for k2 in newest if k2[:4] == k[:4]) for k in newest}
-    plain = [newest[k] for k in sorted(newest) if not k[2] and (k[4] == 0 or k[4] == furthest[k[:4]])]
+    complete = {k[:4] for k in newest if k[4] == 0}
+    plain = [newest[k] for k in sorted(newest)
+             if not k[2] and (k[4] == 0 or (k[:4] not in complete and k[4] == furthest[k[:4]]))]
     write_section("coco_graph", render(plain), "The whole graph on a COCO-shaped dataset")
     emulated = [newest[k] for k in sorted(newest) if k[2]]
     if emulated:
