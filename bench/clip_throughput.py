@@ -15,11 +15,15 @@ generated once, seeded, into bench/out/clip_images_v1/ (gitignored).
 Rounds are paired: every side runs once per round (direction alternating), each is compared with the
 bare loop of the same round, and the ratio is the median over rounds, so noise from other tenants of
 the host (which shares these 2 cores) hits both sides alike. max|diff| checks the embeddings agree.
+Raw results: bench/results/clip_throughput-<date>.json with the machine's facts; --write-docs renders
+the section of docs/benchmarks.md between its markers from the newest result file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import statistics
 import sys
@@ -29,7 +33,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from common import commit, machine, write_section  # noqa: E402
 
 from visit_assets.lib.models.clip import ClipEncoder, ImagePrep, usable_cpus  # noqa: E402
 
@@ -94,6 +102,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", action="store_true", help="also time loader/worker/thread variants")
     ap.add_argument("--omp-wait-policy", choices=["ACTIVE", "PASSIVE"], help="set OMP_WAIT_POLICY before torch loads")
+    ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
     if args.omp_wait_policy:
@@ -158,6 +167,36 @@ def main() -> None:
     ratio = statistics.median(tb / t for tb, t in zip(times[bare_name], times[enc_name]))
     print(f"\nClipEncoder / bare (median of {args.rounds} paired rounds) = {ratio:.2f}  (target >= 0.9); "
           f"loadavg {os.getloadavg()[0]:.2f}")
+    result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "arch": args.arch,
+              "weights": enc.identity.weights, "images": n, "batch_size": args.batch_size, "rounds": args.rounds,
+              "torch": torch.__version__, "decode_workers": enc.num_workers, "bare": bare_name, "encoder": enc_name,
+              "sides": {name: {"times_s": [round(t, 4) for t in ts],
+                               "max_abs_diff": float(np.max(np.abs(results[name] - ref)))} for name, ts in times.items()}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"clip_throughput-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"raw results: {out}")
+    if args.write_docs:
+        newest = json.loads(sorted(RESULTS.glob("clip_throughput-*.json"))[-1].read_text())
+        write_section("clip_throughput", render(newest), "CLIP image embeddings: resource vs bare open_clip loop")
+
+
+def render(r: dict) -> str:
+    bare = r["sides"][r["bare"]]["times_s"]
+    lines = [f"`.venv/bin/python bench/clip_throughput.py --write-docs` — {r['arch']} (random seeded weights: the real "
+             f"code path; no CLIP weights ship in any wheel), {r['images']} photo-like 640x480 JPEGs, batch "
+             f"{r['batch_size']}, median of {r['rounds']} paired rounds. Raw results: "
+             f"`bench/results/clip_throughput-{r['date']}.json` ({r['date']}, commit {r['commit']}, "
+             f"{r['machine']['cores']} cores, torch {r['torch']}).", "",
+             "| side | median img/s | ratio to the bare loop (median of paired rounds) | max abs diff |",
+             "| --- | ---: | ---: | ---: |"]
+    for name, v in r["sides"].items():
+        ratio = statistics.median(tb / t for tb, t in zip(bare, v["times_s"]))
+        lines.append(f"| {name} | {r['images'] / statistics.median(v['times_s']):.2f} | {ratio:.2f} | "
+                     f"{v['max_abs_diff']:.1e} |")
+    enc = statistics.median(tb / t for tb, t in zip(bare, r["sides"][r["encoder"]]["times_s"]))
+    lines += ["", f"ClipEncoder / bare loop: **{enc:.2f}** (target >= 0.9)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ instances_train2017.json.
 
 Every measured stage runs in its own fresh subprocess; the parent reads that child's own rusage
 (os.wait4), so peak RSS (ru_maxrss) is exact per stage and stages never contaminate each other.
+Raw results: bench/results/coco_scale-<stage>-<date>.json with the machine's facts; --write-docs
+renders the section of docs/benchmarks.md between its markers from the newest full-stage result.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -316,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=OUT, help="cache folder (default bench/out)")
     p.add_argument("--regen", action="store_true", help="rebuild the synthetic set")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--write-docs", action="store_true")
     args = p.parse_args(argv)
 
     folder = args.out / f"coco_scale_{SET_VERSION}"
@@ -342,6 +346,32 @@ def main(argv: list[str] | None = None) -> None:
         b, o = rows
         print(f"\nbaseline / {o['stage']}:  wall {b['wall_s'] / o['wall_s']:.2f}x   "
               f"peak RSS {b['peak_rss_mb'] / o['peak_rss_mb']:.2f}x")
+    sys.path.insert(0, str(HERE))
+    from common import commit, machine, write_section
+
+    results = HERE / "results"
+    result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "stage": ours,
+              "set": meta, "rows": rows}
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"coco_scale-{ours}-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"raw results: {out}")
+    if args.write_docs:
+        newest = json.loads(sorted(results.glob("coco_scale-full-*.json"))[-1].read_text())
+        write_section("coco_scale", render(newest), "Metadata ingest at COCO scale")
+
+
+def render(r: dict) -> str:
+    by = {x["stage"]: x for x in r["rows"]}
+    b, o = by["baseline"], by["full"]
+    return "\n".join([
+        f"Raw results: `bench/results/coco_scale-full-{r['date']}.json` ({r['date']}, commit {r['commit']}, "
+        f"{r['machine']['cores']} cores), both sides in one run.", "",
+        "| side | wall s | peak RSS MB |", "| --- | ---: | ---: |",
+        f"| baseline (`json.load`) | {b['wall_s']:.2f} | {b['peak_rss_mb']:,.0f} |",
+        f"| full ingest + grouping + QC + Parquet | {o['wall_s']:.2f} | {o['peak_rss_mb']:,.0f} |",
+        f"| **ratio baseline / ours** | **{b['wall_s'] / o['wall_s']:.2f}x faster** | "
+        f"**{b['peak_rss_mb'] / o['peak_rss_mb']:.2f}x less memory** |"])
 
 
 if __name__ == "__main__":

@@ -16,19 +16,27 @@ Arms, all on the same GGUF and thread count, no cache (NullCache), temperature 0
   batch         LLMClient.generate(all) with n_parallel=--parallel (8): continuous batching of 8
                 sequences per llama_decode step + shared-prefix KV copies between sequences
 Arms run in rotating order over --rounds rounds (other processes share this CPU: rotation spreads
-their load over the arms); each arm's best and median round are reported.
+their load over the arms); each arm's best and median round are reported. Raw results:
+bench/results/llm_batch-<date>.json with the machine's facts; --write-docs renders the section of
+docs/benchmarks.md between its markers from the newest result file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from common import commit, machine, write_section  # noqa: E402
 
 from visit_assets.lib.llm import LLMClient, LLMRequest, SamplingParams  # noqa: E402
 from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
@@ -94,6 +102,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=8, help="n_parallel of the batch arm")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--arms", default="loop,batch-seq,batch")
+    ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
     reqs = build_requests(args.images, args.questions, args.max_tokens)
@@ -119,27 +128,44 @@ def main() -> None:
             outputs[arm], stats[arm] = results, st
             print(f"  round {rnd + 1} {arm:14s} {dt:7.2f} s", flush=True)
 
-    prompt_tokens = sum(r.prompt_tokens for r in outputs[arms[0]])
-    out_tokens = sum(r.completion_tokens for r in outputs[arms[0]])
-    print(f"\nmodel {backend.identity.label()}  load {load_s:.2f} s  threads {seq.n_threads}  n_parallel {args.parallel}")
-    print(f"requests {len(reqs)} ({args.images} images x {args.questions} questions), max_tokens {args.max_tokens}, "
-          f"prompt tokens {prompt_tokens} (mean {prompt_tokens / len(reqs):.0f}), completion tokens {out_tokens}")
-    best = {a: min(t) for a, t in times.items()}
-    print(f"{'arm':14s} {'best s':>8s} {'median s':>9s} {'req/s':>7s} {'out tok/s':>9s}")
+    result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
+              "model": backend.identity.label(), "load_s": round(load_s, 2), "threads": seq.n_threads,
+              "n_parallel": args.parallel, "requests": len(reqs), "images": args.images, "questions": args.questions,
+              "max_tokens": args.max_tokens, "rounds": args.rounds, "arms": {}}
     for a in arms:
-        toks = sum(r.completion_tokens for r in outputs[a])
-        print(f"{a:14s} {best[a]:8.2f} {statistics.median(times[a]):9.2f} {len(reqs) / best[a]:7.2f} {toks / best[a]:9.1f}")
-    if "loop" in best:
-        for a in arms:
-            if a != "loop":
-                same = sum(x.text == y.text for x, y in zip(outputs["loop"], outputs[a]))
-                print(f"speed-up {a} vs loop: {best['loop'] / best[a]:.2f}x (median {statistics.median(times['loop']) / statistics.median(times[a]):.2f}x); "
-                      f"identical outputs {same}/{len(reqs)}")
-    for a in arms:
-        statuses: dict[str, int] = {}
-        for r in outputs[a]:
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-        print(f"{a} statuses: {statuses}")
+        result["arms"][a] = {"times_s": [round(t, 3) for t in times[a]],
+                             "completion_tokens": sum(r.completion_tokens for r in outputs[a]),
+                             "identical_to_loop": (sum(x.text == y.text for x, y in zip(outputs["loop"], outputs[a]))
+                                                   if "loop" in outputs and a != "loop" else None)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"llm_batch-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result))
+    print(f"raw results: {out}")
+    if args.write_docs:
+        newest = json.loads(sorted(RESULTS.glob("llm_batch-*.json"))[-1].read_text())
+        write_section("llm_batch", render(newest), "LLM: batch call vs one request at a time")
+
+
+ARM_TEXT = {"loop": "loop (one `generate` per request)", "batch-seq": "batch, sequential (`n_parallel=1`, default)",
+            "batch": "batch, `n_parallel={n}`"}
+
+
+def render(r: dict) -> str:
+    lines = [f"`.venv/bin/python bench/llm_batch.py --write-docs` — {r['model']} through llama.cpp, {r['requests']} "
+             f"requests ({r['images']} images x {r['questions']} questions, shared system prompt + description + "
+             f"question, `max_tokens` {r['max_tokens']}), cache off, best of {r['rounds']} rounds, {r['threads']} "
+             f"llama.cpp thread(s). Raw results: `bench/results/llm_batch-{r['date']}.json` ({r['date']}, commit "
+             f"{r['commit']}, {r['machine']['cores']} cores).", "",
+             "| arm | best s | req/s | out tok/s | identical to loop |", "| --- | ---: | ---: | ---: | ---: |"]
+    best = {a: min(v["times_s"]) for a, v in r["arms"].items()}
+    for a, v in r["arms"].items():
+        same = "—" if v["identical_to_loop"] is None else f"{v['identical_to_loop']}/{r['requests']}"
+        lines.append(f"| {ARM_TEXT.get(a, a).format(n=r['n_parallel'])} | {best[a]:.2f} | {r['requests'] / best[a]:.2f} | "
+                     f"{v['completion_tokens'] / best[a]:.1f} | {same} |")
+    if "loop" in best and "batch-seq" in best:
+        lines += ["", f"Batch / loop: **{best['loop'] / best['batch-seq']:.2f}x** (default, measured side by side in one run)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 from visit_assets.lib.mminstruct.diversity import (
-    diversity_report, lcs_length, length_plot, length_summary, root_verb, rouge_l,
+    diversity_report, lcs_length, length_plot, length_summary, root_verb, rouge_l, seeds_report,
 )
 
 
@@ -39,3 +39,11 @@ def test_length_summary_and_plot():
     assert length_summary(texts) == {"n": 4, "mean": 2.5, "p10": 0, "p50": 3, "p90": 5, "max": 5}
     assert length_summary([]) == {"n": 0}
     assert length_plot({"generated": texts, "merged": ["a b"]}).startswith(b"\x89PNG")
+
+
+def test_seeds_against_each_other_leave_themselves_out():
+    seeds = ["Write a short story inspired by this image.", "Write a short story inspired by this photo.",
+             "Plan a day trip to the place shown."]
+    r = seeds_report(seeds)
+    assert r["instructions"] == 3 and r["mean_rouge_l_to_nearest_seed"] < 1.0  # against itself it would be 1.0
+    assert r["share_rouge_l_over_0_7"] == round(2 / 3, 4)  # the two near-copies find each other

@@ -76,6 +76,14 @@ def diversity_report(instructions: Sequence[str], seeds: Sequence[str], sample: 
     }
 
 
+def seeds_report(seeds: Sequence[str]) -> dict:
+    """The seed set against itself: `diversity_report` with each seed's ROUGE-L to its nearest
+    other seed (leave-one-out), how far apart the hand-written set is."""
+    loo = [max((rouge_l(s, o) for j, o in enumerate(seeds) if j != i), default=0.0) for i, s in enumerate(seeds)]
+    return {**diversity_report(seeds, seeds), "mean_rouge_l_to_nearest_seed": round(sum(loo) / len(loo), 4) if loo else None,
+            "share_rouge_l_over_0_7": round(sum(x > 0.7 for x in loo) / len(loo), 4) if loo else None}
+
+
 def length_summary(texts: Sequence[str]) -> dict:
     """Word counts: n, mean, 10th / 50th / 90th percentile and max (MM-Instruct's length figures)."""
     words = sorted(len(tokens(t)) for t in texts)
@@ -102,7 +110,8 @@ def length_plot(series: dict[str, Sequence[str]]) -> bytes:
     for name, c in counts.items():
         ax.hist(c, bins=range(0, top + 2), alpha=0.6, label=f"{name} ({len(c)})", density=True)
     ax.set(xlabel="words", ylabel="share", title="length distribution")
-    ax.legend(fontsize=8)
+    if counts:  # nothing generated: an empty plot, no legend
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
