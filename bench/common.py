@@ -28,11 +28,11 @@ def commit() -> str:
     """The code measured: HEAD, marked "-dirty" when the working tree differs from it in anything but
     the benchmarks' own outputs (result files, docs/benchmarks.md), which a run of benches writes."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
 
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]  # "XY path": no strip
     code = [p for p in changed if not (p.startswith("bench/results/") or p == "docs/benchmarks.md")]
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if code else "")
+    return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if code else "")
 
 
 def open_instance(dagster_home: Path):
