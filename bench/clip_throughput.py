@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -33,11 +32,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import commit, machine, write_section  # noqa: E402
+from common import commit, machine, save_result  # noqa: E402
 
 from visit_assets.lib.models.clip import ClipEncoder, ImagePrep, usable_cpus  # noqa: E402
 
@@ -172,13 +170,7 @@ def main() -> None:
               "torch": torch.__version__, "decode_workers": enc.num_workers, "bare": bare_name, "encoder": enc_name,
               "sides": {name: {"times_s": [round(t, 4) for t in ts],
                                "max_abs_diff": float(np.max(np.abs(results[name] - ref)))} for name, ts in times.items()}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"clip_throughput-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"raw results: {out}")
-    if args.write_docs:
-        newest = json.loads(sorted(RESULTS.glob("clip_throughput-*.json"))[-1].read_text())
-        write_section("clip_throughput", render(newest), "CLIP image embeddings: resource vs bare open_clip loop")
+    save_result("clip_throughput", result, render, args.write_docs, "CLIP image embeddings: resource vs bare open_clip loop")
 
 
 def render(r: dict) -> str:

@@ -42,6 +42,20 @@ def open_instance(dagster_home: Path):
     return dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home)))
 
 
+def save_result(name: str, result: dict, render, write_docs: bool, heading: str) -> Path:
+    """Write `result` to bench/results/<name>-<date>.json; with `write_docs`, render the newest
+    <name>-*.json into docs/benchmarks.md's section <name> (under `heading` when it is new)."""
+    results = REPO / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{name}-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"raw results: {out}")
+    if write_docs:
+        newest = json.loads(sorted(results.glob(f"{name}-*.json"))[-1].read_text())
+        write_section(name, render(newest), heading)
+    return out
+
+
 def write_section(name: str, body: str, heading: str) -> None:
     """Replace the section between NAME's markers with `body`, or append it under `heading`."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import commit, machine, write_section  # noqa: E402
+from common import commit, machine, save_result  # noqa: E402
 
 from visit_assets.lib.llm import LLMClient, LLMRequest, SamplingParams  # noqa: E402
 from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
@@ -137,14 +134,8 @@ def main() -> None:
                              "completion_tokens": sum(r.completion_tokens for r in outputs[a]),
                              "identical_to_loop": (sum(x.text == y.text for x, y in zip(outputs["loop"], outputs[a]))
                                                    if "loop" in outputs and a != "loop" else None)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"llm_batch-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print(render(result))
-    print(f"raw results: {out}")
-    if args.write_docs:
-        newest = json.loads(sorted(RESULTS.glob("llm_batch-*.json"))[-1].read_text())
-        write_section("llm_batch", render(newest), "LLM: batch call vs one request at a time")
+    save_result("llm_batch", result, render, args.write_docs, "LLM: batch call vs one request at a time")
 
 
 ARM_TEXT = {"loop": "loop (one `generate` per request)", "batch-seq": "batch, sequential (`n_parallel=1`, default)",

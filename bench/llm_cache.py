@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import commit, machine, write_section  # noqa: E402
+from common import commit, machine, save_result  # noqa: E402
 
 from visit_assets.lib.llm import LLMCache, LLMClient, LLMRequest, SamplingParams  # noqa: E402
 from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
@@ -139,13 +137,7 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     result = measure(args.n, args.rounds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"llm_cache-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"raw results: {out}")
-    if args.write_docs:
-        newest = json.loads(sorted(RESULTS.glob("llm_cache-*.json"))[-1].read_text())
-        write_section("llm_cache", render(newest), "LLM response cache: fully cached re-run")
+    save_result("llm_cache", result, render, args.write_docs, "LLM response cache: fully cached re-run")
 
 
 if __name__ == "__main__":

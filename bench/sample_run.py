@@ -27,12 +27,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-RESULTS = HERE / "results"
 OUT = HERE / "out" / "sample_run"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from common import commit, machine, write_section  # noqa: E402
+from common import commit, machine, save_result  # noqa: E402
 
 
 def run_sample(home: Path) -> float:
@@ -163,14 +162,8 @@ def main() -> None:
     wall = run_sample(home)
     result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
               "wall_s": round(wall, 1), **read_store(home)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"sample_run-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print(render(result))
-    print(f"raw results: {out}")
-    if args.write_docs:
-        newest = json.loads(sorted(RESULTS.glob("sample_run-*.json"))[-1].read_text())
-        write_section("sample_run", render(newest), "The sample through the packaged 135M model (`make sample`)")
+    save_result("sample_run", result, render, args.write_docs, "The sample through the packaged 135M model (`make sample`)")
 
 
 if __name__ == "__main__":
