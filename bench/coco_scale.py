@@ -347,18 +347,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nbaseline / {o['stage']}:  wall {b['wall_s'] / o['wall_s']:.2f}x   "
               f"peak RSS {b['peak_rss_mb'] / o['peak_rss_mb']:.2f}x")
     sys.path.insert(0, str(HERE))
-    from common import commit, machine, write_section
+    from common import commit, machine, save_result
 
-    results = HERE / "results"
     result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "stage": ours,
               "set": meta, "rows": rows}
-    results.mkdir(parents=True, exist_ok=True)
-    out = results / f"coco_scale-{ours}-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"raw results: {out}")
-    if args.write_docs:
-        newest = json.loads(sorted(results.glob("coco_scale-full-*.json"))[-1].read_text())
-        write_section("coco_scale", render(newest), "Metadata ingest at COCO scale")
+    if ours == "full":  # the docs' section shows the full pipeline against the baseline
+        save_result("coco_scale-full", result, render, args.write_docs, "Metadata ingest at COCO scale", "coco_scale")
+    else:
+        save_result(f"coco_scale-{ours}", result, render, False, "")
 
 
 def render(r: dict) -> str:

@@ -42,9 +42,9 @@ def open_instance(dagster_home: Path):
     return dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home)))
 
 
-def save_result(name: str, result: dict, render, write_docs: bool, heading: str) -> Path:
+def save_result(name: str, result: dict, render, write_docs: bool, heading: str, section: str | None = None) -> Path:
     """Write `result` to bench/results/<name>-<date>.json; with `write_docs`, render the newest
-    <name>-*.json into docs/benchmarks.md's section <name> (under `heading` when it is new)."""
+    <name>-*.json into docs/benchmarks.md's section `section` (default <name>; under `heading` when new)."""
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{name}-{result['date']}.json"
@@ -52,7 +52,7 @@ def save_result(name: str, result: dict, render, write_docs: bool, heading: str)
     print(f"raw results: {out}")
     if write_docs:
         newest = json.loads(sorted(results.glob(f"{name}-*.json"))[-1].read_text())
-        write_section(name, render(newest), heading)
+        write_section(section or name, render(newest), heading)
     return out
 
 

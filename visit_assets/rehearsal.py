@@ -106,22 +106,20 @@ def _rows(store, asset: str, dataset: str, shards: list[int] | None) -> list[dic
     return frame.to_dicts()
 
 
-def _facts_digests(store, shards: list[int]) -> dict[str, int]:
+def _facts_digests(facts) -> dict[str, int]:
     """Per image, the digest of its numbered facts as the verification prompt shows them."""
     from .lib.instructify.registry import format_facts
     from .lib.standin.phrasing import digest
 
-    facts = store.read_shards("image_facts", "sample", shards)
     return {iid: digest(format_facts(group["text"].to_list()))
             for (iid,), group in facts.group_by("image_id", maintain_order=True)}
 
 
-def _draw_odds(store, shards: list[int], attempts: list[dict], registry) -> list[dict[str, float]]:
+def _draw_odds(facts, attempts: list[dict], registry) -> list[dict[str, float]]:
     """For each Instructify attempt, each prompt type's chance of being drawn: its weight among the
     types the image's remaining facts allow (a type that requires OCR facts is not drawn without them)."""
     from .lib.instructify.facts import Fact, features
 
-    facts = store.read_shards("image_facts", "sample", shards)
     facts_of = {r["fact_id"]: Fact.from_dict(r) for r in facts.iter_rows(named=True)}
     remaining = {iid: set(group["fact_id"]) for (iid,), group in facts.group_by("image_id")}
     odds = []
@@ -158,6 +156,7 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
     store = ParquetStore(home / "store")
     shards = list(range(settings.n_shards()))
     attempts = _rows(store, "conversation_attempts", "sample", shards)
+    facts = store.read_shards("image_facts", "sample", shards)  # read once: the digests and the draw odds
     generated = _rows(store, "generated_conversations", "sample", shards)
     kept = _rows(store, "filtered_conversations", "sample", shards)
     rejects = _rows(store, "conversation_rejects", "sample", shards)
@@ -178,13 +177,13 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
         "instructify": {
             "attempts_by_prompt": dict(sorted(tried.items())),
             "registry_share": {k: round(v, 4) for k, v in sorted(probabilities.items())},
-            "attempt_share_z": _share_z(tried, _draw_odds(store, shards, attempts, registry), sorted(probabilities)),
+            "attempt_share_z": _share_z(tried, _draw_odds(facts, attempts, registry), sorted(probabilities)),
             "accepted_by_prompt": dict(sorted(Counter(c["prompt_id"] for c in ins).items())),
             "pairs_per_conversation": dict(sorted(turns.items())),
             "image_token_only_first": sum(1 for c in ins if _image_token_ok(c["turns"])),
             "conversations": len(ins),
             **scoring.instructify_report(log, attempts, generated, kept, rejects, lambda i, it: llm_seed(i, seed, it),
-                                        _facts_digests(store, shards)),
+                                        _facts_digests(facts)),
         },
         "mminstruct": {
             "generated_instructions_ok": sum(1 for r in _rows(store, "generated_instructions", "sample", shards) if r["status"] == "ok"),

@@ -327,6 +327,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
                 verify: GenerateFn, conversations: list[dict[str, Any]], attempts: list[dict[str, Any]],
                 stop: threading.Event) -> None:
     """The rounds over `order` until every image has stopped (or `stop` is set), appending rows."""
+    mix = {"prompt_profile": registry.profile, "prompt_weights": stable_json(registry.weights())}  # every row's
     while True:
         active = []
         for s in order:
@@ -409,8 +410,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             vmodels = sorted({_model_label(v) for v in vres})
             conversations.append({
                 "conversation_id": cid, "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
-                **p.prompt.ref(), "prompt_profile": registry.profile, "prompt_weights": stable_json(registry.weights()),
-                "slots": stable_json(p.slots),
+                **p.prompt.ref(), **mix, "slots": stable_json(p.slots),
                 "iteration": s.iteration, "seed": seed, "model": label,
                 "verifier_models": vmodels, "verify_prompt_version": VERIFY_PROMPT_VERSION,
                 "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,
