@@ -14,6 +14,9 @@ latency, no faults), without CLIP weights (the documented fallback). Two modes, 
                  step's assets together), upstream first: each stage's wall time, CPU time and peak
                  RSS are its own process's (os.wait4), so memory is measured per stage
   --mode whole   one `visit-assets run <folder>` for the whole graph (every step in one process)
+  --mode daemon  the folder dropped into `dagster dev`'s watched folder, the sensors run the graph as
+                 they do for a user of the UI (bench/coco_daemon.py): wall time from the drop to the
+                 last run's end (no CPU or RSS: the runs are the daemon's processes)
   --gpu          the stand-in emulates one GPU server (GPU_SERVER: tokens/s shared, requests at once)
                  and logs each reply's tokens: per LLM step, wall time / the server's busy time for the
                  replies that finished in it (issue #13's overhead ratio); --lanes N sets Instructify's
@@ -56,6 +59,7 @@ COCO_IMAGES = 118_287
 GPU_SERVER = {"total-tokens-per-s": 8000, "max-concurrency": 256}
 
 import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts)
+from coco_daemon import run_daemon  # noqa: E402
 from common import StandIn, commit, machine, open_instance, write_section  # noqa: E402
 
 
@@ -175,6 +179,10 @@ def run_graph(folder: Path, home: Path, shards: int, mode: str, server_speed: di
         if mode == "whole":
             total = _command(["run", str(folder), *options], env, home / "run.log")
             return total, {}, server.stats()
+        if mode == "daemon":
+            if config:
+                raise SystemExit("--mode daemon runs the product's defaults (no --lanes)")
+            return run_daemon(folder, home, env), {}, server.stats()
         per_stage, before = progress["stage_processes"], progress["stand_in"]
         progress["invocations"] += 1
 
@@ -288,15 +296,18 @@ def render(results: list[dict]) -> str:
     lines = []
     for r in results:
         t, d, mode = r["total"], r["dagster"], r.get("mode", "whole")
-        how = ("one `visit-assets run --assets <stage>` process per stage" if mode == "stages"
-               else "one `visit-assets run` process for the whole graph")
+        how = {"stages": "one `visit-assets run --assets <stage>` process per stage",
+               "whole": "one `visit-assets run` process for the whole graph",
+               "daemon": "dropped into the watched folder of `dagster dev`, run by its sensors "
+                         f"(every {t.get('sensor_interval_s')} s, the default) through the daemon"}[mode]
         if r.get("first_stages"):
             how += f", the first {r['first_stages']} stages only"
         if r.get("stand_in", {}).get("invocations", 1) > 1:
             how += f", over {r['stand_in']['invocations']} invocations (`--resume`)"
+        usage = f", {t['cpu_s']:.0f} s CPU, peak RSS {t['peak_rss_mb']:,.0f} MB" if "cpu_s" in t else ""
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {how}** (bench/results/{_result_name(r)}; "
-                  f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU, peak RSS "
-                  f"{t['peak_rss_mb']:,.0f} MB; {d['runs']} Dagster runs, {d['event_log_rows']:,} event-log rows.", ""]
+                  f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall{usage}; {d['runs']} Dagster runs, "
+                  f"{d['event_log_rows']:,} event-log rows.", ""]
         if r.get("stage_processes"):
             lines += ["| stage (its process) | wall s | CPU s | peak RSS MB | wall s per 1k images |", "|---|---|---|---|---|"]
             for group, v in r["stage_processes"].items():
@@ -397,7 +408,7 @@ def main() -> None:
     parser.add_argument("command", nargs="?", default="measure", choices=["measure", "dataset", "docs"])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--mode", choices=["stages", "whole"], default="stages")
+    parser.add_argument("--mode", choices=["stages", "whole", "daemon"], default="stages")
     parser.add_argument("--gpu", action="store_true", help="the stand-in emulates one GPU server (GPU_SERVER) instead "
                         "of answering at once, and the overhead ratio is measured against its busy time")
     parser.add_argument("--stream-tokens-per-s", type=float, default=0.0,
