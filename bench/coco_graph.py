@@ -307,7 +307,7 @@ def render(results: list[dict]) -> str:
         usage = f", {t['cpu_s']:.0f} s CPU, peak RSS {t['peak_rss_mb']:,.0f} MB" if "cpu_s" in t else ""
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {how}** (bench/results/{_result_name(r)}; "
                   f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall{usage}; {d['runs']} Dagster runs, "
-                  f"{d['event_log_rows']:,} event-log rows.", ""]
+                  f"{d['event_log_rows']:,} event-log rows.{_against_command_line(r, results)}", ""]
         if r.get("stage_processes"):
             lines += ["| stage (its process) | wall s | CPU s | peak RSS MB | wall s per 1k images |", "|---|---|---|---|---|"]
             for group, v in r["stage_processes"].items():
@@ -336,6 +336,18 @@ def render(results: list[dict]) -> str:
                          f"{s.get('llm_sent', 0):,.0f} |")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _against_command_line(r: dict, results: list[dict]) -> str:
+    """For a daemon run: its wall time against one `visit-assets run` of the same set and shards."""
+    whole = [w for w in results if w.get("mode") == "whole" and w["images"] == r["images"] and w["shards"] == r["shards"]
+             and not isinstance(w.get("server"), dict)]
+    if r.get("mode") != "daemon" or not whole:
+        return ""
+    w = whole[-1]
+    return (f" That is {r['total']['wall_s'] / w['total']['wall_s']:.2f}x the wall time of one `visit-assets run` on "
+            f"the same set ({w['total']['wall_s']:.0f} s, bench/results/{_result_name(w)}); the runs "
+            f"by sensor: {', '.join(f'{k} {v}' for k, v in sorted(r['total'].get('runs_by_sensor', {}).items()))}.")
 
 
 def _linear_hours(stage_processes: dict, scale: float) -> float:

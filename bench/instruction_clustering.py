@@ -1,22 +1,28 @@
 """k-means + LLM merge at MM-Instruct scale: 50,000 generated instructions into k=300.
 
-    .venv/bin/python bench/instruction_clustering.py [--n 50000] [--k 300] [--merge all|N]
+    .venv/bin/python bench/instruction_clustering.py [--n 50000] [--k 300] [--merge all|N] [--write-docs]
 
 Synthetic instructions (task x subject x style x audience, deterministic) go through the same
 functions the `clustered_instructions` asset uses: the packaged MiniLM embedder, k-means, and the
-merge requests through the packaged SmolLM2 (llama.cpp, fresh cache). Prints time and peak RSS
-per stage.
+merge requests through the packaged SmolLM2 (llama.cpp, fresh cache). Time and peak RSS per stage;
+raw results bench/results/instruction_clustering-<date>.json (with the machine's facts); --write-docs
+renders its section of docs/benchmarks.md from the newest result file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import random
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, machine, save_result  # noqa: E402
 
 from visit_assets.lib.llm import LLMCache, LLMClient, make_backend
 from visit_assets.lib.mminstruct import cluster as cluster_mod
@@ -58,6 +64,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=50_000)
     p.add_argument("--k", type=int, default=300)
     p.add_argument("--merge", default="all", help="'all' clusters or a number of clusters to merge")
+    p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
     rows = []
     t0 = time.perf_counter()
@@ -65,11 +72,11 @@ def main() -> None:
     texts = [g.text for g in groups]
     embedder = SentenceEmbedder()
     vectors = embedder.encode(texts)
-    rows.append(("embed (MiniLM)", time.perf_counter() - t0, peak_mb(), f"{len(texts)} instructions, dim {vectors.shape[1]}"))
+    rows.append(("embed (MiniLM, CPU)", time.perf_counter() - t0, peak_mb(), f"{len(texts):,} x {vectors.shape[1]}"))
     t1 = time.perf_counter()
     labels, info = cluster_mod.cluster_instructions(vectors, args.k, 0)
     clusters = cluster_mod.group_clusters([g.instruction_id for g in groups], texts, vectors, labels)
-    rows.append(("k-means", time.perf_counter() - t1, peak_mb(), f"{info.algorithm}, k_used {info.k_used}"))
+    rows.append((f"k-means, k={args.k}", time.perf_counter() - t1, peak_mb(), f"{info.algorithm}, k_used {info.k_used}"))
     jobs = cluster_mod.merge_requests(clusters)
     if args.merge != "all":
         jobs = jobs[: int(args.merge)]
@@ -80,11 +87,26 @@ def main() -> None:
         merged = [cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)]
     ok = sum(m["status"] == "ok" for m in merged)
     rows.append(("LLM merge (SmolLM2)", time.perf_counter() - t2, peak_mb(), f"{len(jobs)} clusters, {ok} merged ok, "
-                 f"{client.stats.tokens_out} tokens out"))
-    print(f"{'stage':22s} {'wall s':>8s} {'peak RSS MB':>12s}  details")
-    for name, secs, mb, details in rows:
-        print(f"{name:22s} {secs:8.1f} {mb:12.0f}  {details}")
-    print(f"{'total':22s} {time.perf_counter() - t0:8.1f}")
+                 f"{client.stats.tokens_out:,} tokens out"))
+    result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "n": args.n,
+              "k": args.k, "merge": args.merge, "total_s": round(time.perf_counter() - t0, 1),
+              "stages": [{"stage": name, "wall_s": round(secs, 1), "peak_rss_mb": round(mb), "details": details}
+                         for name, secs, mb, details in rows]}
+    print(render(result))
+    save_result("instruction_clustering", result, render, args.write_docs, "k-means + merge at MM-Instruct scale")
+
+
+def render(r: dict) -> str:
+    peak = max(s["peak_rss_mb"] for s in r["stages"])
+    lines = [f"`.venv/bin/python bench/instruction_clustering.py --write-docs` — {r['n']:,} distinct synthetic "
+             "instructions (task x subject x style x audience) through the `clustered_instructions` functions: packaged "
+             f"MiniLM embeddings, k-means with k={r['k']} (MiniBatchKMeans above 20,000 rows), then one merge request per "
+             f"cluster through SmolLM2 on llama.cpp (fresh cache). Raw results: bench/results/instruction_clustering-"
+             f"{r['date']}.json ({r['date']}, commit {r['commit']}, {r['machine']['cores']} cores).", "",
+             "| stage | wall s | peak RSS MB | details |", "| --- | ---: | ---: | --- |"]
+    lines += [f"| {s['stage']} | {s['wall_s']:.1f} | {s['peak_rss_mb']:,} | {s['details']} |" for s in r["stages"]]
+    lines.append(f"| **total** | **{r['total_s']:.1f}** | **{peak:,}** | |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ server (tests/fake_llm_server.py) that counts every request body it receives and
    partition materialized, every image in exactly one shard, every LLM request sent exactly once.
 
 Two more tests pin bugs found here and fixed in runner.py: the re-run after a SIGKILL under the
-repo's dagster.yaml (the dead run kept its gpu pool slot, so the re-run waited for ever), and
+repo's dagster.yaml (the dead run kept its pool slot, so the re-run waited for ever), and
 run_dataset's error naming the failed step's own error.
 
 Upstream assets run once per module with the `echo` backend; the LLM layer's own SIGKILL test is
@@ -51,6 +51,7 @@ UPSTREAM = ["source_records", "grouped_metadata", "metadata_rejects", "image_fac
 GENERATION = ["generated_conversations", "conversation_attempts"]
 SMALL = {"generated_conversations": {"max_iterations": 1, "max_tokens": 64}}
 WAIT_S = 120  # upper bound on any one wait; the happy path never comes near it
+LLM_POOL = "llm"  # the pool of LLM steps whose backend is an endpoint (visit_assets/defs/llm/pools.py)
 
 # One dataset-level run per asset batch (run_dataset: the same code path as `make sample`).
 RUN = """
@@ -94,7 +95,7 @@ def make_home(path: Path, *, product_instance: bool = False) -> Path:
 
 def clone_home(source: Path, target: Path, *, product_instance: bool = False) -> Path:
     shutil.copytree(source, target)
-    if product_instance:  # gpu pool limited to one step, as `make sample` / `make ui` run it
+    if product_instance:  # each pool limited to one step, as `make sample` / `make ui` run it
         shutil.copyfile(REPO / "dagster.yaml", target / "dagster_home" / "dagster.yaml")
     return target
 
@@ -303,11 +304,11 @@ def test_rerun_after_sigkill_is_not_blocked_by_the_dead_runs_pool_slot(prepared,
                 def settled() -> bool:
                     if rerun.p.poll() is not None:
                         return True
-                    info = instance.event_log_storage.get_concurrency_info("gpu")
+                    info = instance.event_log_storage.get_concurrency_info(LLM_POOL)
                     held_by_dead = [s for s in info.claimed_slots if s.run_id == killed]
                     waiting = [s for s in info.pending_steps if s.run_id != killed]
                     assert not (held_by_dead and waiting), (
-                        "the re-run is waiting for the 'gpu' pool slot the SIGKILLed run still holds")
+                        f"the re-run is waiting for the {LLM_POOL!r} pool slot the SIGKILLed run still holds")
                     return False
 
                 poll(settled, "the re-run", every=0.2)
@@ -361,7 +362,7 @@ def test_endpoint_dies_mid_run_clear_error_finished_kept_rerun_sends_the_rest(pr
                 chain.append(error)
                 error = error.cause
             assert any(e.cls_name == "LLMUnavailableError" and server.url in e.message for e in chain), chain
-            assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots  # slot given back
+            assert not instance.event_log_storage.get_concurrency_info(LLM_POOL).claimed_slots  # slot given back
         assert cache_rows(home) == DIE_AFTER  # what finished is kept
         assert ParquetStore(home / "store").current("generated_conversations", "sample", 0) is None
 

@@ -614,7 +614,7 @@ def test_image_and_chart_versions_match_the_installed_dagster():
     assert f"ARG DAGSTER_VERSION={dg.__version__}" in dockerfile
     assert f"ARG DAGSTER_LIBS_VERSION={dagster_k8s.__version__}" in dockerfile
     assert dagster_postgres.__version__ == dagster_k8s.__version__
-    for copied in ("visit_assets", "sql", "deploy/k8s", "pyproject.toml"):
+    for copied in ("visit_assets", "deploy/k8s", "pyproject.toml"):
         assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", dockerfile, re.M), copied
         assert (ROOT / copied).exists()
     assert f"--version {dg.__version__}" in DOC.read_text()

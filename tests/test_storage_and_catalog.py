@@ -1,3 +1,5 @@
+import shutil
+
 import duckdb
 import polars as pl
 import pytest
@@ -76,3 +78,19 @@ def test_embedding_matrix_reads_vectors_without_python_floats():
     assert embedding_matrix(s.clear(), 3).shape == (0, 3)
     fixed = embedding_matrix(s.cast(pl.Array(pl.Float32, 3)))  # the store keeps them as fixed-size arrays
     assert fixed.shape == (3, 3) and fixed[2].tolist() == [0.5, -1.0, 2.5]
+
+
+def test_a_catalog_statement_that_breaks_fails_loudly(tmp_path):
+    """A statement reading an asset with no data yet is skipped (its stub stays); a broken one is raised,
+    and one that does not bind to the stored columns is warned about by name."""
+    from visit_assets.lib.catalog import SQL_DIR
+
+    store = ParquetStore(tmp_path / "store")
+    store.write("grouped_metadata", "d1", "v1", frame("v1", 2), shard=0, dataset_version="v1")
+    sql = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql)
+    with pytest.warns(UserWarning, match="catalog: vd_raw_grouped_metadata not built"):  # no image_key here
+        build_catalog(tmp_path / "store", sql_dir=sql)
+    (sql / "lineage.sql").write_text((sql / "lineage.sql").read_text() + "\nCREATE OR REPLACE VIEW broken AS SELEC 1;\n")
+    with pytest.raises(duckdb.ParserException):
+        build_catalog(tmp_path / "store", sql_dir=sql)

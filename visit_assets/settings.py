@@ -1,4 +1,5 @@
-"""Where things live, from the environment, with laptop-friendly defaults under ./visit_data."""
+"""Where things live, from the environment, with laptop-friendly defaults under ./visit_data. A variable
+set to an empty string counts as unset."""
 
 from __future__ import annotations
 
@@ -6,31 +7,37 @@ import os
 from pathlib import Path
 
 
+def env(name: str) -> str | None:
+    """A variable's value, stripped; unset and empty alike are None (a blanked variable counts as unset)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def home() -> Path:
-    return Path(os.environ.get("VISIT_HOME", "visit_data")).resolve()
+    return Path(env("VISIT_HOME") or "visit_data").resolve()
 
 
 def store_root() -> Path:
-    return Path(os.environ.get("VISIT_STORE", home() / "store")).resolve()
+    return Path(env("VISIT_STORE") or home() / "store").resolve()
 
 
 def datasets_root() -> Path:
-    return Path(os.environ.get("VISIT_DATASETS", home() / "datasets")).resolve()
+    return Path(env("VISIT_DATASETS") or home() / "datasets").resolve()
 
 
 def n_shards() -> int:
     """Static shard count; part of the partitions definition, so changing it means a new layout."""
-    return int(os.environ.get("VISIT_SHARDS", "4"))
+    return int(env("VISIT_SHARDS") or 4)
 
 
 def sensor_interval_s() -> int:
     """Seconds between two evaluations of each sensor (folder, seeds, automation)."""
-    return int(os.environ.get("VISIT_SENSOR_INTERVAL_S", "30"))
+    return int(env("VISIT_SENSOR_INTERVAL_S") or 30)
 
 
 def reingest_cron() -> str:
     """When the `nightly_reingest` schedule (off by default) re-ingests every dataset."""
-    return os.environ.get("VISIT_REINGEST_CRON", "0 3 * * *")
+    return env("VISIT_REINGEST_CRON") or "0 3 * * *"
 
 
 def sample_dataset() -> Path:

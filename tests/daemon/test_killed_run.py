@@ -1,5 +1,5 @@
 """A daemon-launched run killed with -9 (what the OOM killer does) mid-way through a model step: its
-`gpu` pool slot is freed within the bound dagster.yaml sets, the other runs go on, the run is
+`llm` pool slot (an LLM step on an endpoint: visit_assets/defs/llm/pools.py) is freed within the bound dagster.yaml sets, the other runs go on, the run is
 retried once by the daemon, and the retry sends the LLM only the requests that were never answered.
 """
 
@@ -21,7 +21,7 @@ from conftest import REPO, Watch, automated_assets, drop_in
 pytestmark = pytest.mark.slow
 
 DATASET = "sample"
-GPU_POOL = "gpu"
+LLM_POOL = "llm"
 DELAY_S = 1.0  # a slow model (one request at a time): the step is still running when it is killed
 ANSWERED_BEFORE_KILL = 2
 LLM_STEPS = {"image_facts", "generated_instructions", "generated_conversations", "filtered_conversations"}
@@ -34,8 +34,8 @@ def slot_bound_s() -> float:
     return monitoring["poll_interval_seconds"] + monitoring["free_slots_after_run_end_seconds"] + 30
 
 
-def gpu_claims(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
-    info = instance.event_log_storage.get_concurrency_info(GPU_POOL)
+def pool_claims(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    info = instance.event_log_storage.get_concurrency_info(LLM_POOL)
     return [(claim.run_id, claim.step_key) for claim in info.claimed_slots]
 
 
@@ -46,12 +46,12 @@ def run_processes(instance: dg.DagsterInstance, run_id: str) -> set[int]:
 
 
 def pick_victim(daemon: Watch) -> tuple[str, str, set[str]]:
-    """A run whose LLM step holds the gpu slot and has had answers since it was first seen, and
+    """A run whose LLM step holds the llm slot and has had answers since it was first seen, and
     still holds it a second after the answers were noted: (run id, step, answers noted)."""
     first_seen: dict[tuple[str, str], int] = {}
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
-        claims = [c for c in gpu_claims(daemon.instance) if c[1] in LLM_STEPS]
+        claims = [c for c in pool_claims(daemon.instance) if c[1] in LLM_STEPS]
         total = sum(daemon.llm.answered.values())
         if claims and total - first_seen.setdefault(claims[0], total) >= ANSWERED_BEFORE_KILL:
             with daemon.llm.cond:
@@ -59,10 +59,10 @@ def pick_victim(daemon: Watch) -> tuple[str, str, set[str]]:
             # each answer is stored as it arrives, before the next request goes out (concurrency 1);
             # a second's wait covers the last one
             time.sleep(1.0)
-            if claims[0] in gpu_claims(daemon.instance):
+            if claims[0] in pool_claims(daemon.instance):
                 return claims[0][0], claims[0][1], answered
         time.sleep(0.1)
-    pytest.fail(f"no LLM step held the gpu slot through {ANSWERED_BEFORE_KILL} answers in {TIMEOUT_S} s")
+    pytest.fail(f"no LLM step held the llm slot through {ANSWERED_BEFORE_KILL} answers in {TIMEOUT_S} s")
 
 
 def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon: Watch):
@@ -80,7 +80,7 @@ def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon
     daemon.llm.delay_s = 0.0  # the rest of the graph at full speed
 
     daemon.wait(f"the killed run's slot ({step}) to be freed",
-                lambda: victim not in {r for r, _ in gpu_claims(daemon.instance)}, slot_bound_s(),
+                lambda: victim not in {r for r, _ in pool_claims(daemon.instance)}, slot_bound_s(),
                 allow_failures=True)
     freed_after = time.monotonic() - killed_at
     run = daemon.instance.get_run_by_id(victim)

@@ -6,6 +6,7 @@ The catalog holds views only, so it is rebuilt in a second and never blocks a wr
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from string import Template
 
@@ -13,7 +14,7 @@ import duckdb
 
 from .storage import safe_name
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"  # package data; the top-level sql/ links here
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # asset names become view names, unquoted
 
 
@@ -50,6 +51,24 @@ def _rejects_view(con: duckdb.DuckDBPyConnection, views: list[str]) -> None:
                     "ORDER BY dataset, stage, records DESC")
 
 
+_MISSING_TABLE = re.compile(r"Table with name (\w+) does not exist")
+
+
+def _execute_unless_missing(con: duckdb.DuckDBPyConnection, stmt: str, present: list[str]) -> None:
+    """Run `stmt`. A statement that reads an asset with no data yet is skipped (its stub stays); one
+    that does not bind to the data there is (a store written by an older layout: a column missing)
+    is skipped with a warning naming it; any other error is raised."""
+    try:
+        con.execute(stmt)
+    except duckdb.CatalogException as exc:
+        missing = _MISSING_TABLE.search(str(exc))
+        if not missing or missing.group(1) in present:
+            raise
+    except duckdb.BinderException as exc:
+        name = re.search(r"(?:VIEW|MACRO)\s+(\w+)", stmt)
+        warnings.warn(f"catalog: {name.group(1) if name else 'a statement'} not built: {exc}", UserWarning, stacklevel=2)
+
+
 def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
     """Create or refresh `<store>/catalog.duckdb`; returns its path."""
     store = Path(store).resolve()
@@ -66,13 +85,11 @@ def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path =
             for asset in assets_with_data(store):
                 for stmt in _statements(template):
                     con.execute(Template(stmt).substitute(fill, asset=view_name(asset)))
-            _rejects_view(con, assets_with_data(store))
+            present = assets_with_data(store)
+            _rejects_view(con, present)
             for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
                 for stmt in _statements((sql_dir / name).read_text()):
-                    try:
-                        con.execute(Template(stmt).substitute(fill))
-                    except (duckdb.CatalogException, duckdb.BinderException):  # its assets are not there yet
-                        pass
+                    _execute_unless_missing(con, Template(stmt).substitute(fill), present)
     finally:
         con.close()
     return catalog_path

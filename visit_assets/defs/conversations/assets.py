@@ -29,7 +29,8 @@ from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import filters as filters_mod
 from ..waves import REGENERATED
-from ..llm.resources import LLMResource
+from ..llm.pools import llm_pool
+from ..llm.resources import GENERATOR, LLMResource
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, dataset_partitions, image_partitions, shard_partitions
@@ -116,7 +117,7 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
                      tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
     ],
     partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
-    pool="gpu",
+    pool=llm_pool(GENERATOR, "checker"),
 )
 def generated_conversations(context: dg.AssetExecutionContext, config: GenerationConfig, store: StoreResource,
                             llm: LLMResource):
@@ -183,7 +184,7 @@ def _rule_reason(row: dict) -> str | None:
                      description="Every generated conversation the filters removed, with the reason.",
                      tags=REGENERATED, kinds={"parquet"}),
     ],
-    partitions_def=image_partitions, code_version=FILTER_VERSION, pool="gpu",
+    partitions_def=image_partitions, code_version=FILTER_VERSION, pool=llm_pool("checker"),
 )
 def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     dataset, shard = dataset_and_shard(context)

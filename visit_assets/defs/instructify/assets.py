@@ -9,7 +9,8 @@ from ...lib.instructify import facts as facts_mod
 from ...lib.frames import rows_frame
 from ...lib.metadata.pipeline import lineage_columns
 from ..waves import REGENERATED
-from ..llm.resources import LLMResource
+from ..llm.pools import llm_pool
+from ..llm.resources import GENERATOR, LLMResource
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import StoreResource
@@ -18,7 +19,7 @@ FACTS_VERSION = code_version(facts_mod, files=("prompts/instructify_checks/decla
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,
-          group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool="gpu")
+          group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR))
 def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource) -> dg.MaterializeResult:
     """Each image's metadata as numbered facts: captions, a box layout, QA rewritten as statements by the LLM, OCR."""
     dataset, shard = dataset_and_shard(context)

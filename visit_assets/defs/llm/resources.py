@@ -74,14 +74,9 @@ def role_env_names() -> set[str]:
     return {role_env_name(r, f) for r in ROLES if r != GENERATOR for f in ROLE_FIELDS}
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
 def default_cache_path() -> str:
     """$VISIT_LLM_CACHE as written (a trailing slash picks the one-file-per-answer FileCache)."""
-    return _env("VISIT_LLM_CACHE") or str(settings.store_root() / "llm_cache.sqlite")
+    return settings.env("VISIT_LLM_CACHE") or str(settings.store_root() / "llm_cache.sqlite")
 
 
 class LLMRoleConfig(dg.Config):
@@ -145,7 +140,7 @@ class LLMResource(dg.ConfigurableResource):
         values = self.role_overrides(ROLE_FALLBACK[role]) if role in ROLE_FALLBACK else {}
         config = getattr(self, role)
         for field in ROLE_FIELDS:
-            value = (getattr(config, field) if config else None) or _env(role_env_name(role, field))
+            value = (getattr(config, field) if config else None) or settings.env(role_env_name(role, field))
             if value:
                 values[field] = value
         return values
@@ -160,7 +155,7 @@ class LLMResource(dg.ConfigurableResource):
         cache_path = self.resolved_cache_path()
         return RoleLLM(role, lambda: _client(kind, settings, cache_path), self.budget())
     def backend_kind(self) -> str:
-        kind = self.backend or _env("VISIT_LLM_BACKEND") or "llama_cpp"
+        kind = self.backend or settings.env("VISIT_LLM_BACKEND") or "llama_cpp"
         if kind not in BACKENDS:
             raise ValueError(f"unknown LLM backend {kind!r}; choose one of {BACKENDS}")
         return kind
@@ -168,13 +163,13 @@ class LLMResource(dg.ConfigurableResource):
     def backend_settings(self) -> dict[str, Any]:
         """Keyword arguments for the chosen backend (names of env vars only, never secrets)."""
         kind = self.backend_kind()
-        model_path = self.model_path or _env("VISIT_LLM_MODEL_PATH")
+        model_path = self.model_path or settings.env("VISIT_LLM_MODEL_PATH")
         if kind == "llama_cpp":
-            threads = self.n_threads or (int(_env("VISIT_LLM_THREADS")) if _env("VISIT_LLM_THREADS") else None)
+            threads = self.n_threads or (int(settings.env("VISIT_LLM_THREADS")) if settings.env("VISIT_LLM_THREADS") else None)
             return {"model_path": model_path, "n_ctx": self.n_ctx, "n_threads": threads, "n_parallel": self.n_parallel, "seed": self.seed}
         if kind == "openai":
-            urls = self.base_urls or _env("VISIT_LLM_BASE_URLS")
-            served = self.served_model or _env("VISIT_LLM_SERVED_MODEL")
+            urls = self.base_urls or settings.env("VISIT_LLM_BASE_URLS")
+            served = self.served_model or settings.env("VISIT_LLM_SERVED_MODEL")
             if not urls or not served:
                 raise ValueError("the openai backend needs base_urls/VISIT_LLM_BASE_URLS and served_model/VISIT_LLM_SERVED_MODEL")
             return {
@@ -182,10 +177,10 @@ class LLMResource(dg.ConfigurableResource):
                 "served_model": served,
                 "model_name": self.model_name,
                 "weights": self.model_weights,
-                "api_key_env": self.api_key_env or _env("VISIT_LLM_API_KEY_ENV"),
-                "concurrency": self.concurrency or int(_env("VISIT_LLM_CONCURRENCY") or 8),
-                "timeout_s": self.timeout_s or float(_env("VISIT_LLM_TIMEOUT_S") or 120),
-                "max_retries": self.max_retries if self.max_retries is not None else int(_env("VISIT_LLM_MAX_RETRIES") or 5),
+                "api_key_env": self.api_key_env or settings.env("VISIT_LLM_API_KEY_ENV"),
+                "concurrency": self.concurrency or int(settings.env("VISIT_LLM_CONCURRENCY") or 8),
+                "timeout_s": self.timeout_s or float(settings.env("VISIT_LLM_TIMEOUT_S") or 120),
+                "max_retries": self.max_retries if self.max_retries is not None else int(settings.env("VISIT_LLM_MAX_RETRIES") or 5),
                 "schema_style": self.schema_style,
             }
         if kind == "vllm":
@@ -211,7 +206,7 @@ class LLMResource(dg.ConfigurableResource):
         """This run's caps and prices: the fields, else VISIT_LLM_*, else none."""
 
         def pick(value: Any, env: str, cast: Callable[[str], Any]) -> Any:
-            return value if value is not None else (cast(_env(env)) if _env(env) else None)
+            return value if value is not None else (cast(settings.env(env)) if settings.env(env) else None)
 
         return Budget(max_requests=pick(self.max_requests_per_run, "VISIT_LLM_MAX_REQUESTS_PER_RUN", int),
                       max_output_tokens=pick(self.max_output_tokens_per_run, "VISIT_LLM_MAX_OUTPUT_TOKENS_PER_RUN", int),

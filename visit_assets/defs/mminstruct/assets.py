@@ -16,7 +16,8 @@ from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
 from ..waves import REGENERATED
-from ..llm.resources import LLMResource
+from ..llm.pools import llm_pool
+from ..llm.resources import GENERATOR, LLMResource
 from ..metadata import counts_by, preview
 from ..models.resources import ClipResource, EmbedderResource
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
@@ -44,7 +45,7 @@ def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
         "path": dg.MetadataValue.path(str(seeds_mod.DEFAULT_SEEDS_PATH))})
 
 
-@dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool="gpu",
+@dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool=llm_pool(GENERATOR),
           code_version=GENERATE_VERSION, group_name="mminstruct", tags=REGENERATED,
           kinds={"parquet"})
 def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
@@ -75,15 +76,15 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
         "preview": preview(frame, ["image_id", "seed_ids", "instruction", "status"]), **llm_meta})
 
 
-class ClusterConfig(dg.Config):
+class InstructionClusterConfig(dg.Config):
     k: int = cluster_mod.DEFAULT_K  # 300 at paper scale; capped on small data (see lib.mminstruct.cluster)
     seed: int = 0
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
-          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)], pool="gpu",
+          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)], pool=llm_pool(GENERATOR),
           tags=REGENERATED, kinds={"parquet", "scikitlearn"})
-def clustered_instructions(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource,
+def clustered_instructions(context: dg.AssetExecutionContext, config: InstructionClusterConfig, store: StoreResource,
                            llm: LLMResource, embedder: EmbedderResource):
     """Generated instructions embedded, clustered with k-means, and each cluster merged by the LLM into one."""
     dataset = context.partition_key

@@ -10,6 +10,7 @@ from ...lib.metadata.paths import UnsafePath, resolve_inside
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.models import clip as clip_mod
 from ...lib.models import embedder as embedder_mod
+from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embedding spaces matching reads
 from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
@@ -18,7 +19,6 @@ from . import checks
 from .resources import ClipResource, EmbedderResource
 
 EMBEDDING_VERSION = code_version(clip_mod, embedder_mod)
-CLIP_IMAGE, DESCRIPTION_TEXT = "clip-image", "description-text"
 
 
 def _image_paths(images_dir, keys: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any, Callable, TypeVar
 
 import dagster as dg
 
+from ... import settings
 from ...lib.ids import stable_json
 from ...lib.models.clip import DEFAULT_ARCH, ClipEncoder
 from ...lib.models.embedder import SentenceEmbedder
@@ -39,14 +40,9 @@ _objects_lock = threading.Lock()
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
 def _device(configured: str | None, env: str) -> str:
     """cpu (default), cuda, or auto: cuda where this process sees a GPU (one setting for every pod)."""
-    value = configured or _env(env) or "cpu"
+    value = configured or settings.env(env) or "cpu"
     if value == "auto":
         import torch
 
@@ -94,7 +90,7 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "model_path": self.model_path or _env("VISIT_EMBEDDER_MODEL"),
+            "model_path": self.model_path or settings.env("VISIT_EMBEDDER_MODEL"),
             "device": _device(self.device, "VISIT_EMBEDDER_DEVICE"),
             "batch_size": self.batch_size,
         }
@@ -122,10 +118,10 @@ class ClipResource(dg.ConfigurableResource):
     def settings(self) -> dict[str, Any]:
         allow = self.allow_random_init
         if allow is None:
-            allow = (_env("VISIT_CLIP_ALLOW_RANDOM_INIT") or "").lower() in _TRUE
+            allow = (settings.env("VISIT_CLIP_ALLOW_RANDOM_INIT") or "").lower() in _TRUE
         return {
-            "arch": self.arch or _env("VISIT_CLIP_ARCH") or DEFAULT_ARCH,
-            "pretrained": self.pretrained or _env("VISIT_CLIP_PRETRAINED"),
+            "arch": self.arch or settings.env("VISIT_CLIP_ARCH") or DEFAULT_ARCH,
+            "pretrained": self.pretrained or settings.env("VISIT_CLIP_PRETRAINED"),
             "allow_random_init": bool(allow),
             "device": _device(self.device, "VISIT_CLIP_DEVICE"),
             "batch_size": self.batch_size,
@@ -155,7 +151,7 @@ class RewardResource(dg.ConfigurableResource):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "checkpoint": self.checkpoint or _env("VISIT_REWARD_MODEL"),
+            "checkpoint": self.checkpoint or settings.env("VISIT_REWARD_MODEL"),
             "device": _device(self.device, "VISIT_REWARD_DEVICE"),
             "batch_size": self.batch_size,
             "max_length": self.max_length,

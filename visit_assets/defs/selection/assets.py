@@ -28,6 +28,7 @@ from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
 from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
+from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
 from ..metadata import counts_by, markdown, preview
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
@@ -147,7 +148,7 @@ def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, sto
         **info["llm"]})
 
 
-class ClusterConfig(dg.Config):
+class ImageClusterConfig(dg.Config):
     """InstructionGPT-4 clusters CLIP image embeddings with spectral clustering, K=10."""
 
     k: int = 10
@@ -158,7 +159,7 @@ class ClusterConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
           tags=REGENERATED, deps=[_dataset_dep("image_embeddings")])
-def image_clusters(context: dg.AssetExecutionContext, config: ClusterConfig, store: StoreResource):
+def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig, store: StoreResource):
     """A spectral cluster per image (nearest-neighbour affinity); the method used is on every row."""
     dataset = context.partition_key
     parquet = store.store()
@@ -276,7 +277,7 @@ class EvaluationConfig(dg.Config):
     max_tokens: int = 256
 
 
-@dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool="gpu",
+@dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool=llm_pool("pairwise"),
           kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")])
 def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, store: StoreResource,
                         llm: LLMResource) -> dg.MaterializeResult:

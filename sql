@@ -1,0 +1,1 @@
+visit_assets/sql
