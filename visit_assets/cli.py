@@ -176,7 +176,14 @@ def _plan(args: argparse.Namespace, default: dict):
 
 def stand_in(args: argparse.Namespace) -> int:
     """Serve the stand-in (a test instrument, never a model) until interrupted."""
+    import signal
     import time
+
+    # Stoppable whatever the parent ignored: ignored signals survive exec, and a parent that ran
+    # Dagster in-process from a background shell has SIGTERM ignored (Dagster copies SIGINT's
+    # disposition to SIGTERM), so a terminate() never reached the server.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from .lib.standin import STAND_IN_MODEL
     from .lib.standin.server import StandInServer
