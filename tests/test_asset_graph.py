@@ -38,8 +38,8 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-def rendered_in_a_clean_environment() -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIT_")}
+def rendered_in_a_clean_environment(**settings: str) -> str:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("VISIT_")}, **settings}
     return subprocess.run([sys.executable, __file__, "--print"], env=env, cwd=SNAPSHOT.parents[2], check=True,
                           capture_output=True, text=True).stdout
 
@@ -49,6 +49,34 @@ def test_the_asset_graph_is_the_committed_snapshot():
     assert SNAPSHOT.read_text() == current, (
         "the asset graph changed; if intended, run `python tests/test_asset_graph.py` and commit "
         f"tests/data/asset_graph.txt. Now:\n{current}")
+
+
+def pools(snapshot: str) -> dict[str, str]:
+    out, asset = {}, None
+    for line in snapshot.splitlines():
+        if not line.startswith(" "):
+            asset = line
+        elif line.strip().startswith("pools: "):
+            out[asset] = line.split(": ", 1)[1]
+    return out
+
+
+ENDPOINT_ONLY = {"image_facts", "generated_instructions", "conversation_attempts", "generated_conversations",
+                 "conversation_rejects", "filtered_conversations", "pairwise_evaluation"}
+TORCH = {"image_embeddings", "clustered_instructions", "quality_scores"}
+
+
+def test_llm_steps_on_endpoints_take_the_llm_pool_and_model_steps_the_gpu_pool():
+    laptop = pools(rendered_in_a_clean_environment())
+    assert {a: laptop[a] for a in ENDPOINT_ONLY | TORCH} == dict.fromkeys(ENDPOINT_ONLY | TORCH, "gpu")
+    fleet = pools(rendered_in_a_clean_environment(VISIT_LLM_BACKEND="openai"))
+    assert {a: fleet[a] for a in ENDPOINT_ONLY} == dict.fromkeys(ENDPOINT_ONLY, "llm")
+    assert {a: fleet[a] for a in TORCH} == dict.fromkeys(TORCH, "gpu")
+    # the pairwise judge falls back to the quality judge's model: a vLLM judge loads in the step
+    mixed = pools(rendered_in_a_clean_environment(VISIT_LLM_BACKEND="openai", VISIT_JUDGE_LLM_BACKEND="vllm"))
+    assert mixed["pairwise_evaluation"] == "gpu" and mixed["generated_conversations"] == "llm"
+    # an unknown backend name does not stop the definitions from loading (the step fails at run time)
+    assert pools(rendered_in_a_clean_environment(VISIT_LLM_BACKEND="opanai"))["image_facts"] == "gpu"
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ def test_a_catalog_statement_that_breaks_fails_loudly(tmp_path):
     shutil.copytree(SQL_DIR, sql)
     with pytest.warns(UserWarning, match="catalog: vd_raw_grouped_metadata not built"):  # no image_key here
         build_catalog(tmp_path / "store", sql_dir=sql)
-    (sql / "lineage.sql").write_text((sql / "lineage.sql").read_text() + "\nCREATE OR REPLACE VIEW broken AS SELEC 1;\n")
-    with pytest.raises(duckdb.ParserException):
+    lineage = (sql / "lineage.sql").read_text()
+    (sql / "lineage.sql").write_text(lineage + "\nCREATE OR REPLACE VIEW broken AS SELECT no_such_function(1);\n")
+    with pytest.raises(duckdb.CatalogException, match="no_such_function"):
         build_catalog(tmp_path / "store", sql_dir=sql)
+

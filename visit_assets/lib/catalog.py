@@ -62,7 +62,7 @@ def _execute_unless_missing(con: duckdb.DuckDBPyConnection, stmt: str, present: 
         con.execute(stmt)
     except duckdb.CatalogException as exc:
         missing = _MISSING_TABLE.search(str(exc))
-        if not missing or missing.group(1) in present:
+        if not missing or missing.group(1).removesuffix("_all") in present:  # <asset>_all: every version
             raise
     except duckdb.BinderException as exc:
         name = re.search(r"(?:VIEW|MACRO)\s+(\w+)", stmt)

@@ -1,7 +1,8 @@
 """The concurrency pool of a step that calls a model.
 
-`gpu`: the model runs in the step's own process (llama.cpp on a laptop, vLLM on a GPU executor, the
-torch models): one such step at a time per machine, dagster.yaml's default pool limit.
+`gpu`: the model runs in the step's own process (llama.cpp on a laptop, vLLM on a GPU executor; the
+torch stages — image_embeddings, clustered_instructions' embedder, quality_scores — declare `gpu`
+themselves): one such step at a time per machine, dagster.yaml's default pool limit.
 `llm`: the step only sends requests to OpenAI-compatible endpoints (a vLLM fleet, an API), which
 queue and batch on their side; its limit is how many steps may feed them at once (`dagster instance
 concurrency set llm N`; unset, the instance's default limit). Before this pool, a fleet was fed by
@@ -21,9 +22,14 @@ IN_PROCESS = {"llama_cpp", "vllm"}  # backends that load the model into the step
 
 
 def role_backend(role: str) -> str:
-    """The backend `role` gets from the environment, as LLMResource resolves it."""
+    """The backend `role` gets from the environment, as LLMResource resolves it. An unknown name
+    counts as in-process here: the step then fails at run time naming it, as before pools, instead
+    of the whole code location failing to load."""
     resource = LLMResource()
-    return resource.role_overrides(role).get("backend") or resource.backend_kind()
+    try:
+        return resource.role_overrides(role).get("backend") or resource.backend_kind()
+    except ValueError:
+        return "llama_cpp"
 
 
 def llm_pool(*roles: str) -> str:

@@ -82,7 +82,8 @@ class InstructionClusterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
-          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)], pool=llm_pool(GENERATOR),
+          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)],
+          pool="gpu",  # the sentence embedder runs in the step (torch), whatever the LLM backend
           tags=REGENERATED, kinds={"parquet", "scikitlearn"})
 def clustered_instructions(context: dg.AssetExecutionContext, config: InstructionClusterConfig, store: StoreResource,
                            llm: LLMResource, embedder: EmbedderResource):
