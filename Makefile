@@ -4,7 +4,7 @@
 #   make test     run the test suite
 # make rehearse runs the sample through the stand-in model (a test instrument with planted faults).
 # make lock re-resolves pyproject.toml's ranges into requirements.lock (commit the result).
-.PHONY: sample test ui catalog check-setup lock rehearse
+.PHONY: sample test ui viewer catalog check-setup lock rehearse
 
 # torch's OpenMP threads spin while waiting; with several shard runs sharing the cores that costs
 # 5-8x (measured, bench/clip_throughput.py). Passive waiting is the right default here.
@@ -19,6 +19,10 @@ test:
 ui:
 	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \
 	  "$$venv/bin/dagster" dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The data viewer (visit_assets/viewer, docs/viewer.md) on http://127.0.0.1:8700, over $VISIT_HOME's store.
+viewer:
+	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli viewer
 
 rehearse:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli rehearse

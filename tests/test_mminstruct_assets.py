@@ -11,11 +11,12 @@ from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
 
 pytestmark = pytest.mark.slow
+# The instruction side only: the answers (generated_conversations and its filters) are exercised with
+# the real model by tests/test_instructify_assets.py and tests/instructify/test_instructify_llama_slow.py,
+# and through a competent stand-in, MM-Instruct's included, by tests/test_rehearsal.py. Generating
+# them here with the 135M model took minutes and checked nothing those do not.
 STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings",
-         "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches",
-         "image_facts", "generated_conversations", "conversation_attempts", "filtered_conversations",
-         "conversation_rejects"]
-SMALL = {"generated_conversations": {"max_iterations": 1, "max_tokens": 64, "answer_max_tokens": 48}}
+         "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches"]
 
 
 def _meta(instance, key):
@@ -24,7 +25,7 @@ def _meta(instance, key):
 
 def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
     with dg.instance_for_test() as instance:
-        run_dataset(defs, "sample", instance, only=STEPS, op_config=SMALL, log=lambda _: None)
+        run_dataset(defs, "sample", instance, only=STEPS, log=lambda _: None)
         first = _meta(instance, "generated_instructions")
         run_dataset(defs, "sample", instance, only=["generated_instructions"], log=lambda _: None)
         again = _meta(instance, "generated_instructions")
@@ -53,17 +54,6 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
         assert all(np.all(np.diff(sims) <= 1e-9) for sims in matches["top_similarities"])  # top-k is sorted
     else:
         assert matches.height == 0
-    # Both recipes land in one table; every generated conversation is either kept or rejected with a reason.
-    generated = store.read_shards("generated_conversations", "sample", shards)
-    kept = store.read_shards("filtered_conversations", "sample", shards)
-    rejected = store.read_shards("conversation_rejects", "sample", shards)
-    assert kept.height + rejected.height == generated.height
-    if rejected.height:
-        assert rejected["reason"].null_count() == 0
-    if merged_ok.height:
-        mm = generated.filter(pl.col("recipe") == "mm-instruct")
-        assert mm.height > 0
-        assert all(t[0]["value"].startswith("<image>\n") and "<image>" not in t[1]["value"] for t in mm["turns"])
 
 
 def test_seed_file_sensor_requests_only_on_change(home, tmp_path, monkeypatch):

@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGED = ["visit_assets/sql/*.sql", "visit_assets/prompts/**/*", "visit_assets/data/*", "visit_assets/sample_data/**/*"]
+PACKAGED = ["visit_assets/sql/*.sql", "visit_assets/prompts/**/*", "visit_assets/data/*", "visit_assets/sample_data/**/*",
+            "visit_assets/viewer/templates/*.html"]
 
 
 def test_the_wheel_carries_the_data_files_and_the_catalog_reads_them_from_it(tmp_path):

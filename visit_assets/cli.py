@@ -159,6 +159,18 @@ def diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def viewer(args: argparse.Namespace) -> int:
+    """The data viewer on 127.0.0.1 until interrupted: it only reads the store and the datasets."""
+    import uvicorn
+
+    from .viewer.app import create_app
+
+    app = create_app(settings.store_root(), settings.datasets_root())
+    print(f"viewer of {settings.store_root()} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
 def check_setup(args: argparse.Namespace) -> int:
     from .setup_check import main as check
 
@@ -234,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--examples", type=int, default=5, help="example items per kind of change")
     d.add_argument("--json", action="store_true", help="print the full result as JSON")
     d.set_defaults(fn=diff)
+    v = sub.add_parser("viewer", help="browse the store in a web browser: datasets, images with their boxes, "
+                       "conversations, rejects (read-only, on 127.0.0.1)")
+    v.add_argument("--port", type=int, default=settings.VIEWER_PORT)
+    v.set_defaults(fn=viewer)
     sub.add_parser("check-setup", help="load and exercise each native component (llama.cpp, embedder, torch), "
                    "each in its own process").set_defaults(fn=check_setup)
     for name, helptext in (("stand-in", "serve the stand-in model (a test instrument with planted faults) on 127.0.0.1"),

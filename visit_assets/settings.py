@@ -25,6 +25,14 @@ def datasets_root() -> Path:
     return Path(env("VISIT_DATASETS") or home() / "datasets").resolve()
 
 
+VIEWER_PORT = 8700  # `visit-assets viewer` / `make viewer`
+
+
+def viewer_url() -> str:
+    """Where the data viewer is served: materialization metadata links to its pages from here."""
+    return (env("VISIT_VIEWER_URL") or f"http://127.0.0.1:{VIEWER_PORT}").rstrip("/")
+
+
 def n_shards() -> int:
     """Static shard count; part of the partitions definition, so changing it means a new layout."""
     return int(env("VISIT_SHARDS") or 4)

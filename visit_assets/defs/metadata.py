@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import dagster as dg
 import polars as pl
+
+from .. import settings
 
 
 def preview(frame: pl.DataFrame, columns: list[str], rows: int = 5) -> dg.MetadataValue:
@@ -17,6 +21,11 @@ def preview(frame: pl.DataFrame, columns: list[str], rows: int = 5) -> dg.Metada
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
                    tbl_hide_dataframe_shape=True, fmt_str_lengths=120, tbl_rows=rows, tbl_cols=len(cols)):
         return dg.MetadataValue.md(str(head))
+
+
+def viewer_link(path: str, **query: str) -> dg.MetadataValue:
+    """A page of the data viewer (`visit-assets viewer`, at VISIT_VIEWER_URL): a link, valid while it runs."""
+    return dg.MetadataValue.url(f"{settings.viewer_url()}{path}" + (f"?{urlencode(query)}" if query else ""))
 
 
 def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:

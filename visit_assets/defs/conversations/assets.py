@@ -32,7 +32,7 @@ from ..waves import REGENERATED
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.rounds import LLMRounds
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, image_partitions, shard_partitions
 from ..resources import StoreResource
 from . import checks
@@ -316,4 +316,5 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
         "not_real_models": dg.MetadataValue.json(manifest["not_real_models"]),
         "export_folder": dg.MetadataValue.path(str(folder)),
         "manifest": dg.MetadataValue.json(json.loads(json.dumps(manifest, default=str))),
+        "viewer": viewer_link("/browse", dataset=dataset, **({"status": "selected"} if config.source == "selected" else {})),
     })

@@ -13,7 +13,7 @@ from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
 from ..waves import REGENERATED
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
 from . import checks
@@ -92,6 +92,7 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
         "dataset_version": version, "dagster/row_count": grouped.height,
         "images_checked": config.check_images, "source_records": records.height,
         "preview": preview(grouped, ["image_key", "width", "height", "captions", "boxes", "qa", "sources"]),
+        "viewer": viewer_link("/", dataset=dataset),
     })
     yield dg.MaterializeResult(asset_key="metadata_rejects", data_version=dg.DataVersion(data_version), metadata={
         "dataset_version": version, "dagster/row_count": rejects.height,

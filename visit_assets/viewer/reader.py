@@ -1,0 +1,72 @@
+"""The store, read-only, for the viewer: the product's catalog (lib/catalog.py, the same SQL) built
+into a private file, and image files found the way ingestion finds them.
+
+The catalog is private because DuckDB lets one process write a database file only when no other
+process has it open: a viewer holding `<store>/catalog.duckdb` would make the next
+`visit-assets run` or `catalog` fail. Its views read the Parquet files at query time, so new
+versions show up at once; only an asset appearing for the first time needs a rebuild (`refresh`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import duckdb
+
+from visit_assets.lib.catalog import assets_with_data, build_catalog, view_names
+from visit_assets.lib.metadata.dataset import DatasetError, check_dataset_name, read_layout
+from visit_assets.lib.metadata.paths import UnsafePath, normalise_image_key, resolve_inside
+
+from .queries import Db
+
+
+class Reader:
+    def __init__(self, store: Path, datasets: Path):
+        self.store, self.datasets = Path(store).resolve(), Path(datasets).resolve()
+        self._dir = Path(tempfile.mkdtemp(prefix="visit-viewer-"))
+        self._lock = threading.Lock()
+        self._built_for: tuple[str, ...] | None = None
+        self._connections: list[duckdb.DuckDBPyConnection] = []  # the newest last; old ones may still serve
+        self._views: frozenset[str] = frozenset()
+        self.refresh()
+
+    def _assets(self) -> tuple[str, ...]:
+        return tuple(assets_with_data(self.store)) if self.store.is_dir() else ()
+
+    def refresh(self) -> None:
+        """Rebuild the private catalog if the assets with data are not those it was built for."""
+        assets = self._assets()
+        with self._lock:
+            if assets == self._built_for:
+                return
+            path = build_catalog(self.store, self._dir / f"catalog-{len(self._connections)}.duckdb")
+            self._views = frozenset(view_names(path))
+            self._connections.append(duckdb.connect(str(path), read_only=True))
+            self._built_for = assets
+
+    def db(self) -> Db:
+        """A cursor of its own (DuckDB connections are not shared between threads); close it after use."""
+        with self._lock:
+            return Db(self._connections[-1].cursor(), self._views)
+
+    def image_file(self, dataset: str, image_key: str) -> Path:
+        """The file of a registered image key, inside its dataset's image folder (symlinks resolved),
+        or FileNotFoundError: never a path that leaves that folder."""
+        try:
+            images = read_layout(self.datasets / check_dataset_name(dataset)).images_dir
+            path = resolve_inside(images, normalise_image_key(image_key))
+        except (DatasetError, UnsafePath) as e:
+            raise FileNotFoundError(str(e)) from None
+        if not path.is_file():
+            raise FileNotFoundError(f"{image_key} is not in {images}")
+        return path
+
+    def close(self) -> None:
+        with self._lock:
+            for con in self._connections:
+                con.close()
+            self._connections.clear()
+        shutil.rmtree(self._dir, ignore_errors=True)
