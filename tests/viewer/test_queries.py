@@ -136,6 +136,35 @@ def test_a_store_with_only_its_first_assets(tmp_path):
         assert queries.image_conversations(db, "d1", "i1") == []
 
 
+def test_kept_counts_and_choices_follow_the_store(tmp_path):
+    """The browse page keeps its counts and filter choices per store state: a partition written
+    since (its pointer replaced) is seen on the next page load."""
+    store = ParquetStore(tmp_path / "store")
+
+    def conversations(n: int, recipe: str) -> pl.DataFrame:
+        return pl.DataFrame({"dataset": "d1", "dataset_version": "v1", "conversation_id": [f"c{k}" for k in range(n)],
+                             "image_id": [f"i{k}" for k in range(n)], "image_key": [f"{k}.jpg" for k in range(n)],
+                             "recipe": recipe, "prompt_id": "p", "prompt_version": 1, "iteration": 0,
+                             "llm_model": "m", "llm_weights": "w", "code_version": "cv", "sampling_config": "{}",
+                             "turns": [[{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]] * n})
+
+    store.write("generated_conversations", "d1", "v1", conversations(2, "r1"), shard=0, dataset_version="v1")
+    with contextlib.closing(Reader(tmp_path / "store", tmp_path / "datasets")) as reader:
+        for _ in range(2):  # the second load answers from what was kept
+            with contextlib.closing(reader.db()) as db:
+                assert queries.conversations(db, {})["total"] == 2
+                assert queries.conversations(db, {"recipe": "r1"})["total"] == 2
+                assert queries.filter_choices(db)["recipe"] == ["r1"]
+                assert db.cache
+        store.write("generated_conversations", "d1", "v2", conversations(3, "r2"), shard=0, dataset_version="v1")
+        with contextlib.closing(reader.db()) as db:
+            assert not db.cache
+            assert queries.conversations(db, {})["total"] == 3
+            assert queries.conversations(db, {"recipe": "r1"})["total"] == 0
+            assert queries.filter_choices(db)["recipe"] == ["r2"]
+            assert [r["conversation_id"] for r in queries.conversations(db, {}, page=2, page_size=2)["rows"]] == ["c2"]
+
+
 def test_the_queries_and_the_reader_import_no_dagster():
     import subprocess
     import sys

@@ -83,8 +83,12 @@ def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path =
                 con.execute(Template(stmt).substitute(fill))
             template = (sql_dir / "asset_views.sql").read_text()
             for asset in assets_with_data(store):
+                pointers = f"_current/{view_name(asset)}/*/*.json"
+                if not any(store.glob(pointers)):  # data written, no pointer yet: the view is empty
+                    pointers = "_current/*/*/*.json"
                 for stmt in _statements(template):
-                    con.execute(Template(stmt).substitute(fill, asset=view_name(asset)))
+                    con.execute(Template(stmt).substitute(fill, asset=view_name(asset),
+                                                          pointers=f"{store.as_posix()}/{pointers}"))
             present = assets_with_data(store)
             _rejects_view(con, present)
             for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in

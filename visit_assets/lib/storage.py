@@ -31,6 +31,37 @@ def safe_name(value: str, what: str) -> str:
     return str(value)
 
 
+def _typed(dtype: pl.DataType) -> pl.DataType:
+    """`dtype` with the Null type, at any depth, read as String."""
+    if dtype == pl.Null:
+        return pl.String()
+    if isinstance(dtype, pl.List):
+        return pl.List(_typed(dtype.inner))
+    if isinstance(dtype, pl.Array):
+        return pl.Array(_typed(dtype.inner), dtype.shape)
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct([pl.Field(f.name, _typed(f.dtype)) for f in dtype.fields])
+    return dtype
+
+
+def storable(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with no column of the Null type: such a column becomes String (still all null).
+
+    Polars gives a column the Null type when no row had a value (frames are built from row dicts,
+    rows_frame), and writes it to Parquet as such. DuckDB cannot skip over one in a filtered read
+    ("PlainSkip not implemented"), so every catalog query filtering that view would fail. The
+    columns that come out all-null are optional text (a fact's derived_from, note and model, an
+    LLM error, the reason column of an empty reject partition), and String is what a query expects
+    of them. The frames have no declared schema to say otherwise (their types are inferred from the
+    rows); the cost of the rule: a number column all null in one partition would read as text in
+    the union of the partitions.
+
+    Only the file changes: the data version (a hash of the rows, see frames.frame_fingerprint)
+    is the same, so a version already on disk is not rewritten."""
+    changed = {name: _typed(dtype) for name, dtype in frame.schema.items() if _typed(dtype) != dtype}
+    return frame.cast(changed) if changed else frame
+
+
 def part_name(shard: int | None) -> str:
     return "all" if shard is None else f"shard={int(shard)}"
 
@@ -67,7 +98,7 @@ class ParquetStore:
         version that first produced them (never overwritten)."""
         path = self.data_path(asset, dataset, data_version, shard)
         if not path.exists():
-            _atomic_write(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+            _atomic_write(path, lambda tmp: storable(frame).write_parquet(tmp, compression="zstd", statistics=True))
         pointer = {"asset": asset, "dataset": dataset, "shard": shard, "data_version": data_version,
                    "path": str(path.relative_to(self.root)), "rows": frame.height,
                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}

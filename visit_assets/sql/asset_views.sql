@@ -4,7 +4,11 @@
 CREATE OR REPLACE VIEW ${asset}_all AS
 SELECT * FROM read_parquet('${store}/${asset}/*/*/*.parquet', union_by_name = true, filename = true);
 
+-- ${pointers}: the asset's own pointer files (a few dozen, where current_partitions reads every
+-- asset's: hundreds at COCO scale, parsed again by every query naming the view), or all of them
+-- when the asset has none yet.
 CREATE OR REPLACE VIEW ${asset} AS
 SELECT a.* EXCLUDE (filename)
 FROM ${asset}_all a
-JOIN current_partitions c ON c.asset = '${asset}' AND a.filename = '${store}/' || c.path;
+JOIN read_json('${pointers}', columns = {asset: 'VARCHAR', path: 'VARCHAR'}) c
+  ON c.asset = '${asset}' AND a.filename = '${store}/' || c.path;

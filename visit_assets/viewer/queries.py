@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 
@@ -66,10 +66,21 @@ STUBS = {
 
 @dataclass(frozen=True)
 class Db:
-    """A cursor on the catalog and the names of the views it holds."""
+    """A cursor on the catalog and the names of the views it holds; `cache`, when given, keeps
+    answers that only change with the store (the Reader hands out one per store state)."""
 
     con: duckdb.DuckDBPyConnection
     views: frozenset[str]
+    cache: dict | None = None
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        if self.cache is None:
+            return compute()
+        if key not in self.cache:
+            if len(self.cache) >= 1000:  # filters come from the query string: keep it bounded
+                self.cache.clear()
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def sql(self, body: str) -> str:
         """`body` with an empty stand-in for every view it reads that the catalog does not have."""
@@ -81,12 +92,12 @@ class Db:
             return f"WITH {ctes}, {body.lstrip()[5:]}"
         return f"WITH {ctes} {body}"
 
-    def rows(self, body: str, params: list | None = None) -> list[dict[str, Any]]:
+    def rows(self, body: str, params: list | dict | None = None) -> list[dict[str, Any]]:
         cur = self.con.execute(self.sql(body), params or [])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
-    def one(self, body: str, params: list | None = None) -> dict[str, Any] | None:
+    def one(self, body: str, params: list | dict | None = None) -> dict[str, Any] | None:
         found = self.rows(body, params)
         return found[0] if found else None
 
@@ -165,19 +176,38 @@ def prompt_types(db: Db, dataset: str) -> list[dict]:
 # One row per generated or imported conversation and per attempt rejected before it became one,
 # with where it ended: rejected (and why, at which stage), generated (not filtered yet), kept by the
 # filters, selected or not (and why not), exported.
-CONVERSATIONS = """
-    WITH c AS (
-      SELECT dataset, dataset_version, conversation_id, image_id, image_key, recipe, prompt_id, prompt_version,
-             iteration, llm_model, llm_weights, turns, 'generation' AS origin, NULL AS attempt_reason, NULL AS detail
-      FROM generated_conversations
-      UNION ALL
-      SELECT dataset, dataset_version, conversation_id, image_id, image_key, recipe, source, NULL, NULL, NULL, NULL,
-             turns, 'imported', NULL, NULL
-      FROM imported_conversations
-      UNION ALL
-      SELECT dataset, dataset_version, NULL, image_id, image_key, recipe, prompt_id, prompt_version, iteration,
-             llm_model, llm_weights, NULL, 'attempt', reason, detail
-      FROM conversation_attempts WHERE status = 'rejected'),
+#
+# At COCO scale the joined assets hold half a million rows each, and a hash join reads its side in
+# full. So each query reads them in two steps: first the rows of `c` a page shows, found on their
+# own columns (narrow: no turns, no join unless a filter needs the joined status); then those rows
+# only, the other assets read for their conversation ids alone (`side`: an IN list, which DuckDB
+# pushes into the Parquet scans to skip row groups and applies before the joins; of those assets
+# only the id and the columns shown are read). Parameters are named ($name).
+def _c(where: str = "true") -> str:
+    """`c`: conversations and rejected attempts on their own columns, `where` applied to them."""
+    return f"""
+    c AS (
+      SELECT * FROM (
+        SELECT dataset, dataset_version, conversation_id, image_id, image_key, recipe, prompt_id, prompt_version,
+               iteration, llm_model, llm_weights, turns, 'generation' AS origin, NULL AS attempt_reason,
+               NULL AS detail
+        FROM generated_conversations
+        UNION ALL
+        SELECT dataset, dataset_version, conversation_id, image_id, image_key, recipe, source, NULL, NULL, NULL,
+               NULL, turns, 'imported', NULL, NULL
+        FROM imported_conversations
+        UNION ALL
+        SELECT dataset, dataset_version, NULL, image_id, image_key, recipe, prompt_id, prompt_version, iteration,
+               llm_model, llm_weights, NULL, 'attempt', reason, detail
+        FROM conversation_attempts WHERE status = 'rejected')
+      WHERE {where})"""
+
+
+def conversations_sql(where: str = "true", side: str = "true") -> str:
+    """WITH c, conversations: `c` filtered by `where`, the joined assets read only where `side` holds
+    (a condition on their dataset and conversation_id)."""
+    return f"""
+    WITH {_c(where)},
     conversations AS (
       SELECT c.* EXCLUDE (attempt_reason),
              CASE WHEN c.origin = 'attempt' OR r.reason IS NOT NULL THEN 'rejected'
@@ -190,57 +220,148 @@ CONVERSATIONS = """
                   WHEN s.outcome IS NOT NULL THEN 'selection' END AS stage,
              s.cluster, s."F" AS f_score, s.rank, e.export_version
       FROM c
-      LEFT JOIN conversation_rejects r ON r.dataset = c.dataset AND r.conversation_id = c.conversation_id
-      LEFT JOIN filtered_conversations f ON f.dataset = c.dataset AND f.conversation_id = c.conversation_id
-      LEFT JOIN selection_ranking s ON s.dataset = c.dataset AND s.conversation_id = c.conversation_id
-      LEFT JOIN visit_export e ON e.dataset = c.dataset AND e.conversation_id = c.conversation_id)"""
+      LEFT JOIN (SELECT dataset, conversation_id, reason FROM conversation_rejects WHERE {side}) r
+        ON r.dataset = c.dataset AND r.conversation_id = c.conversation_id
+      LEFT JOIN (SELECT dataset, conversation_id FROM filtered_conversations WHERE {side}) f
+        ON f.dataset = c.dataset AND f.conversation_id = c.conversation_id
+      LEFT JOIN (SELECT dataset, conversation_id, cluster, "F", rank, selected, outcome FROM selection_ranking
+                 WHERE {side}) s
+        ON s.dataset = c.dataset AND s.conversation_id = c.conversation_id
+      LEFT JOIN (SELECT dataset, conversation_id, export_version FROM visit_export WHERE {side}) e
+        ON e.dataset = c.dataset AND e.conversation_id = c.conversation_id)"""
+
+
+CONVERSATIONS = conversations_sql()  # everything (what the catalog user would write)
 ORDER = "ORDER BY dataset, image_key, recipe, iteration NULLS LAST, conversation_id NULLS FIRST, prompt_id, origin"
+# What tells the rows of `c` apart (the sort columns, and the image).
+KEY = ("origin", "dataset", "image_id", "image_key", "recipe", "prompt_id", "iteration", "conversation_id")
 TURN_TEXT = "lower(array_to_string(list_transform(turns, t -> t.\"value\"), chr(10)))"
 
 # Browse filters: the query-string name and its condition.
-FILTERS = {"dataset": "dataset = ?", "version": "dataset_version = ?", "recipe": "recipe = ?",
-           "prompt": "prompt_id = ?", "status": "status = ?", "reason": "reason = ?",
-           "text": f"contains({TURN_TEXT}, lower(?))"}
+FILTERS = {"dataset": "dataset = $dataset", "version": "dataset_version = $version", "recipe": "recipe = $recipe",
+           "prompt": "prompt_id = $prompt", "status": "status = $status", "reason": "reason = $reason",
+           "text": f"contains({TURN_TEXT}, lower($text))"}
+JOINED = ("status", "reason")  # filters on what the joined assets say; the others are on c's own columns
+SCORED = ", ".join(f"{{'name': '{s}', 'raw': q.{s}_raw, 'scaled': q.{s}_scaled, 'model': q.{s}_model}}"
+                   for s in SCORES)
+SCORE_COLUMNS = ", ".join(f"{s}_raw, {s}_scaled, {s}_model" for s in SCORES)
 
 
-def _where(filters: dict[str, str]) -> tuple[str, list]:
-    used = {k: v for k, v in filters.items() if k in FILTERS and v}
-    return ("WHERE " + " AND ".join(FILTERS[k] for k in used)) if used else "", list(used.values())
+def _in(column: str, values: list, name: str, params: dict) -> str:
+    """`column IN ($name0, ...)` with the values as parameters (constants DuckDB pushes into a scan)."""
+    values = list(dict.fromkeys(values))
+    if not values:
+        return "false"
+    params.update({f"{name}{i}": v for i, v in enumerate(values)})
+    return f"{column} IN ({', '.join(f'${name}{i}' for i in range(len(values)))})"
+
+
+def _key(row: dict) -> tuple:
+    return tuple(row[k] for k in KEY)
+
+
+def _rows_of(db: Db, keys: list[dict], scores: bool = False) -> list[dict]:
+    """The whole rows (turns, status, scores...) of the rows of `c` named by `keys`, in their order.
+
+    The rows are read by range of image_key, per dataset: a page is consecutive in that order, and a
+    range is a filter DuckDB applies inside the Parquet scan, before it decodes the turns (an IN list
+    is only used there to skip row groups, and the turns of every row would be decoded). Keys that
+    carry their turns (a text filter has read them already) have the rest read without them."""
+    found = []
+    carried = bool(keys) and "turns" in keys[0]
+    exclude = "EXCLUDE (turns)" if carried else ""
+    for dataset in dict.fromkeys(k["dataset"] for k in keys):
+        mine = [k for k in keys if k["dataset"] == dataset]
+        params: dict = {"dataset": dataset}
+        where = ["dataset = $dataset"]
+        named = [k["image_key"] for k in mine if k["image_key"] is not None]
+        if len(named) == len(mine):
+            where.append("image_key BETWEEN $lo AND $hi")
+            params |= {"lo": min(named), "hi": max(named)}
+        elif named:
+            where.append("(image_key BETWEEN $lo AND $hi OR image_key IS NULL)")
+            params |= {"lo": min(named), "hi": max(named)}
+        # A sparse page (a filter few rows pass) spans a wide range: its images, checked right after
+        # the scan, keep the joins to the rows of the page's images.
+        images = [k["image_id"] for k in mine if k["image_id"] is not None]
+        image_in = _in("image_id", images, "i", params)
+        where.append(image_in if len(images) == len(mine) else f"({image_in} OR image_id IS NULL)")
+        side = "dataset = $dataset AND " + _in(
+            "conversation_id", [k["conversation_id"] for k in mine if k["conversation_id"]], "c", params)
+        body = f"SELECT * {exclude} FROM conversations"
+        if scores:
+            body = f"""SELECT c.*, [{SCORED}] AS scores FROM conversations c
+                       LEFT JOIN (SELECT dataset, conversation_id, {SCORE_COLUMNS} FROM quality_scores WHERE {side}) q
+                         ON q.dataset = c.dataset AND q.conversation_id = c.conversation_id"""
+        found += db.rows(f"{conversations_sql(' AND '.join(where), side)} {body}", params)
+    order = {_key(k): i for i, k in enumerate(keys)}
+    rows = sorted((r for r in found if _key(r) in order), key=lambda r: order[_key(r)])
+    if carried:
+        turns = {_key(k): k["turns"] for k in keys}
+        rows = [{**r, "turns": turns[_key(r)]} for r in rows]
+    return rows
+
+
+def _cache_key(used: dict[str, str]) -> tuple:
+    return tuple(sorted(used.items()))
 
 
 def conversations(db: Db, filters: dict[str, str], page: int = 1, page_size: int = PAGE_SIZE) -> dict[str, Any]:
-    """One page of conversations (and rejected attempts) matching the filters, and how many match."""
-    where, params = _where(filters)
-    total = db.one(f"{CONVERSATIONS} SELECT count(*) AS n FROM conversations {where}", params)["n"]
-    rows = db.rows(f"{CONVERSATIONS} SELECT * FROM conversations {where} {ORDER} LIMIT ? OFFSET ?",
-                   params + [page_size, (max(page, 1) - 1) * page_size])
-    return {"rows": rows, "total": total, "page": max(page, 1), "pages": max(1, -(-total // page_size))}
+    """One page of conversations (and rejected attempts) matching the filters, and how many match.
+
+    The page is found on the sort columns alone (and, for a status or reason filter, the narrow
+    join), then its rows are read whole. The count of a filter without text is kept per store state
+    (Db.cached): it only changes when a partition pointer does."""
+    used = {k: v for k, v in filters.items() if k in FILTERS and v}
+    page = max(page, 1)
+    own = " AND ".join(FILTERS[k] for k in used if k not in JOINED) or "true"
+    joined = " AND ".join(FILTERS[k] for k in used if k in JOINED) or "true"
+    if any(k in JOINED for k in used):
+        source = f"{conversations_sql(own)} SELECT * FROM conversations WHERE {joined}"
+    else:
+        source = f"WITH {_c(own)} SELECT * FROM c"
+    found = f"WITH found AS ({source})"
+    params = {**used, "limit": page_size, "offset": (page - 1) * page_size}
+    page_of = f"FROM found {ORDER} LIMIT $limit OFFSET $offset"
+    count = lambda: db.one(f"{found} SELECT count(*) AS n FROM found", used)["n"]  # noqa: E731
+    if "text" in used:  # the turns are searched once: the count comes with the page
+        keys = db.rows(f"{found} SELECT {', '.join(KEY)}, turns, count(*) OVER () AS total {page_of}", params)
+        total = keys[0]["total"] if keys else count()
+    else:
+        keys = db.rows(f"{found} SELECT {', '.join(KEY)} {page_of}", params)
+        total = db.cached(("count", _cache_key(used)), count)
+    return {"rows": _rows_of(db, keys), "total": total, "page": page, "pages": max(1, -(-total // page_size))}
 
 
 def filter_choices(db: Db, dataset: str | None = None) -> dict[str, list]:
-    """The values each browse filter can take (distinct values of a few short columns)."""
-    where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
-    found = db.one(f"""{CONVERSATIONS}
+    """The values each browse filter can take (distinct values of a few short columns), kept per
+    store state (Db.cached)."""
+    where, params = ("WHERE dataset = $dataset", {"dataset": dataset}) if dataset else ("", {})
+    found = db.cached(("choices", dataset), lambda: db.one(f"""{CONVERSATIONS}
         SELECT list(DISTINCT dataset ORDER BY dataset) AS dataset, list(DISTINCT dataset_version ORDER BY dataset_version)
                  AS version, list(DISTINCT recipe ORDER BY recipe) AS recipe,
                list(DISTINCT prompt_id ORDER BY prompt_id) AS prompt, list(DISTINCT reason ORDER BY reason) AS reason
-        FROM conversations {where}""", params) or {}
+        FROM conversations {where}""", params) or {})
     return {**{k: [x for x in (v or []) if x is not None] for k, v in found.items()}, "status": list(STATUSES)}
 
 
 def image_conversations(db: Db, dataset: str, image_id: str) -> list[dict]:
     """Every conversation and rejected attempt of one image, with its scores (each naming its model)."""
-    scores = ", ".join(f"{{'name': '{s}', 'raw': q.{s}_raw, 'scaled': q.{s}_scaled, 'model': q.{s}_model}}"
-                       for s in SCORES)
-    return db.rows(f"""{CONVERSATIONS},
-        scored AS (SELECT c.*, [{scores}] AS scores FROM conversations c
-                   LEFT JOIN quality_scores q ON q.dataset = c.dataset AND q.conversation_id = c.conversation_id)
-        SELECT * FROM scored WHERE dataset = ? AND image_id = ? {ORDER}""", [dataset, image_id])
+    params = {"dataset": dataset, "image_id": image_id}
+    where = "dataset = $dataset AND image_id = $image_id"
+    ids = [r["conversation_id"] for r in db.rows(f"WITH {_c(where)} SELECT conversation_id FROM c", params)]
+    side = "dataset = $dataset AND " + _in("conversation_id", [i for i in ids if i], "c", params)
+    return db.rows(f"""{conversations_sql(where, side)}
+        SELECT c.*, [{SCORED}] AS scores FROM conversations c
+        LEFT JOIN (SELECT dataset, conversation_id, {SCORE_COLUMNS} FROM quality_scores WHERE {side}) q
+          ON q.dataset = c.dataset AND q.conversation_id = c.conversation_id
+        {ORDER}""", params)
 
 
 def conversation(db: Db, dataset: str, conversation_id: str) -> dict | None:
-    return db.one(f"{CONVERSATIONS} SELECT * FROM conversations WHERE dataset = ? AND conversation_id = ?",
-                  [dataset, conversation_id])
+    where = "dataset = $dataset AND conversation_id = $conversation_id"
+    return db.one(f"{conversations_sql(where, where)} SELECT * FROM conversations",
+                  {"dataset": dataset, "conversation_id": conversation_id})
 
 
 def llava_preview(row: dict) -> str:
@@ -276,9 +397,23 @@ def image_key(db: Db, dataset: str, image_id: str) -> str | None:
     return found["image_key"] if found else None
 
 
+def _null_typed(db: Db, view: str) -> set[str]:
+    """Columns of `view` whose Parquet files store them as the Null type (written all-null by
+    Polars when no row had a value). DuckDB 1.5 cannot skip over such a column's PLAIN pages: a
+    filtered read of it fails with "PlainSkip not implemented", so queries read NULL instead.
+    The store no longer writes that type (storage.storable), but a file already written keeps it:
+    its data version did not change, so it is never rewritten. This is for those stores."""
+    if view not in db.views:
+        return set()
+    return {r["column_name"] for r in db.rows(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND data_type = '\"NULL\"'", [view])}
+
+
 def image_facts(db: Db, dataset: str, image_id: str) -> list[dict]:
-    return db.rows("""
-        SELECT kind, text, derived_from, note, model FROM image_facts WHERE dataset = ? AND image_id = ?
+    null = _null_typed(db, "image_facts")
+    cols = ", ".join(f"NULL::VARCHAR AS {c}" if c in null else c for c in ("derived_from", "note", "model"))
+    return db.rows(f"""
+        SELECT kind, text, {cols} FROM image_facts WHERE dataset = ? AND image_id = ?
         ORDER BY list_position(['caption', 'object', 'qa', 'ocr'], kind), fact_id""", [dataset, image_id])
 
 

@@ -8,8 +8,9 @@
   text embeddings, 2 cores: seconds at 5,000 rows, ten minutes and 3 GB at 20,000: bench/spectral_agreement.py).
   The default threshold is 10,000 rows (the paper's dataset, 3,439 rows, is far below).
 * n > exact_max: "spectral-ann" (ann_spectral.py), the same algorithm — the same nearest-neighbour
-  affinity, normalised Laplacian and k-means — with the neighbours from an HNSW index and the
-  eigenvectors from AMG-preconditioned LOBPCG. It meets the agreement bar (ARI >= 0.9 against the
+  affinity, normalised Laplacian and k-means — with the neighbours from an HNSW index over the
+  rows' principal components, re-ranked in full dimension, and the eigenvectors from
+  AMG-preconditioned LOBPCG. It meets the agreement bar (ARI >= 0.9 against the
   exact method on real text embeddings, 3k-20k rows; docs/benchmarks.md, "Clustering agreement on
   real text"), and records its neighbour recall, graph components and eigen-residual, so a poor
   neighbour graph or an unconverged eigensolver shows in the run's metadata.
