@@ -59,6 +59,8 @@ PLANS = {
                 ("blobs", 512, 5_000, "spectral-exact"), ("blobs", 512, 5_000, "spectral-ann"),
                 ("blobs", 512, 5_000, "spectral-landmark"), ("blobs", 512, 1_000_000, "spectral-landmark")],
     "1m": [("real-like", 384, 1_000_000, "spectral-ann"), ("real-like", 512, 1_000_000, "spectral-ann")],
+    "blobs": [("blobs", 512, 5_000, "spectral-exact"), ("blobs", 512, 5_000, "spectral-ann"),
+              ("blobs", 512, 5_000, "spectral-landmark"), ("blobs", 512, 1_000_000, "spectral-landmark")],
     "quick": [("real-like", 384, 5_000, "spectral-exact"), ("real-like", 384, 5_000, "spectral-ann"),
               ("blobs", 512, 5_000, "spectral-ann")],
 }
@@ -200,17 +202,21 @@ def main() -> None:
         write_docs(out)
 
 
-def write_docs(path: Path) -> None:
-    """Render the docs section from a result file (also: python bench/spectral_scale.py docs FILE)."""
-    result = json.loads(path.read_text())
+def write_docs(*paths: Path) -> None:
+    """Render the docs section from result files, their rows in order (also: python
+    bench/spectral_scale.py docs FILE [FILE ...], e.g. a real-like plan and the blobs plan)."""
+    results = [json.loads(p.read_text()) for p in paths]
+    merged = {**results[0], "rows": [r for res in results for r in res["rows"]]}
+    sources = "; ".join(f"`{p.relative_to(REPO)}` ({res['date']}, commit {res['commit']}, plan {res['plan']})"
+                        for p, res in zip(paths, results))
     text = DOCS.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    DOCS.write_text(text[:start] + "\n" + render(result, path.relative_to(REPO)) + "\n" + text[end:])
+    DOCS.write_text(text[:start] + "\n" + render(merged, sources) + "\n" + text[end:])
 
 
-def render(result: dict, path: Path) -> str:
+def render(result: dict, sources: str) -> str:
     lines = [f"`.venv/bin/python bench/spectral_scale.py --write-docs`, each row a fresh process; raw results "
-             f"`{path}` ({result['date']}, commit {result['commit']}, {result['machine']['cores']} cores). "
+             f"{sources}, {result['machine']['cores']} cores. "
              "Cluster s is the clustering alone (data generation excluded); peak RSS includes the data.", "",
              "| data | dims | rows | method | cluster s | peak RSS MB | neighbour recall | ARI vs exact |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
@@ -225,8 +231,9 @@ def render(result: dict, path: Path) -> str:
         if 1_000_000 in ann:
             r = ann[1_000_000]
             ok = r["cluster_s"] <= TARGET_S and r["peak_rss_mb"] <= TARGET_RSS_MB
+            stages = ", ".join(f"{k} {v:.0f} s" for k, v in (r["stage_seconds"] or {}).items())
             lines.append(f"\n1M x {d} with `spectral-ann`: {r['cluster_s'] / 60:.1f} min, {r['peak_rss_mb'] / 1024:.1f} GB "
-                         f"peak: the target (15 min, 8 GB) is {'met' if ok else 'missed'}.")
+                         f"peak: the target (15 min, 8 GB) is {'met' if ok else 'missed'}. Stages: {stages}.")
         elif {100_000, 300_000} <= set(ann):
             lines.append("\n" + projection(d, ann[100_000], ann[300_000]))
     return "\n".join(lines)
@@ -247,6 +254,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "docs":
-        write_docs(Path(sys.argv[2]).resolve())
+        write_docs(*(Path(a).resolve() for a in sys.argv[2:]))
     else:
         main()
