@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 5000, 20000])
     parser.add_argument("--graph-sizes", type=int, nargs="*", default=[50000],
                         help="sizes where spectral-ann is compared with its algorithm on the exact k-NN graph")
+    parser.add_argument("--conditions", default="", help="what else ran on the machine (shown beside the timings)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     if max(args.sizes + args.graph_sizes) > EMBEDDED_ROWS:
@@ -201,7 +202,7 @@ def main() -> None:
 
     result = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(),
               "scikit_learn": sklearn.__version__, "corpus": facts, "k": K, "seeds": list(SEEDS), "bar": BAR,
-              "methods": methods, "sizes": rows, "graph_reference": GRAPH_REFERENCE, "graph_check": graph_rows}
+              "methods": methods, "sizes": rows, "conditions": args.conditions, "graph_reference": GRAPH_REFERENCE, "graph_check": graph_rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"spectral_agreement-{result['date']}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -223,7 +224,7 @@ def render(result: dict, path: Path) -> str:
         f"{result['k']}, seeds {', '.join(map(str, result['seeds']))}, each size and method in a fresh process (its "
         f"peak RSS includes loading the whole embedding file, {result['corpus'].get('file_mb', '?')} MB). Raw "
         f"results: `{path}` ({result['date']}, commit {result['commit']}, {result['machine']['cores']} cores, "
-        f"scikit-learn {result['scikit_learn']}).",
+        f"scikit-learn {result['scikit_learn']})." + (f" Timings: {result['conditions']}" if result.get("conditions") else ""),
         "",
         "| rows | method | median s | peak RSS MB | ARI vs exact, per seed | ARI vs itself across seeds |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
