@@ -147,11 +147,27 @@ def test_ann_neighbours_rerank_to_the_true_nearest_rows():
     from visit_assets.lib.selection.ann_spectral import ann_neighbours, nearest_among
 
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((600, 256)).astype(np.float32)  # more dimensions than the projection keeps
+    # 256 dimensions, most variance in 24 of them (as embeddings have), projected on 64 components
+    X = (rng.standard_normal((600, 24)) @ rng.standard_normal((24, 256)) + 0.3 * rng.standard_normal((600, 256)))
+    X = X.astype(np.float32)
     _, truth = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(X)
     candidates = np.concatenate([truth[:, ::-1], truth[:, :2], rng.integers(0, 600, (600, 6)), -np.ones((600, 2), int)],
                                 axis=1)
     assert (nearest_among(X, rng.permuted(candidates, axis=1), 5) == truth).all()
-    found = ann_neighbours(X, 5, seed=0)
+    found = ann_neighbours(X, 5, seed=0, dims=64)
     assert (found[:, 0] == np.arange(600)).all()
     assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 5 >= 0.99
+
+
+def test_a_projection_that_loses_neighbours_falls_back_to_all_dimensions():
+    """Variance spread over every dimension (isotropic noise) defeats the principal-component index:
+    its recall is measured, and below the floor the graph is built again over all dimensions."""
+    from visit_assets.lib.selection.ann_spectral import GRAPH_DIMS, RECALL_FLOOR
+
+    X = np.random.default_rng(1).standard_normal((3000, 320)).astype(np.float32)
+    _, info = spectral_clusters(X, k=5, seed=0, method=METHOD_ANN)
+    params = info["params"]
+    assert params["projected_recall"] < RECALL_FLOOR  # the projection's graph, kept on the record
+    assert params["graph_dims"] == 320 > GRAPH_DIMS and "all 320 dimensions" in params["neighbours"]
+    assert params["neighbour_recall"] >= RECALL_FLOOR
+    assert "neighbours_full_dims" in info["stage_seconds"]

@@ -11,7 +11,8 @@ done by maintained libraries:
    on their top principal components, re-ranked by the full-dimension L2 distance (scikit-learn's
    Euclidean), then one pass over each row's neighbours' neighbours. The projection makes the
    index 2-3x cheaper to build and search; the re-ranking puts back what it blurs. Recall against
-   brute force is measured on a seeded sample of rows and recorded. The index is built by one
+   brute force is measured on a seeded sample of rows and recorded; below RECALL_FLOOR the graph
+   is built again over all dimensions. The index is built by one
    thread: parallel insertion order varies from run to run, and with it the graph.
 2. eigenvectors: LOBPCG preconditioned with algebraic multigrid (pyamg smoothed aggregation), the
    recipe of scikit-learn's `eigen_solver="amg"`, but iterated to a residual tolerance: scikit-learn
@@ -42,6 +43,11 @@ HNSW_EF_SEARCH = 128
 GRAPH_DIMS = 192
 CANDIDATES = 40  # at least; 4 x the neighbour count when that is larger
 PCA_SAMPLE = 50_000  # rows the projection is fitted on (seeded)
+# Below this recall on the sampled rows the projection lost too much (data whose variance is spread
+# over many dimensions, e.g. isotropic noise: 0.72 on 512-d Gaussian blobs), and the graph is built
+# again over all dimensions; the first recall is recorded too.
+RECALL_FLOOR = 0.999
+PROJECTION_MIN_ROWS = 2_000  # fewer rows: the index is cheap on every dimension (and a PCA needs rows)
 RERANK_CHUNK = 50_000  # rows re-ranked at a time: memory stays O(chunk x candidates)
 RECALL_SAMPLE = 1000  # rows whose neighbours are checked against brute force
 LOBPCG_TOL = 1e-6
@@ -54,11 +60,18 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     """The spectral embedding (n x k) to assign labels on, and the parameters and measurements to record."""
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
-    ids = ann_neighbours(X, nn, seed)
+    dims = graph_dims(*X.shape)
+    ids = ann_neighbours(X, nn, seed, dims)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
-    recall = neighbour_recall(X, ids, seed)
+    recall = first_recall = neighbour_recall(X, ids, seed)
     timings["recall_check"] = time.perf_counter() - t
+    if recall < RECALL_FLOOR and dims < X.shape[1]:  # the projection blurred the neighbours: all dimensions
+        t = time.perf_counter()
+        dims = X.shape[1]
+        ids = ann_neighbours(X, nn, seed, dims)
+        recall = neighbour_recall(X, ids, seed)
+        timings["neighbours_full_dims"] = time.perf_counter() - t
     t = time.perf_counter()
     affinity = connectivity_affinity(ids)
     components = graph_components(affinity)
@@ -70,11 +83,14 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "n_clusters": k,
         "n_neighbors": nn,
         "neighbours": f"faiss IndexHNSWFlat (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}, "
-                      f"efSearch={HNSW_EF_SEARCH}, L2, built single-threaded) over the top "
-                      f"{min(GRAPH_DIMS, X.shape[1])} principal components (fitted on up to {PCA_SAMPLE:,} "
-                      f"seeded rows), {candidate_count(nn)} candidates per row re-ranked by full L2, "
-                      "then one neighbours-of-neighbours pass",
+                      f"efSearch={HNSW_EF_SEARCH}, L2, built single-threaded) over "
+                      + (f"the top {dims} principal components (fitted on up to {PCA_SAMPLE:,} seeded rows)"
+                         if dims < X.shape[1] else f"all {dims} dimensions")
+                      + f", {candidate_count(nn)} candidates per row re-ranked by full L2, then one "
+                      "neighbours-of-neighbours pass",
+        "graph_dims": dims,
         "neighbour_recall": recall,
+        "projected_recall": first_recall,  # of the first graph, over the principal components
         "graph_components": components,
         "eigen_solver": f"scipy lobpcg + pyamg smoothed_aggregation_solver (tol={LOBPCG_TOL}, "
                         f"maxiter={LOBPCG_MAXITER})",
@@ -88,11 +104,16 @@ def candidate_count(nn: int) -> int:
     return max(CANDIDATES, 4 * nn)
 
 
-def ann_neighbours(X: np.ndarray, nn: int, seed: int) -> np.ndarray:
+def graph_dims(n: int, d: int) -> int:
+    """The dimensions the index sees: GRAPH_DIMS principal components, or all d for small inputs."""
+    return d if n < PROJECTION_MIN_ROWS else min(GRAPH_DIMS, d)
+
+
+def ann_neighbours(X: np.ndarray, nn: int, seed: int, dims: int | None = None) -> np.ndarray:
     """Each row's nn nearest rows (itself first), n x nn int64: HNSW candidates in the projected space,
     re-ranked in the full space, then refined with the neighbours of those neighbours."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    projected = principal_components(X, GRAPH_DIMS, seed)
+    projected = principal_components(X, dims or graph_dims(*X.shape), seed)
     candidates = hnsw_candidates(projected, min(candidate_count(nn), X.shape[0]))
     del projected
     ids = nearest_among(X, candidates, nn)
