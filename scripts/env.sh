@@ -25,7 +25,7 @@ if [ ! -f "$venv/.complete" ]; then
     exit 1
   fi
   if [ ! -f "$venv/.installed" ]; then
-    echo "setting up $venv (a fresh machine: ~10 min, llama.cpp compiles; log: $venv.log)" >&2
+    echo "setting up $venv (~10 min where llama.cpp was never compiled here, ~3 min where it was; log: $venv.log)" >&2
     rm -rf "$venv"  # an unfinished earlier attempt
     install_env "$venv" "$top/requirements.lock"
     touch "$venv/.installed"
