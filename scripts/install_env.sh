@@ -64,8 +64,12 @@ llama_wheel() {
     rm -rf "$tmp"; return 1
   fi
   echo "[set-up] $((SECONDS - t0)) s: llama-cpp-python compiled" >>"$venv.log"
-  # Kept only when locked (an unlocked build, `make lock`, may change version); replaced whole, so
-  # a reader never meets half a folder. A concurrent set-up that got there first wins.
-  if [ -n "$lock" ]; then rm -rf "$dir"; mv -T "$tmp" "$dir" 2>/dev/null && tmp=$dir; fi
+  # Kept only when locked (an unlocked build, `make lock`, may change version), moved in whole so a
+  # reader never meets half a folder; a concurrent set-up that got there first keeps its folder (this
+  # one installs from its own). A rebuild moves the old folder aside first.
+  if [ -n "$lock" ]; then
+    [ -n "${VISIT_REBUILD_LLAMA:-}" ] && [ -d "$dir" ] && mv -T "$dir" "$tmp.old" && rm -rf "$tmp.old"
+    mv -T "$tmp" "$dir" 2>/dev/null && tmp=$dir
+  fi
   LLAMA_WHEEL=$(ls "$tmp"/llama_cpp_python-*.whl | head -1)
 }

@@ -26,6 +26,7 @@ Agreement with the exact method on real text embeddings: bench/spectral_agreemen
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     """The spectral embedding (n x k) to assign labels on, and the parameters and measurements to record."""
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
-    dims = graph_dims(*X.shape)
+    dims = projected = graph_dims(*X.shape)
     ids = ann_neighbours(X, nn, seed, dims)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -72,6 +73,9 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         ids = ann_neighbours(X, nn, seed, dims)
         recall = neighbour_recall(X, ids, seed)
         timings["neighbours_full_dims"] = time.perf_counter() - t
+    if recall < RECALL_FLOOR:
+        warnings.warn(f"neighbour recall {recall} is under {RECALL_FLOOR}: the clusters may differ from exact", UserWarning)
+    count = min(candidate_count(nn), X.shape[0])
     t = time.perf_counter()
     affinity = connectivity_affinity(ids)
     components = graph_components(affinity)
@@ -83,14 +87,14 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "n_clusters": k,
         "n_neighbors": nn,
         "neighbours": f"faiss IndexHNSWFlat (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}, "
-                      f"efSearch={HNSW_EF_SEARCH}, L2, built single-threaded) over "
+                      f"efSearch={max(HNSW_EF_SEARCH, count)}, L2, built single-threaded) over "
                       + (f"the top {dims} principal components (fitted on up to {PCA_SAMPLE:,} seeded rows)"
                          if dims < X.shape[1] else f"all {dims} dimensions")
-                      + f", {candidate_count(nn)} candidates per row re-ranked by full L2, then one "
+                      + f", {count} candidates per row re-ranked by full L2, then one "
                       "neighbours-of-neighbours pass",
         "graph_dims": dims,
         "neighbour_recall": recall,
-        "projected_recall": first_recall,  # of the first graph, over the principal components
+        "projected_recall": first_recall if projected < X.shape[1] else None,  # of the graph over the components
         "graph_components": components,
         "eigen_solver": f"scipy lobpcg + pyamg smoothed_aggregation_solver (tol={LOBPCG_TOL}, "
                         f"maxiter={LOBPCG_MAXITER})",
@@ -214,8 +218,6 @@ def neighbour_recall(X: np.ndarray, ids: np.ndarray, seed: int) -> float:
 def graph_components(affinity) -> int:
     """Connected components of the neighbour graph; more than one is warned about, as scikit-learn does
     (spectral clustering then splits along components first)."""
-    import warnings
-
     from scipy.sparse.csgraph import connected_components
 
     count = int(connected_components(affinity, directed=False, return_labels=False))
