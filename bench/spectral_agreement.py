@@ -116,11 +116,11 @@ def exact_graph_clusters(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
     from sklearn.neighbors import NearestNeighbors
 
     from visit_assets.lib.selection.ann_spectral import amg_embedding, connectivity_affinity
-    from visit_assets.lib.selection.clustering import ASSIGN_N_INIT, N_NEIGHBORS
+    from visit_assets.lib.selection.clustering import EMBEDDING_N_INIT, N_NEIGHBORS
 
     ids = NearestNeighbors(n_neighbors=N_NEIGHBORS, algorithm="brute").fit(X).kneighbors(X, return_distance=False)
     maps, residual, _ = amg_embedding(connectivity_affinity(ids), K, seed)
-    labels = KMeans(n_clusters=K, n_init=ASSIGN_N_INIT, random_state=seed).fit_predict(maps)
+    labels = KMeans(n_clusters=K, n_init=EMBEDDING_N_INIT, random_state=seed).fit_predict(maps)
     sizes = np.bincount(labels, minlength=K)
     return labels, {"cluster_sizes": sorted(map(int, sizes), reverse=True),
                     "params": {"neighbours": "brute force (exact)", "eigen_residual_max": residual}}

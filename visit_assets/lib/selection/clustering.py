@@ -40,7 +40,12 @@ from visit_assets.lib.selection.landmark_spectral import (
 
 EXACT_MAX = 10_000  # rows; "auto" clusters exactly up to here, with spectral-ann above (module docstring)
 N_NEIGHBORS = 10  # scikit-learn's default for affinity="nearest_neighbors"
-ASSIGN_N_INIT = 10  # k-means restarts on the spectral embedding (SpectralClustering's default)
+ASSIGN_N_INIT = 10  # k-means restarts: SpectralClustering's default, kept for the exact reference
+# k-means restarts on an approximate method's embedding. With 10, on 50,000 real sentences, seed 0
+# stopped in a local optimum 4% worse in inertia than seeds 1-2 (ARI 0.89 vs the exact graph's
+# clustering, which found the better one); 30 found it for every seed (0.98-0.99). The same objective,
+# minimised better; a few seconds at 1M rows.
+EMBEDDING_N_INIT = 30
 
 METHOD_EXACT = "spectral-exact"
 METHOD_LANDMARK = "spectral-landmark"
@@ -178,9 +183,9 @@ def _assign(maps: np.ndarray, k: int, seed: int, params: dict[str, Any], timings
     from sklearn.cluster import KMeans
 
     t = time.perf_counter()
-    labels = KMeans(n_clusters=k, n_init=ASSIGN_N_INIT, random_state=seed).fit_predict(maps)
+    labels = KMeans(n_clusters=k, n_init=EMBEDDING_N_INIT, random_state=seed).fit_predict(maps)
     timings["assign"] = time.perf_counter() - t
-    params.update(assign_labels="sklearn.cluster.KMeans", n_init=ASSIGN_N_INIT, random_state=int(seed))
+    params.update(assign_labels="sklearn.cluster.KMeans", n_init=EMBEDDING_N_INIT, random_state=int(seed))
     return np.asarray(labels, dtype=np.int64)
 
 

@@ -9,7 +9,7 @@ Landmark-Based Representation", AAAI 2011), assembled from library parts:
    singular vectors of B = Z diag(Z^T 1)^-1/2, obtained from the dense p x p eigenproblem of
    B^T B (numpy `eigh`); W's degrees are all 1, so these are also the normalised-Laplacian
    eigenvectors that exact spectral clustering uses;
-4. scikit-learn `KMeans` (n_init=10, as SpectralClustering's own label assignment) on them.
+4. scikit-learn `KMeans` on them (clustering.EMBEDDING_N_INIT restarts), as SpectralClustering's own label assignment.
 Cost is linear in n (one n x p distance pass): 1,000,000 x 512 fits the 15 min / 8 GB budget on
 2 cores (bench/spectral_scale.py). It agrees with exact on Gaussian mixtures but not on real
 text embeddings, where clusters overlap: kept for comparison and for users who accept that.
