@@ -21,6 +21,9 @@ from visit_assets.lib.standin.faults import FaultPlan
 
 HOSTILE = "<script>alert(1)</script> A smiling astronaut «naïve ﬁle» 🚀 מימין\u202e evil\u202c zero\u200bwidth & co"
 HOSTILE_IMAGE = "astronaut.jpg"
+# The second version of `edited`: the hostile caption replaced by this one (markup again).
+NEW_CAPTION = "An astronaut waves <b>hello</b> from the new version & smiles"
+INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]
 # Content faults so that every reject stage has rows; no transport faults (slow replies, 5xx retries
 # only cost time here).
 FAULTS = FaultPlan({k: v for k, v in rehearsal.DEFAULT_FAULTS.items() if k not in ("slow", "server_error")})
@@ -33,6 +36,13 @@ class SampleStore:
     catalog: Path
     hostile: str = HOSTILE  # the first caption of hostile_image
     hostile_image: str = HOSTILE_IMAGE
+
+
+@dataclass(frozen=True)
+class EditedStore:
+    home: Path
+    store: Path
+    caption: str = NEW_CAPTION  # the new first caption of HOSTILE_IMAGE
 
 
 def hostile_sample(target: Path) -> Path:
@@ -90,3 +100,35 @@ def client(app):
 
     with TestClient(app, base_url="http://127.0.0.1") as c:  # the only host names the app answers
         yield c
+
+
+@pytest.fixture(scope="session")
+def edited(sample_store, tmp_path_factory) -> EditedStore:
+    """A copy of the session store (and its datasets) with a second version of `sample`: the hostile
+    caption replaced by NEW_CAPTION. Only the ingest assets run again (a few seconds, no LLM): the
+    conversations stay as of the first version, which the diff finds "earlier" and compares as equal."""
+    import dagster as dg
+
+    from visit_assets.definitions import defs
+    from visit_assets.runner import run_dataset
+
+    home = tmp_path_factory.mktemp("versions") / "home"
+    for part in ("store", "datasets"):
+        shutil.copytree(sample_store.home / part, home / part, symlinks=True)
+    path = home / "datasets" / "sample" / "annotations" / "captions.json"
+    data = json.loads(path.read_text())
+    next(a for a in data["annotations"] if a["caption"] == sample_store.hostile)["caption"] = NEW_CAPTION
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        mp.setenv("VISIT_HOME", str(home))
+        for var in ("VISIT_STORE", "VISIT_DATASETS"):
+            mp.delenv(var, raising=False)
+        run_dataset(defs, "sample", instance, only=INGEST, log=lambda _: None)
+    return EditedStore(home=home, store=home / "store")
+
+
+@pytest.fixture(scope="session")
+def edited_app(edited):
+    from visit_assets.viewer.app import create_app
+
+    return create_app(edited.store, edited.home / "datasets")

@@ -33,7 +33,8 @@ def export(sample_store):
 def test_every_page_answers(client, astronaut, export):
     _, items = export
     for url in ("/", "/?dataset=sample", "/browse", "/browse?status=rejected&page=2", "/browse?page=x",
-                f"/image/sample/{astronaut}", f"/conversation/sample/{items[0]['id']}.json"):
+                f"/image/sample/{astronaut}", f"/conversation/sample/{items[0]['id']}.json", "/versions/sample",
+                f"/versions/sample/image/{astronaut}"):
         r = client.get(url)
         assert r.status_code == 200, url
         assert "script-src" not in r.headers["content-security-policy"]  # default-src 'none' covers scripts

@@ -1,9 +1,11 @@
 """The image page in headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser):
 each drawn box sits where the stored box is, scaled as the image is displayed; the checkbox hides
-them; every request the page makes goes to the viewer on 127.0.0.1."""
+them; the versions pages put two versions side by side; every request the pages make goes to the
+viewer on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -20,25 +22,37 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def server(app):
-    """The viewer on a free loopback port. The socket listens before the thread starts, so the
-    browser's first connection waits in its backlog instead of racing the start-up."""
+@contextlib.contextmanager
+def serve(app):
+    """`app` on a free loopback port. The socket listens before the thread starts, so the browser's
+    first connection waits in its backlog instead of racing the start-up."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))  # the app is shared
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    with serve(app) as url:
+        yield url
+
+
+def _browser(p):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium); no browser is downloaded", pytrace=False)
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
 
 
 def test_boxes_are_drawn_on_the_stored_boxes_and_nothing_leaves_loopback(server, sample_store, db):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium); no browser is downloaded", pytrace=False)
     from playwright.sync_api import expect, sync_playwright
 
     grouped = ParquetStore(sample_store.store).read_shards("grouped_metadata", "sample", range(4))
@@ -46,7 +60,7 @@ def test_boxes_are_drawn_on_the_stored_boxes_and_nothing_leaves_loopback(server,
     image = queries.image(db, "sample", image_id)
     assert len(image["boxes"]) >= 2
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        browser = _browser(p)
         try:
             # Narrower than the image: it is shown scaled down, and so must the boxes be.
             page = browser.new_page(viewport={"width": 420, "height": 900})
@@ -74,7 +88,34 @@ def test_boxes_are_drawn_on_the_stored_boxes_and_nothing_leaves_loopback(server,
             expect(page.locator("svg.overlay")).to_be_hidden()
             page.locator("#show-boxes").check()
             expect(page.locator("svg.overlay")).to_be_visible()
+            page.goto(f"{server}/versions/sample")  # one version: the page says so, and loads nothing else
+            expect(page.locator("p.message")).to_contain_text("only one version")
         finally:
             browser.close()
     assert any(urlsplit(u).path == f"/image-file/sample/{image_id}" for u in requested), requested
+    assert {urlsplit(u).hostname for u in requested} == {"127.0.0.1"}, requested
+
+
+def test_two_versions_are_shown_side_by_side_and_nothing_leaves_loopback(edited, edited_app):
+    """The diff page links to the changed image's side-by-side view, whose old and new columns sit
+    next to each other, each with its own caption shown as text."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with serve(edited_app) as server, sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requested = []
+            page.on("request", lambda r: requested.append(r.url))
+            page.goto(f"{server}/versions/sample")
+            page.locator("table.images-affected a.side-by-side").first.click()
+            article = page.locator("#asset-grouped_metadata article.item-changed")
+            old, new = article.locator(".side-old"), article.locator(".side-new")
+            expect(old.locator("li.caption").first).to_contain_text("<script>alert(1)</script>")
+            expect(new.locator("li.caption").first).to_have_text(edited.caption)
+            left, right = old.bounding_box(), new.bounding_box()
+            assert left["x"] + left["width"] <= right["x"] and left["y"] == right["y"]
+        finally:
+            browser.close()
+    assert any(urlsplit(u).path.startswith("/versions/sample/image/") for u in requested), requested
     assert {urlsplit(u).hostname for u in requested} == {"127.0.0.1"}, requested

@@ -248,7 +248,10 @@ def _asset_changes(asset: str, old: pl.DataFrame | None, new: pl.DataFrame | Non
     return out
 
 
-def _compare(store, dataset: str, old: str, new: str, assets) -> tuple[list[dict], dict[str, dict]]:
+def _compare(store, dataset: str, old: str, new: str, assets,
+             keep: dict[str, dict] | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """The change records and, per asset, what was found. `keep`, when given, receives each asset's
+    {"old": frame, "new": frame}: the rows compared, so a caller can show them without reading twice."""
     root = _root(store)
     ranks = _version_ranks(root, dataset)
     for v in (old, new):
@@ -264,6 +267,8 @@ def _compare(store, dataset: str, old: str, new: str, assets) -> tuple[list[dict
         index = _index(root, asset, dataset, ranks)
         got = {side: asset_rows(root, asset, dataset, v, ranks, index) for side, v in (("old", old), ("new", new))}
         frames = {side: g[0] if g else None for side, g in got.items()}
+        if keep is not None:
+            keep[asset] = frames
         rows = _asset_changes(asset, frames["old"], frames["new"], metadata_changed)
         if asset == "grouped_metadata":
             metadata_changed = {r["image_id"] for r in rows if "metadata" in r["reasons"]}
@@ -354,6 +359,35 @@ def diff_versions(store: ParquetStore | str | Path, dataset: str, old: str | Non
             "images": _images(mine, examples),
             "examples": {k: [_example(c) for c in mine if c["change"] == k][:examples] for k in CHANGES},
         }
+    return out
+
+
+def _image_items(frame: pl.DataFrame | None, image: str, key: str) -> dict[str, dict[str, Any]]:
+    if frame is None or "image_id" not in frame.columns:
+        return {}
+    return _by_key(frame.filter(pl.col("image_id") == image), key)
+
+
+def image_changes(store: ParquetStore | str | Path, dataset: str, image: str, old: str | None = None,
+                  new: str | None = None, assets=ASSETS) -> dict[str, Any]:
+    """One image across two versions (defaults as `diff_versions`): per asset, each of its items with
+    its row in each version (None where it has none) and the change record `diff_versions` counts for
+    it (`change` added / removed / changed / unchanged, `reasons`, for grouped_metadata `fields`)."""
+    old, new = _pick_versions(store, dataset, old, new)
+    kept: dict[str, dict] = {}
+    changes, _ = _compare(store, dataset, old, new, assets, keep=kept)
+    out: dict[str, Any] = {"dataset": dataset, "image_id": image, "old": old, "new": new, "assets": {}}
+    for asset in assets:
+        key = SPECS[asset].key
+        sides = {side: _image_items(frame, image, key) for side, frame in kept[asset].items()}
+        records = {c["item_id"]: c for c in changes if c["asset"] == asset and c["image_id"] == image}
+        items = []
+        for item in sorted(set(sides["old"]) | set(sides["new"])):
+            record = records.get(item, {"change": "unchanged", "reasons": []})
+            items.append({"id": item, "old": sides["old"].get(item), "new": sides["new"].get(item),
+                          "change": record["change"], "reasons": record["reasons"],
+                          "fields": record.get("fields", [])})
+        out["assets"][asset] = items
     return out
 
 

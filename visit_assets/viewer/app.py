@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from . import queries
+from .compare import image_versions_page, versions_page
 from .reader import Reader
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data
@@ -76,10 +77,11 @@ def image_page(request: Request) -> Response:
             raise HTTPException(404, f"no image {image_id} in dataset {dataset}")
         conversations = queries.image_conversations(db, dataset, image_id)
         facts, rejects = queries.image_facts(db, dataset, image_id), queries.image_rejects(db, dataset, image_id)
+        compare = queries.version_count(db, dataset) > 1  # else there is no other version to show
     for c in conversations:
         c["llava"] = queries.llava_preview(c) if c["turns"] else None
     return _render(request, "image.html", image=image, boxes=pixel_boxes(image), facts=facts, rejects=rejects,
-                   conversations=conversations)
+                   conversations=conversations, compare=compare)
 
 
 def image_file(request: Request) -> Response:
@@ -153,7 +155,9 @@ def create_app(store: Path, datasets: Path) -> Starlette:
 
     routes = [Route("/", overview), Route("/browse", browse), Route("/image/{dataset}/{image_id}", image_page),
               Route("/image-file/{dataset}/{image_id}", image_file),
-              Route("/conversation/{dataset}/{conversation_id}.json", export_preview)]
+              Route("/conversation/{dataset}/{conversation_id}.json", export_preview),
+              Route("/versions/{dataset}", versions_page),
+              Route("/versions/{dataset}/image/{image_id}", image_versions_page)]
     # Loopback names only: a web page elsewhere cannot reach this server through DNS rebinding.
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

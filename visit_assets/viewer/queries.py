@@ -117,6 +117,13 @@ def dataset_versions(db: Db, dataset: str) -> list[dict]:
     return db.rows("SELECT * FROM dataset_versions WHERE dataset = ? ORDER BY ingested_at DESC", [dataset])
 
 
+def version_count(db: Db, dataset: str) -> int:
+    """How many versions of the dataset were ingested. Kept per store state (Db.cached): the image
+    page asks on every load, and a new version rewrites partition pointers."""
+    return db.cached(("version_count", dataset), lambda: db.one(
+        "SELECT count(*) AS n FROM dataset_versions WHERE dataset = ?", [dataset])["n"])
+
+
 def asset_rows(db: Db, dataset: str) -> list[dict]:
     """Current rows per asset, from the partition pointers (they record their row counts)."""
     return db.rows("""
