@@ -40,6 +40,9 @@ import numpy as np
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
+# The search breadth over all dimensions, in a rebuild (data the projection failed on is hard for
+# the index too: 320-d isotropic noise, recall 0.994 with 64) and for small inputs (cheap there).
+HNSW_EF_SEARCH_FULL_DIMS = 256
 # Principal components the index sees, and candidates per row it returns for re-ranking. On 20,000
 # real sentence embeddings (MiniLM, 384-d) 192 components kept the re-ranked graph's recall at
 # 0.9999 and the agreement with exact at ARI 0.999; 128 lost recall (0.995) and agreement (0.77).
@@ -64,15 +67,16 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
     dims = projected = graph_dims(*X.shape)
-    ids = ann_neighbours(X, nn, seed, dims)
+    ef = HNSW_EF_SEARCH if X.shape[0] >= PROJECTION_MIN_ROWS else HNSW_EF_SEARCH_FULL_DIMS  # small: cheap
+    ids = ann_neighbours(X, nn, seed, dims, ef)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
     recall = first_recall = neighbour_recall(X, ids, seed)
     timings["recall_check"] = time.perf_counter() - t
     if recall < RECALL_FLOOR and dims < X.shape[1]:  # the projection blurred the neighbours: all dimensions
         t = time.perf_counter()
-        dims = X.shape[1]
-        ids = ann_neighbours(X, nn, seed, dims)
+        dims, ef = X.shape[1], HNSW_EF_SEARCH_FULL_DIMS
+        ids = ann_neighbours(X, nn, seed, dims, ef)
         recall = neighbour_recall(X, ids, seed)
         timings["neighbours_full_dims"] = time.perf_counter() - t
     if recall < RECALL_FLOOR:
@@ -89,7 +93,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "n_clusters": k,
         "n_neighbors": nn,
         "neighbours": f"faiss IndexHNSWFlat (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}, "
-                      f"efSearch={max(HNSW_EF_SEARCH, count)}, L2, built single-threaded) over "
+                      f"efSearch={max(ef, count)}, L2, built single-threaded) over "
                       + (f"the top {dims} principal components (fitted on up to {PCA_SAMPLE:,} seeded rows)"
                          if dims < X.shape[1] else f"all {dims} dimensions")
                       + f", {count} candidates per row re-ranked by full L2, then one "
@@ -115,12 +119,13 @@ def graph_dims(n: int, d: int) -> int:
     return d if n < PROJECTION_MIN_ROWS else min(GRAPH_DIMS, d)
 
 
-def ann_neighbours(X: np.ndarray, nn: int, seed: int, dims: int | None = None) -> np.ndarray:
+def ann_neighbours(X: np.ndarray, nn: int, seed: int, dims: int | None = None,
+                   ef_search: int = HNSW_EF_SEARCH) -> np.ndarray:
     """Each row's nn nearest rows (itself first), n x nn int64: HNSW candidates in the projected space,
     re-ranked in the full space, then refined with the neighbours of those neighbours."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     projected = principal_components(X, dims or graph_dims(*X.shape), seed)
-    candidates = hnsw_candidates(projected, min(candidate_count(nn), X.shape[0]))
+    candidates = hnsw_candidates(projected, min(candidate_count(nn), X.shape[0]), ef_search)
     del projected
     ids = nearest_among(X, candidates, nn)
     del candidates
@@ -143,7 +148,7 @@ def principal_components(X: np.ndarray, dims: int, seed: int) -> np.ndarray:
     return out
 
 
-def hnsw_candidates(Y: np.ndarray, count: int) -> np.ndarray:
+def hnsw_candidates(Y: np.ndarray, count: int, ef_search: int = HNSW_EF_SEARCH) -> np.ndarray:
     """Each row's `count` nearest rows by the HNSW index (-1 where it found fewer), n x count int64."""
     import faiss
 
@@ -155,7 +160,7 @@ def hnsw_candidates(Y: np.ndarray, count: int) -> np.ndarray:
         index.add(Y)
     finally:
         faiss.omp_set_num_threads(threads)
-    index.hnsw.efSearch = max(HNSW_EF_SEARCH, count)
+    index.hnsw.efSearch = max(ef_search, count)
     _, ids = index.search(Y, count)  # each query on its own: threads do not change the result
     return ids
 
