@@ -7,7 +7,9 @@
 Reads homes that bench/coco_graph.py filled (default: the 10,000- and 118,287-image `-stages`
 homes), read-only: the viewer builds its private catalog in a temporary folder. For each home, in
 this process, one after the other: the one-off cost of `create_app` (the private catalog built over
-the store), then each page through Starlette's TestClient (the whole app: routing, SQL, template),
+the store, and in it the browse page's tables: its rows copied with their turn text lower-cased,
+and their positions; that part and the folder's size are reported on their own), then each page
+through Starlette's TestClient (the whole app: routing, SQL, template),
 `--warmup` loads and `--repeats` timed loads, reported as median and max. Pages: the dataset page,
 three image pages (first, middle and last image by image_key), browse page 1, a deep browse page,
 browse with a text filter, browse filtered by status=rejected, one conversation's LLaVA JSON.
@@ -85,8 +87,11 @@ def measure(home: Path, repeats: int, warmup: int) -> dict:
     t0 = time.perf_counter()
     app = create_app(home / "store", home / "datasets")
     start_s = time.perf_counter() - t0
+    browse_s = app.state.reader.browse_built_s  # the part of start_s spent on the browse tables
+    catalog_mb = app.state.reader.catalog_bytes / 1e6  # on disk, in the temporary folder
     subjects = _subjects(app, dataset)
-    print(f"{home.name}: {subjects['images']:,} images, private catalog built in {start_s:.2f} s", flush=True)
+    print(f"{home.name}: {subjects['images']:,} images, private catalog built in {start_s:.2f} s "
+          f"(browse tables {browse_s:.2f} s), {catalog_mb:.0f} MB", flush=True)
     rows = []
     with TestClient(app, base_url="http://127.0.0.1") as client:
         for name, url in pages(dataset, subjects):
@@ -104,7 +109,14 @@ def measure(home: Path, repeats: int, warmup: int) -> dict:
             print(f"  {name:28} {row['median_s']:.3f} s median, {row['max_s']:.3f} s max  ({status}, {size:,} B)",
                   flush=True)
     return {"home": str(home.relative_to(REPO)), "dataset": dataset, "images": subjects["images"],
-            "catalog_build_s": round(start_s, 3), "pages": rows}
+            "catalog_build_s": round(start_s, 3), "browse_tables_s": round(browse_s, 3),
+            "private_catalog_mb": round(catalog_mb, 1), "pages": rows}
+
+
+def _once(label: str, stores: list[dict], key: str, fmt: str) -> str:
+    """A table row for a one-off figure of each store (and their ratio, for two)."""
+    ratio = f" {stores[1][key] / stores[0][key]:.1f}x |" if len(stores) == 2 and stores[0][key] else ""
+    return f"| {label} | " + " | ".join(fmt.format(s[key]) for s in stores) + " |" + ratio
 
 
 def render(result: dict) -> str:
@@ -118,8 +130,12 @@ def render(result: dict) -> str:
              f"{TARGET_S:g} s for an image page and a browse page at 118k images.", "",
              f"| page | {head} |" + (" ratio |" if len(stores) == 2 else ""),
              "| --- |" + " ---: |" * len(stores) + (" ---: |" if len(stores) == 2 else "")]
-    lines.append("| private catalog built at start (once) | " + " | ".join(f"{s['catalog_build_s']:.2f}" for s in stores)
-                 + " |" + (f" {stores[1]['catalog_build_s'] / stores[0]['catalog_build_s']:.1f}x |" if len(stores) == 2 else ""))
+    lines.append(_once("private catalog built at start (once), s", stores, "catalog_build_s", "{:.2f}"))
+    if all("browse_tables_s" in s for s in stores):  # results from before the browse tables have none
+        lines.append(_once("of which: browse tables (rows copied with lower-cased turn text, positions), s", stores,
+                           "browse_tables_s", "{:.2f}"))
+        lines.append(_once("private catalog on disk (the browse tables, mostly), MB", stores, "private_catalog_mb",
+                           "{:.0f}"))
     for i, row in enumerate(stores[0]["pages"]):
         cells = [f"{s['pages'][i]['median_s']:.3f} / {s['pages'][i]['max_s']:.3f}" for s in stores]
         ratio = ""

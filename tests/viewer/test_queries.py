@@ -106,6 +106,57 @@ def test_filters(db, parquet):
     assert queries.conversations(db, {"version": "not-a-version"})["total"] == 0
 
 
+def _offset_page(db, filters: dict, page: int, page_size: int) -> list[tuple]:
+    """The keys of a page as the views give them: every matching row sorted, then LIMIT/OFFSET (what
+    the browse page did before it had its tables)."""
+    views = queries.Db(db.con, db.views)  # no cache, no browse tables: the views only
+    own = " AND ".join(queries.FILTERS[k] for k in filters) or "true"
+    found = views.rows(f"WITH {queries._c(own)} SELECT {', '.join(queries.KEY)} FROM c {queries.ORDER} "
+                       "LIMIT $limit OFFSET $offset", {**filters, "limit": page_size, "offset": (page - 1) * page_size})
+    return [queries._key(r) for r in found]
+
+
+def test_pages_from_the_browse_tables_are_the_views_pages(db, parquet):
+    """Every page, the last and one past it included, holds the rows the old LIMIT/OFFSET query over
+    the views gives, in its order; with a status filter (the joined path) too, against the views."""
+    assert db.browse is not None
+    recipe = _read(parquet, "generated_conversations")["recipe"][0]
+    views = queries.Db(db.con, db.views)
+    for filters in ({}, {"dataset": "sample"}, {"recipe": recipe}, {"dataset": "nowhere"}):
+        total = queries.conversations(db, filters)["total"]
+        assert total == queries.conversations(views, filters)["total"]
+        for page in range(1, -(-total // 7) + 2):
+            got = queries.conversations(db, filters, page=page, page_size=7)
+            assert [queries._key(r) for r in got["rows"]] == _offset_page(db, filters, page, 7), (filters, page)
+    assert queries.browse_tables(db).built_s is not None
+    for filters in ({"status": "rejected"}, {"status": "selected", "recipe": recipe}):
+        for page in (1, 2, 3):
+            got, old = (queries.conversations(d, filters, page=page, page_size=5) for d in (db, views))
+            assert [queries._key(r) for r in got["rows"]] == [queries._key(r) for r in old["rows"]]
+            assert got["total"] == old["total"] and got["rows"] == old["rows"]
+
+
+def test_text_search_is_a_case_insensitive_substring_of_the_turns(db, parquet):
+    conversations = pl.concat([_read(parquet, a).select("conversation_id", "turns")
+                               for a in ("generated_conversations", "imported_conversations")], how="diagonal")
+    texts = {r["conversation_id"]: "\n".join(t["value"] for t in r["turns"]).lower()
+             for r in conversations.iter_rows(named=True)}
+    word = max((w for w in next(iter(texts.values())).split() if w.isascii() and w.isalpha()), key=len)
+    needle = word[1:-1].swapcase()  # part of a word, in another case
+    expected = {c for c, text in texts.items() if needle.lower() in text}
+    assert needle.isascii() and 0 < len(expected) < len(texts)  # it finds some and leaves others out
+    got = queries.conversations(db, {"text": needle}, page_size=10_000)
+    assert got["total"] == len(expected) and {r["conversation_id"] for r in got["rows"]} == expected
+    views = queries.Db(db.con, db.views)
+    assert got["rows"] == queries.conversations(views, {"text": needle}, page_size=10_000)["rows"]
+    paged = [r for p in (1, 2, 3) for r in queries.conversations(db, {"text": needle}, page=p, page_size=2)["rows"]]
+    assert paged == got["rows"][:6]
+    with_status = queries.conversations(db, {"text": needle, "status": "selected"}, page_size=10_000)
+    assert with_status["rows"] == queries.conversations(views, {"text": needle, "status": "selected"},
+                                                        page_size=10_000)["rows"]
+    assert queries.conversations(db, {"text": "no turn says this 9f3k"})["total"] == 0
+
+
 def test_one_image_with_its_facts_and_every_conversation(db, parquet):
     grouped = _read(parquet, "grouped_metadata").filter(pl.col("image_key") == "astronaut.jpg").row(0, named=True)
     image = queries.image(db, "sample", grouped["image_id"])
@@ -158,11 +209,18 @@ def test_kept_counts_and_choices_follow_the_store(tmp_path):
                 assert db.cache
         store.write("generated_conversations", "d1", "v2", conversations(3, "r2"), shard=0, dataset_version="v1")
         with contextlib.closing(reader.db()) as db:
-            assert not db.cache
+            assert not db.cache and db.browse.generation == 1 and db.browse.built_s is None
             assert queries.conversations(db, {})["total"] == 3
             assert queries.conversations(db, {"recipe": "r1"})["total"] == 0
+            assert queries.conversations(db, {"text": "Q"})["total"] == 3
             assert queries.filter_choices(db)["recipe"] == ["r2"]
             assert [r["conversation_id"] for r in queries.conversations(db, {}, page=2, page_size=2)["rows"]] == ["c2"]
+        store.write("generated_conversations", "d1", "v3", conversations(4, "r3"), shard=0, dataset_version="v1")
+        with contextlib.closing(reader.db()) as db:
+            assert queries.conversations(db, {"recipe": "r3"}, page=2, page_size=3)["total"] == 4
+            tables = {t for (t,) in db.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            # The copy before the previous one is dropped; the previous one may still serve a request.
+            assert tables == {"browse_rows_1", "browse_keys_1", "browse_rows_2", "browse_keys_2"}
 
 
 def test_the_queries_and_the_reader_import_no_dagster():

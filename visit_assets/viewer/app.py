@@ -147,6 +147,7 @@ class SecurityHeaders:
 def create_app(store: Path, datasets: Path) -> Starlette:
     """The viewer over a store and its datasets folder (images are read from there)."""
     reader = Reader(store, datasets)
+    reader.prepare()  # the browse tables: a few seconds at 118k images, once, rather than on the first browse
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -1,6 +1,8 @@
 """What each page shows, as SQL over the catalog's views (sql/*.sql). Pure: DuckDB only, no Dagster.
 
 Every query runs in DuckDB and returns only the rows a page shows (LIMIT/OFFSET), never a table.
+The browse page reads a copy of its rows that it writes once per state of the store into the
+viewer's private catalog (BrowseTables), so that it does not sort or decode them all on each load.
 An asset that has no data yet has no view in the catalog: each query then reads an empty stand-in
 with the columns it uses (a CTE of the same name, which shadows the view), so a page of a
 half-built store shows what there is instead of failing.
@@ -9,7 +11,9 @@ half-built store shows what there is instead of failing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import duckdb
@@ -64,14 +68,47 @@ STUBS = {
 }
 
 
+# The views the browse page's rows come from: its tables (BrowseTables) follow their pointers only.
+BROWSE_ASSETS = ("generated_conversations", "imported_conversations", "conversation_attempts")
+
+
+@dataclass
+class BrowseTables:
+    """The browse page's own copy of `c` (below) for one state of BROWSE_ASSETS, as two tables in the
+    viewer's private catalog, built once on first use (browse_tables):
+
+    - `rows`: every column of `c` and `text`, the turns as the text filter reads them (lower-cased,
+      joined), so that a text search scans one plain column instead of decoding and lower-casing
+      every conversation's turns from Parquet on each load;
+    - `keys`: KEY, dataset_version, `rid` (the row's rowid in `rows`, by which the page's rows are
+      read back) and `pos`, the row's place in ORDER, so that a deep page is a range of positions
+      instead of a sort of every row to skip the pages before it.
+
+    The generation numbers the tables: a newer state gets new ones, and older ones are dropped."""
+
+    generation: int
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    built_s: float | None = None  # how long the build took; None until built
+
+    @property
+    def rows(self) -> str:
+        return f"browse_rows_{self.generation}"
+
+    @property
+    def keys(self) -> str:
+        return f"browse_keys_{self.generation}"
+
+
 @dataclass(frozen=True)
 class Db:
     """A cursor on the catalog and the names of the views it holds; `cache`, when given, keeps
-    answers that only change with the store (the Reader hands out one per store state)."""
+    answers that only change with the store (the Reader hands out one per store state); `browse`,
+    when given, the browse tables of the current state (else the browse page reads the views)."""
 
     con: duckdb.DuckDBPyConnection
     views: frozenset[str]
     cache: dict | None = None
+    browse: BrowseTables | None = None
 
     def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         if self.cache is None:
@@ -190,8 +227,12 @@ def prompt_types(db: Db, dataset: str) -> list[dict]:
 # only, the other assets read for their conversation ids alone (`side`: an IN list, which DuckDB
 # pushes into the Parquet scans to skip row groups and applies before the joins; of those assets
 # only the id and the columns shown are read). Parameters are named ($name).
-def _c(where: str = "true") -> str:
-    """`c`: conversations and rejected attempts on their own columns, `where` applied to them."""
+def _c(where: str = "true", table: str | None = None) -> str:
+    """`c`: conversations and rejected attempts on their own columns, `where` applied to them; read
+    from `table` (BrowseTables.rows, which also has `text` for `where` to use) when given, each row
+    then with its rowid there (`rid`: how the page's rows are read back, _rows_by_rowid)."""
+    if table:
+        return f"c AS (SELECT * EXCLUDE (text), rowid AS rid FROM {table} WHERE {where})"
     return f"""
     c AS (
       SELECT * FROM (
@@ -210,11 +251,12 @@ def _c(where: str = "true") -> str:
       WHERE {where})"""
 
 
-def conversations_sql(where: str = "true", side: str = "true") -> str:
-    """WITH c, conversations: `c` filtered by `where`, the joined assets read only where `side` holds
-    (a condition on their dataset and conversation_id)."""
+def conversations_sql(where: str = "true", side: str = "true", table: str | None = None, c: str | None = None) -> str:
+    """WITH c, conversations: `c` filtered by `where` (read from `table` when given; or `c`, the CTE
+    itself), the joined assets read only where `side` holds (a condition on their dataset and
+    conversation_id)."""
     return f"""
-    WITH {_c(where)},
+    WITH {c or _c(where, table)},
     conversations AS (
       SELECT c.* EXCLUDE (attempt_reason),
              CASE WHEN c.origin = 'attempt' OR r.reason IS NOT NULL THEN 'rejected'
@@ -248,6 +290,8 @@ TURN_TEXT = "lower(array_to_string(list_transform(turns, t -> t.\"value\"), chr(
 FILTERS = {"dataset": "dataset = $dataset", "version": "dataset_version = $version", "recipe": "recipe = $recipe",
            "prompt": "prompt_id = $prompt", "status": "status = $status", "reason": "reason = $reason",
            "text": f"contains({TURN_TEXT}, lower($text))"}
+# The text filter on BrowseTables.rows: the same test, on TURN_TEXT computed when the table was built.
+TABLE_FILTERS = {**FILTERS, "text": "contains(text, lower($text))"}
 JOINED = ("status", "reason")  # filters on what the joined assets say; the others are on c's own columns
 SCORED = ", ".join(f"{{'name': '{s}', 'raw': q.{s}_raw, 'scaled': q.{s}_scaled, 'model': q.{s}_model}}"
                    for s in SCORES)
@@ -267,13 +311,16 @@ def _key(row: dict) -> tuple:
     return tuple(row[k] for k in KEY)
 
 
-def _rows_of(db: Db, keys: list[dict], scores: bool = False) -> list[dict]:
-    """The whole rows (turns, status, scores...) of the rows of `c` named by `keys`, in their order.
+def _rows_of(db: Db, keys: list[dict], scores: bool = False, table: str | None = None) -> list[dict]:
+    """The whole rows (turns, status, scores...) of the rows of `c` named by `keys`, in their order;
+    `c` read from `table` (BrowseTables.rows) when given, else from the views.
 
     The rows are read by range of image_key, per dataset: a page is consecutive in that order, and a
     range is a filter DuckDB applies inside the Parquet scan, before it decodes the turns (an IN list
     is only used there to skip row groups, and the turns of every row would be decoded). Keys that
     carry their turns (a text filter has read them already) have the rest read without them."""
+    if table:
+        return _rows_by_rowid(db, keys, scores, table)
     found = []
     carried = bool(keys) and "turns" in keys[0]
     exclude = "EXCLUDE (turns)" if carried else ""
@@ -295,12 +342,7 @@ def _rows_of(db: Db, keys: list[dict], scores: bool = False) -> list[dict]:
         where.append(image_in if len(images) == len(mine) else f"({image_in} OR image_id IS NULL)")
         side = "dataset = $dataset AND " + _in(
             "conversation_id", [k["conversation_id"] for k in mine if k["conversation_id"]], "c", params)
-        body = f"SELECT * {exclude} FROM conversations"
-        if scores:
-            body = f"""SELECT c.*, [{SCORED}] AS scores FROM conversations c
-                       LEFT JOIN (SELECT dataset, conversation_id, {SCORE_COLUMNS} FROM quality_scores WHERE {side}) q
-                         ON q.dataset = c.dataset AND q.conversation_id = c.conversation_id"""
-        found += db.rows(f"{conversations_sql(' AND '.join(where), side)} {body}", params)
+        found += db.rows(f"{conversations_sql(' AND '.join(where), side)} {_whole(side, scores, exclude)}", params)
     order = {_key(k): i for i, k in enumerate(keys)}
     rows = sorted((r for r in found if _key(r) in order), key=lambda r: order[_key(r)])
     if carried:
@@ -309,35 +351,124 @@ def _rows_of(db: Db, keys: list[dict], scores: bool = False) -> list[dict]:
     return rows
 
 
+def _whole(side: str, scores: bool, exclude: str = "") -> str:
+    """The SELECT over `conversations` that reads the page's rows; with their quality scores (those
+    of the conversations `side` names) when asked."""
+    if not scores:
+        return f"SELECT * {exclude} FROM conversations"
+    return f"""SELECT c.* {exclude}, [{SCORED}] AS scores FROM conversations c
+               LEFT JOIN (SELECT dataset, conversation_id, {SCORE_COLUMNS} FROM quality_scores WHERE {side}) q
+                 ON q.dataset = c.dataset AND q.conversation_id = c.conversation_id"""
+
+
+def _rows_by_rowid(db: Db, keys: list[dict], scores: bool, table: str) -> list[dict]:
+    """_rows_of from BrowseTables.rows: each row looked up by its rowid (`rid`), one equality each.
+    DuckDB applies an equality inside the scan, so only the vectors holding the page's rows are
+    decoded, wherever they lie; an IN list, or a range over a sparse page, would decode the turns of
+    most rows."""
+    if not keys:
+        return []
+    params: dict = {f"r{i}": k["rid"] for i, k in enumerate(keys)}
+    lookups = " UNION ALL ".join(f"SELECT * EXCLUDE (text), rowid AS rid FROM {table} WHERE rowid = $r{i}"
+                                 for i in range(len(keys)))
+    side = (_in("dataset", [k["dataset"] for k in keys], "d", params) + " AND "
+            + _in("conversation_id", [k["conversation_id"] for k in keys if k["conversation_id"]], "c", params))
+    found = db.rows(f"{conversations_sql(side=side, c=f'c AS ({lookups})')} {_whole(side, scores)}", params)
+    order = {k["rid"]: i for i, k in enumerate(keys)}  # UNION ALL keeps no order: the page's is put back
+    return [{k: v for k, v in r.items() if k != "rid"} for r in sorted(found, key=lambda r: order[r["rid"]])]
+
+
 def _cache_key(used: dict[str, str]) -> tuple:
     return tuple(sorted(used.items()))
+
+
+def browse_tables(db: Db) -> BrowseTables | None:
+    """The browse tables of the current state, built now if they are not yet (one build per state,
+    however many requests ask at once); None when the Db has none (the pages then read the views)."""
+    tables = db.browse
+    if tables is None:
+        return None
+    with tables.lock:
+        if tables.built_s is None:
+            t0 = time.perf_counter()
+            _build_browse_tables(db, tables)
+            tables.built_s = time.perf_counter() - t0
+    return tables
+
+
+def _build_browse_tables(db: Db, tables: BrowseTables) -> None:
+    """Drop the tables of generations before the previous one (a request may still be reading the
+    previous one), then copy `c` with its turn text and number its rows in ORDER. Two steps, so that
+    only the narrow columns are sorted."""
+    old = db.con.execute("SELECT table_name FROM duckdb_tables() "
+                         "WHERE regexp_matches(table_name, '^browse_(rows|keys)_[0-9]+$')").fetchall()
+    for (name,) in old:
+        if int(name.rsplit("_", 1)[1]) < tables.generation - 1:
+            db.con.execute(f"DROP TABLE IF EXISTS {name}")
+    db.con.execute(f"CREATE OR REPLACE TABLE {tables.rows} AS "
+                   + db.sql(f"WITH {_c()} SELECT *, {TURN_TEXT} AS text FROM c"))
+    db.con.execute(f"""CREATE OR REPLACE TABLE {tables.keys} AS
+        SELECT {', '.join(KEY)}, dataset_version, rowid AS rid, row_number() OVER ({ORDER}) AS pos
+        FROM {tables.rows} ORDER BY pos""")
+
+
+def _keys_by_position(db: Db, tables: BrowseTables, used: dict, params: dict) -> tuple[list[dict], int]:
+    """A page of keys (and the count) from BrowseTables.keys, for filters on c's own short columns.
+    Unfiltered, the positions are 1..n: the page is a seek to the rows after its offset."""
+    own = " AND ".join(TABLE_FILTERS[k] for k in used) or "true"
+    cols = ", ".join((*KEY, "rid"))
+    if used:
+        keys = db.rows(f"SELECT {cols} FROM {tables.keys} WHERE {own} ORDER BY pos LIMIT $limit OFFSET $offset",
+                       params)
+    else:
+        keys = db.rows(f"SELECT {cols} FROM {tables.keys} WHERE pos > $offset ORDER BY pos LIMIT $limit", params)
+    total = db.cached(("count", _cache_key(used)),
+                      lambda: db.one(f"SELECT count(*) AS n FROM {tables.keys} WHERE {own}", used)["n"])
+    return keys, total
+
+
+def _keys_found(db: Db, used: dict, params: dict, table: str | None) -> tuple[list[dict], int]:
+    """A page of keys (and the count) found by filtering `c` (from `table` when given, else the
+    views), joined to the other assets when a status or reason filter needs them."""
+    filters = TABLE_FILTERS if table else FILTERS
+    own = " AND ".join(filters[k] for k in used if k not in JOINED) or "true"
+    joined = " AND ".join(filters[k] for k in used if k in JOINED) or "true"
+    if any(k in JOINED for k in used):
+        source = f"{conversations_sql(own, table=table)} SELECT * FROM conversations WHERE {joined}"
+    else:
+        source = f"WITH {_c(own, table)} SELECT * FROM c"
+    found = f"WITH found AS ({source})"
+    page_of = f"FROM found {ORDER} LIMIT $limit OFFSET $offset"
+    count = lambda: db.one(f"{found} SELECT count(*) AS n FROM found", used)["n"]  # noqa: E731
+    cols = ", ".join((*KEY, "rid") if table else KEY)
+    if "text" in used:  # the turns are searched once: the count comes with the page
+        # From the views the page's turns come along (read again, a sparse page would decode every
+        # row's turns); from the table _rows_of reads them by rowid.
+        carry = "" if table else ", turns"
+        keys = db.rows(f"{found} SELECT {cols}{carry}, count(*) OVER () AS total {page_of}", params)
+        return keys, (keys[0]["total"] if keys else count())
+    keys = db.rows(f"{found} SELECT {cols} {page_of}", params)
+    return keys, db.cached(("count", _cache_key(used)), count)
 
 
 def conversations(db: Db, filters: dict[str, str], page: int = 1, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of conversations (and rejected attempts) matching the filters, and how many match.
 
     The page is found on the sort columns alone (and, for a status or reason filter, the narrow
-    join), then its rows are read whole. The count of a filter without text is kept per store state
-    (Db.cached): it only changes when a partition pointer does."""
+    join), then its rows are read whole. With the browse tables (BrowseTables), `c` is read from
+    them: filters on c's own short columns page by position, a text filter scans the turn text
+    lower-cased once. The count of a filter without text is kept per store state (Db.cached): it
+    only changes when a partition pointer does."""
     used = {k: v for k, v in filters.items() if k in FILTERS and v}
     page = max(page, 1)
-    own = " AND ".join(FILTERS[k] for k in used if k not in JOINED) or "true"
-    joined = " AND ".join(FILTERS[k] for k in used if k in JOINED) or "true"
-    if any(k in JOINED for k in used):
-        source = f"{conversations_sql(own)} SELECT * FROM conversations WHERE {joined}"
-    else:
-        source = f"WITH {_c(own)} SELECT * FROM c"
-    found = f"WITH found AS ({source})"
     params = {**used, "limit": page_size, "offset": (page - 1) * page_size}
-    page_of = f"FROM found {ORDER} LIMIT $limit OFFSET $offset"
-    count = lambda: db.one(f"{found} SELECT count(*) AS n FROM found", used)["n"]  # noqa: E731
-    if "text" in used:  # the turns are searched once: the count comes with the page
-        keys = db.rows(f"{found} SELECT {', '.join(KEY)}, turns, count(*) OVER () AS total {page_of}", params)
-        total = keys[0]["total"] if keys else count()
+    tables = browse_tables(db)
+    if tables and not any(k in JOINED or k == "text" for k in used):
+        keys, total = _keys_by_position(db, tables, used, params)
     else:
-        keys = db.rows(f"{found} SELECT {', '.join(KEY)} {page_of}", params)
-        total = db.cached(("count", _cache_key(used)), count)
-    return {"rows": _rows_of(db, keys), "total": total, "page": page, "pages": max(1, -(-total // page_size))}
+        keys, total = _keys_found(db, used, params, tables.rows if tables else None)
+    rows = _rows_of(db, keys, table=tables.rows if tables else None)
+    return {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // page_size))}
 
 
 def filter_choices(db: Db, dataset: str | None = None) -> dict[str, list]:

@@ -10,10 +10,14 @@ A few answers are costly at scale and change only with the store (the browse pag
 and counts): each cursor carries a cache for the store's current state, the partition pointers
 under `<store>/_current` (their names, inodes, sizes and mtimes, which every write changes: a
 pointer is replaced by rename) and the catalog build. A pointer written since means a new cache.
+The browse page's tables (queries.BrowseTables: its rows copied once, with their turn text
+lower-cased, and their positions) follow only the pointers of the assets they copy, and are
+written into the private catalog: so it is opened read-write (no other process opens it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,7 +30,7 @@ from visit_assets.lib.catalog import assets_with_data, build_catalog, view_names
 from visit_assets.lib.metadata.dataset import DatasetError, check_dataset_name, read_layout
 from visit_assets.lib.metadata.paths import UnsafePath, normalise_image_key, resolve_inside
 
-from .queries import Db
+from .queries import BROWSE_ASSETS, BrowseTables, Db, browse_tables
 
 
 class Reader:
@@ -38,6 +42,7 @@ class Reader:
         self._connections: list[duckdb.DuckDBPyConnection] = []  # the newest last; old ones may still serve
         self._views: frozenset[str] = frozenset()
         self._cache: tuple[tuple, dict] = ((), {})  # (store state, answers kept for it)
+        self._browse: tuple[tuple, BrowseTables | None] = ((), None)  # (state of BROWSE_ASSETS, its tables)
         self.refresh()
 
     def _assets(self) -> tuple[str, ...]:
@@ -51,7 +56,8 @@ class Reader:
                 return
             path = build_catalog(self.store, self._dir / f"catalog-{len(self._connections)}.duckdb")
             self._views = frozenset(view_names(path))
-            self._connections.append(duckdb.connect(str(path), read_only=True))
+            # Read-write: the browse tables are written into it (queries.browse_tables).
+            self._connections.append(duckdb.connect(str(path)))
             self._built_for = assets
 
     def state(self) -> tuple:
@@ -77,10 +83,31 @@ class Reader:
     def db(self) -> Db:
         """A cursor of its own (DuckDB connections are not shared between threads); close it after use."""
         state = self.state()
+        # The pointers of the assets the browse tables copy: <store>/_current/<asset>/<dataset>/<file>.
+        browsed = (state[0], tuple(p for p in state[1] if p[0].rsplit(os.sep, 3)[-3] in BROWSE_ASSETS))
         with self._lock:
             if self._cache[0] != state:
                 self._cache = (state, {})
-            return Db(self._connections[-1].cursor(), self._views, self._cache[1])
+            if self._browse[0] != browsed:
+                previous = self._browse[1]
+                self._browse = (browsed, BrowseTables(previous.generation + 1 if previous else 0))
+            return Db(self._connections[-1].cursor(), self._views, self._cache[1], self._browse[1])
+
+    def prepare(self) -> float:
+        """Build the browse tables of the current state now (else the first browse page after a
+        change builds them); how long their build took."""
+        with contextlib.closing(self.db()) as db:
+            return browse_tables(db).built_s
+
+    @property
+    def catalog_bytes(self) -> int:
+        """The size of the private catalog's folder (its files, the browse tables in them)."""
+        return sum(f.stat().st_size for f in self._dir.iterdir() if f.is_file())
+
+    @property
+    def browse_built_s(self) -> float | None:
+        """How long the current browse tables took to build (None: not built yet)."""
+        return self._browse[1].built_s if self._browse[1] else None
 
     def image_file(self, dataset: str, image_key: str) -> Path:
         """The file of a registered image key, inside its dataset's image folder (symlinks resolved),
