@@ -206,7 +206,7 @@ def write_docs(*paths: Path) -> None:
     """Render the docs section from result files, their rows in order (also: python
     bench/spectral_scale.py docs FILE [FILE ...], e.g. a real-like plan and the blobs plan)."""
     results = [json.loads(p.read_text()) for p in paths]
-    merged = {**results[0], "rows": [r for res in results for r in res["rows"]]}
+    merged = {**results[0], "rows": [{**r, "commit": res["commit"]} for res in results for r in res["rows"]]}
     sources = "; ".join(f"`{p.relative_to(REPO)}` ({res['date']}, commit {res['commit']}, plan {res['plan']})"
                         for p, res in zip(paths, results))
     text = DOCS.read_text()
@@ -218,14 +218,14 @@ def render(result: dict, sources: str) -> str:
     lines = [f"`.venv/bin/python bench/spectral_scale.py --write-docs`, each row a fresh process; raw results "
              f"{sources}, {result['machine']['cores']} cores. "
              "Cluster s is the clustering alone (data generation excluded); peak RSS includes the data.", "",
-             "| data | dims | rows | method | cluster s | peak RSS MB | neighbour recall | ARI vs exact |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+             "| data | dims | rows | method | cluster s | peak RSS MB | neighbour recall | ARI vs exact | commit |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in result["rows"]:
         recall = r["params"].get("neighbour_recall")
         lines.append(f"| {r['data']} | {r['d']} | {r['n']:,} | {r['method']} | {r['cluster_s']:.1f} | "
                      f"{r['peak_rss_mb']:,} | {'—' if recall is None else f'{recall:.3f}'} | "
-                     f"{'—' if r['ari_vs_exact'] is None else r['ari_vs_exact']} |")
-    for d in sorted({r["d"] for r in result["rows"] if r["method"] == "spectral-ann"}):
+                     f"{'—' if r['ari_vs_exact'] is None else r['ari_vs_exact']} | {r.get('commit', result['commit'])} |")
+    for d in sorted({r["d"] for r in result["rows"] if r["method"] == "spectral-ann"}):  # the last file's 1M row wins
         ann = {r["n"]: r for r in result["rows"] if r["method"] == "spectral-ann" and r["d"] == d
                and r["data"] == "real-like"}
         if 1_000_000 in ann:
