@@ -3,6 +3,7 @@
     .venv/bin/python bench/viewer_pages.py [--homes H1 H2 ...] [--repeats 7] [--warmup 2] [--write-docs]
     .venv/bin/python bench/viewer_pages.py docs            # re-render the docs section from the newest result
     .venv/bin/python bench/viewer_pages.py screenshots [--home H]   # docs/img/viewer-*.png
+    .venv/bin/python bench/viewer_pages.py version-screenshots      # docs/img/viewer-versions*.png
 
 Reads homes that bench/coco_graph.py filled (default: the 10,000- and 118,287-image `-stages`
 homes), read-only: the viewer builds its private catalog in a temporary folder. For each home, in
@@ -26,6 +27,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import socket
 import statistics
 import sys
@@ -44,6 +46,8 @@ TARGET_S = 1.0
 DEEP_PAGE = 1000
 TEXT = "frisbee"  # a word COCO captions use, so the filter matches a few rows among many
 CHROMIUM = "/usr/bin/chromium"
+VERSIONS_HOME = HERE / "out" / "viewer-versions"  # made afresh by version-screenshots
+VERSION_ASSETS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]  # ingest
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -161,9 +165,6 @@ def write_docs() -> None:
 
 def screenshots(home: Path) -> None:
     """The dataset page, an image page with boxes and a browse page, as PNGs in docs/img/."""
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
     from visit_assets.viewer.app import create_app
 
     dataset = _dataset(home)
@@ -172,6 +173,44 @@ def screenshots(home: Path) -> None:
         image_id = db.con.execute("""
             SELECT g.image_id FROM grouped_metadata g WHERE g.dataset = ? AND len(g.boxes) BETWEEN 3 AND 6
             ORDER BY g.image_key LIMIT 1""", [dataset]).fetchone()[0]
+    shoot(app, [("viewer-dataset.png", f"/?dataset={dataset}"), ("viewer-image.png", f"/image/{dataset}/{image_id}"),
+                ("viewer-browse.png", "/browse?status=selected")])
+
+
+def version_screenshots(home: Path) -> None:
+    """The two versions pages, as PNGs in docs/img/, on the sample in `home` (made afresh): the whole
+    graph through the stand-in (rehearsal.run), then a second version with one caption edited, of
+    which only the ingest assets run again."""
+    import shutil
+
+    import dagster as dg
+
+    from visit_assets import rehearsal
+    from visit_assets.definitions import defs
+    from visit_assets.lib import versions
+    from visit_assets.runner import run_dataset
+    from visit_assets.viewer.app import create_app
+
+    shutil.rmtree(home, ignore_errors=True)
+    rehearsal.run(home, log=lambda _: None)
+    path = home / "datasets" / "sample" / "annotations" / "captions.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["caption"] = "A caption edited for the second version of the sample"
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    with dg.instance_for_test() as instance:
+        os.environ["VISIT_HOME"] = str(home)
+        run_dataset(defs, "sample", instance, only=VERSION_ASSETS, log=lambda _: None)
+    diff = versions.diff_versions(home / "store", "sample")
+    image_id = diff["assets"]["grouped_metadata"]["images"]["examples"][0]["image_id"]
+    shoot(create_app(home / "store", home / "datasets"),
+          [("viewer-versions.png", "/versions/sample"), ("viewer-versions-image.png", f"/versions/sample/image/{image_id}")])
+
+
+def shoot(app, shots: list[tuple[str, str]]) -> None:
+    """Serve `app` on a free loopback port and save a screenshot of each (file name, path) in docs/img/."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -180,8 +219,6 @@ def screenshots(home: Path) -> None:
     thread.start()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     IMG.mkdir(parents=True, exist_ok=True)
-    shots = [("viewer-dataset.png", f"/?dataset={dataset}"), ("viewer-image.png", f"/image/{dataset}/{image_id}"),
-             ("viewer-browse.png", "/browse?status=selected")]
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
@@ -202,7 +239,7 @@ def screenshots(home: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", nargs="?", choices=("run", "docs", "screenshots"), default="run")
+    ap.add_argument("command", nargs="?", choices=("run", "docs", "screenshots", "version-screenshots"), default="run")
     ap.add_argument("--homes", nargs="+", type=Path, default=HOMES)
     ap.add_argument("--home", type=Path, default=HOMES[0], help="screenshots: the home shown")
     ap.add_argument("--repeats", type=int, default=7)
@@ -213,6 +250,8 @@ def main() -> None:
         return write_docs()
     if args.command == "screenshots":
         return screenshots(args.home.resolve())
+    if args.command == "version-screenshots":
+        return version_screenshots(VERSIONS_HOME)
     result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
               "repeats": args.repeats, "warmup": args.warmup, "target_s": TARGET_S, "stores": []}
     for home in args.homes:
