@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
 import socket
 import statistics
 import sys
@@ -188,6 +187,7 @@ def version_screenshots(home: Path) -> None:
     from visit_assets import rehearsal
     from visit_assets.definitions import defs
     from visit_assets.lib import versions
+    from visit_assets.lib.environment import environment
     from visit_assets.runner import run_dataset
     from visit_assets.viewer.app import create_app
 
@@ -197,8 +197,8 @@ def version_screenshots(home: Path) -> None:
     data = json.loads(path.read_text())
     data["annotations"][0]["caption"] = "A caption edited for the second version of the sample"
     path.write_text(json.dumps(data, ensure_ascii=False))
-    with dg.instance_for_test() as instance:
-        os.environ["VISIT_HOME"] = str(home)
+    places = {"VISIT_HOME": str(home), "VISIT_STORE": str(home / "store"), "VISIT_DATASETS": str(home / "datasets")}
+    with dg.instance_for_test() as instance, environment(places):  # never the caller's store
         run_dataset(defs, "sample", instance, only=VERSION_ASSETS, log=lambda _: None)
     diff = versions.diff_versions(home / "store", "sample")
     image_id = diff["assets"]["grouped_metadata"]["images"]["examples"][0]["image_id"]

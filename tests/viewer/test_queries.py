@@ -216,11 +216,25 @@ def test_kept_counts_and_choices_follow_the_store(tmp_path):
             assert queries.filter_choices(db)["recipe"] == ["r2"]
             assert [r["conversation_id"] for r in queries.conversations(db, {}, page=2, page_size=2)["rows"]] == ["c2"]
         store.write("generated_conversations", "d1", "v3", conversations(4, "r3"), shard=0, dataset_version="v1")
+        with contextlib.closing(reader.db()) as held:  # a request still reading generation 2 ...
+            assert queries.conversations(held, {"recipe": "r3"}, page=2, page_size=3)["total"] == 4
+            assert _browse_tables(held) == {"browse_rows_2", "browse_keys_2"}  # older, unused: dropped
+            for version, n in (("v4", 5), ("v5", 6)):  # ... while two newer copies are built
+                store.write("generated_conversations", "d1", version, conversations(n, "r4"), shard=0,
+                            dataset_version="v1")
+                with contextlib.closing(reader.db()) as db:
+                    assert queries.conversations(db, {})["total"] == n
+            # 3 was closed before 4 was built: dropped; 2 is still read: kept
+            assert _browse_tables(held) == {f"browse_{t}_{g}" for t in ("rows", "keys") for g in (2, 4)}
+            assert queries.conversations(held, {"recipe": "r3"}, page=1, page_size=3)["total"] == 4  # still there
+        store.write("generated_conversations", "d1", "v6", conversations(1, "r5"), shard=0, dataset_version="v1")
         with contextlib.closing(reader.db()) as db:
-            assert queries.conversations(db, {"recipe": "r3"}, page=2, page_size=3)["total"] == 4
-            tables = {t for (t,) in db.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            # The copy before the previous one is dropped; the previous one may still serve a request.
-            assert tables == {"browse_rows_1", "browse_keys_1", "browse_rows_2", "browse_keys_2"}
+            assert queries.conversations(db, {})["total"] == 1
+            assert _browse_tables(db) == {"browse_rows_5", "browse_keys_5"}  # no one reads the others now
+
+
+def _browse_tables(db) -> set[str]:
+    return {t for (t,) in db.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 
 
 def test_the_queries_and_the_reader_import_no_dagster():

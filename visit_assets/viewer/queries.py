@@ -84,10 +84,13 @@ class BrowseTables:
       read back) and `pos`, the row's place in ORDER, so that a deep page is a range of positions
       instead of a sort of every row to skip the pages before it.
 
-    The generation numbers the tables: a newer state gets new ones, and older ones are dropped."""
+    The generation numbers the tables: a newer state gets new ones, and older ones are dropped once no
+    open Db reads them. A Reader's generations share `lock` (one build at a time: two builds would
+    drop the same old tables) and `users` (open Dbs per generation, counted by the Reader)."""
 
     generation: int
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    users: dict[int, int] = field(default_factory=dict, repr=False)
     built_s: float | None = None  # how long the build took; None until built
 
     @property
@@ -109,6 +112,7 @@ class Db:
     views: frozenset[str]
     cache: dict | None = None
     browse: BrowseTables | None = None
+    release: Callable[[BrowseTables], None] | None = None  # the Reader's, when it counts this Db as a user
 
     def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         if self.cache is None:
@@ -140,6 +144,10 @@ class Db:
 
     def close(self) -> None:
         self.con.close()
+        if self.release is not None and self.browse is not None:
+            release = self.release
+            object.__setattr__(self, "release", None)  # (a frozen dataclass) closed twice counts once
+            release(self.browse)
 
 
 # --- the dataset page ----------------------------------------------------------------------------
@@ -397,13 +405,13 @@ def browse_tables(db: Db) -> BrowseTables | None:
 
 
 def _build_browse_tables(db: Db, tables: BrowseTables) -> None:
-    """Drop the tables of generations before the previous one (a request may still be reading the
-    previous one), then copy `c` with its turn text and number its rows in ORDER. Two steps, so that
-    only the narrow columns are sorted."""
+    """Drop the tables of older generations no open Db reads, then copy `c` with its turn text and
+    number its rows in ORDER. Two steps, so that only the narrow columns are sorted."""
     old = db.con.execute("SELECT table_name FROM duckdb_tables() "
                          "WHERE regexp_matches(table_name, '^browse_(rows|keys)_[0-9]+$')").fetchall()
     for (name,) in old:
-        if int(name.rsplit("_", 1)[1]) < tables.generation - 1:
+        generation = int(name.rsplit("_", 1)[1])
+        if generation < tables.generation and not tables.users.get(generation):  # no new users: not current
             db.con.execute(f"DROP TABLE IF EXISTS {name}")
     db.con.execute(f"CREATE OR REPLACE TABLE {tables.rows} AS "
                    + db.sql(f"WITH {_c()} SELECT *, {TURN_TEXT} AS text FROM c"))

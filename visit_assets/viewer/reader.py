@@ -90,8 +90,20 @@ class Reader:
                 self._cache = (state, {})
             if self._browse[0] != browsed:
                 previous = self._browse[1]
-                self._browse = (browsed, BrowseTables(previous.generation + 1 if previous else 0))
-            return Db(self._connections[-1].cursor(), self._views, self._cache[1], self._browse[1])
+                self._browse = (browsed, BrowseTables(previous.generation + 1, previous.lock, previous.users)
+                                if previous else BrowseTables(0))
+            tables = self._browse[1]
+            tables.users[tables.generation] = tables.users.get(tables.generation, 0) + 1
+            return Db(self._connections[-1].cursor(), self._views, self._cache[1], tables, self._release)
+
+    def _release(self, tables: BrowseTables) -> None:
+        """A Db of `tables` closed: one user fewer (at none, a later build may drop its tables)."""
+        with self._lock:
+            left = tables.users.get(tables.generation, 0) - 1
+            if left > 0:
+                tables.users[tables.generation] = left
+            else:
+                tables.users.pop(tables.generation, None)
 
     def prepare(self) -> float:
         """Build the browse tables of the current state now (else the first browse page after a

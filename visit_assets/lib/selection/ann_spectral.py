@@ -40,8 +40,9 @@ import numpy as np
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
-# The search breadth over all dimensions, in a rebuild (data the projection failed on is hard for
-# the index too: 320-d isotropic noise, recall 0.994 with 64) and for small inputs (cheap there).
+# The search breadth where the index sees every dimension: in a rebuild (data the projection failed
+# on is hard for the index too: 320-d isotropic noise, recall 0.994 with 64), and where nothing was
+# projected (small inputs, or at most GRAPH_DIMS dimensions), as no rebuild can follow there.
 HNSW_EF_SEARCH_FULL_DIMS = 256
 # Principal components the index sees, and candidates per row it returns for re-ranking. On 20,000
 # real sentence embeddings (MiniLM, 384-d) 192 components kept the re-ranked graph's recall at
@@ -67,7 +68,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
     dims = projected = graph_dims(*X.shape)
-    ef = HNSW_EF_SEARCH if X.shape[0] >= PROJECTION_MIN_ROWS else HNSW_EF_SEARCH_FULL_DIMS  # small: cheap
+    ef = HNSW_EF_SEARCH if dims < X.shape[1] else HNSW_EF_SEARCH_FULL_DIMS  # no rebuild can follow: search wider
     ids = ann_neighbours(X, nn, seed, dims, ef)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
