@@ -171,3 +171,23 @@ def test_a_projection_that_loses_neighbours_falls_back_to_all_dimensions():
     assert params["graph_dims"] == 320 > GRAPH_DIMS and "all 320 dimensions" in params["neighbours"]
     assert params["neighbour_recall"] >= RECALL_FLOOR
     assert "neighbours_full_dims" in info["stage_seconds"]
+
+
+def test_split_index_finds_the_true_neighbours_the_same_way_every_run(monkeypatch):
+    """Above SPLIT_MIN_ROWS the rows go into two indices built side by side in threads: every row is
+    searched in both (ids offset back to the whole), and the graph is the same on every run."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from visit_assets.lib.selection import ann_spectral
+
+    monkeypatch.setattr(ann_spectral, "SPLIT_MIN_ROWS", 500)
+    rng = np.random.default_rng(2)
+    X = (rng.standard_normal((1500, 16)) @ rng.standard_normal((16, 96))).astype(np.float32)
+    assert ann_spectral.index_parts(len(X)) == 2
+    first = ann_spectral.hnsw_candidates(X, 20, ann_spectral.search_breadth(len(X), full_dims=False))
+    again = ann_spectral.hnsw_candidates(X, 20, ann_spectral.search_breadth(len(X), full_dims=False))
+    assert first.shape == (1500, 40) and (first == again).all()
+    assert (first[:, :20] < 750).all() and (first[:, 20:] >= 750).all()  # each half's own rows, offset back
+    _, truth = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
+    found = ann_spectral.nearest_among(X, first, 10)
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 10 >= 0.99

@@ -12,8 +12,9 @@ done by maintained libraries:
    Euclidean), then one pass over each row's neighbours' neighbours. The projection makes the
    index 2-3x cheaper to build and search; the re-ranking puts back what it blurs. Recall against
    brute force is measured on a seeded sample of rows and recorded; below RECALL_FLOOR the graph
-   is built again over all dimensions. The index is built by one
-   thread: parallel insertion order varies from run to run, and with it the graph.
+   is built again over all dimensions. Each index is built by one thread (parallel insertion
+   order varies from run to run, and with it the graph); above SPLIT_MIN_ROWS the rows are split
+   in two halves, each half's index built in its own thread, and every row searched in both.
 2. eigenvectors: LOBPCG preconditioned with algebraic multigrid (pyamg smoothed aggregation), the
    recipe of scikit-learn's `eigen_solver="amg"`, but iterated to a residual tolerance: scikit-learn
    leaves LOBPCG at SciPy's default of 20 iterations, which stops short on real embeddings (the
@@ -40,6 +41,14 @@ import numpy as np
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
+# Two half-indices: the build, 70-75% of the time at 1M rows, runs on two cores and each half is
+# cheaper (at 200k real-like rows 105 s -> 44 s), while each row is searched twice. A row is found
+# less surely in a half it was not inserted in (efSearch 64: recall 1.0 -> 0.9995 at 200k), so the
+# halves search wider: 96 restored 0.9999 (bench/spectral_agreement.py measures the clustering).
+# The part count is fixed, not the machine's cores: the graph must not depend on the machine.
+SPLIT_PARTS = 2
+SPLIT_MIN_ROWS = 10_000
+HNSW_EF_SEARCH_SPLIT = 96
 # The search breadth where the index sees every dimension: in a rebuild (data the projection failed
 # on is hard for the index too: 320-d isotropic noise, recall 0.994 with 64), and where nothing was
 # projected (small inputs, or at most GRAPH_DIMS dimensions), as no rebuild can follow there.
@@ -68,7 +77,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     t = time.perf_counter()
     nn = max(1, min(int(n_neighbors), X.shape[0] - 1))
     dims = projected = graph_dims(*X.shape)
-    ef = HNSW_EF_SEARCH if dims < X.shape[1] else HNSW_EF_SEARCH_FULL_DIMS  # no rebuild can follow: search wider
+    ef = search_breadth(X.shape[0], full_dims=dims == X.shape[1])
     ids = ann_neighbours(X, nn, seed, dims, ef)
     timings["neighbours"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -76,7 +85,7 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
     timings["recall_check"] = time.perf_counter() - t
     if recall < RECALL_FLOOR and dims < X.shape[1]:  # the projection blurred the neighbours: all dimensions
         t = time.perf_counter()
-        dims, ef = X.shape[1], HNSW_EF_SEARCH_FULL_DIMS
+        dims, ef = X.shape[1], search_breadth(X.shape[0], full_dims=True)
         ids = ann_neighbours(X, nn, seed, dims, ef)
         recall = neighbour_recall(X, ids, seed)
         timings["neighbours_full_dims"] = time.perf_counter() - t
@@ -94,7 +103,9 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "n_clusters": k,
         "n_neighbors": nn,
         "neighbours": f"faiss IndexHNSWFlat (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}, "
-                      f"efSearch={max(ef, count)}, L2, built single-threaded) over "
+                      f"efSearch={max(ef, count)}, L2, built single-threaded"
+                      + (f", {index_parts(X.shape[0])} indices over consecutive row ranges, each row searched in all"
+                         if index_parts(X.shape[0]) > 1 else "") + ") over "
                       + (f"the top {dims} principal components (fitted on up to {PCA_SAMPLE:,} seeded rows)"
                          if dims < X.shape[1] else f"all {dims} dimensions")
                       + f", {count} candidates per row re-ranked by full L2, then one "
@@ -109,6 +120,17 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         "eigen_iterations": iterations,
     }
     return maps, params
+
+
+def index_parts(n: int) -> int:
+    return SPLIT_PARTS if n >= SPLIT_MIN_ROWS else 1
+
+
+def search_breadth(n: int, full_dims: bool) -> int:
+    """efSearch: wider where every dimension is indexed (no rebuild can follow) or the index is split."""
+    if full_dims:
+        return HNSW_EF_SEARCH_FULL_DIMS
+    return HNSW_EF_SEARCH_SPLIT if index_parts(n) > 1 else HNSW_EF_SEARCH
 
 
 def candidate_count(nn: int) -> int:
@@ -150,20 +172,41 @@ def principal_components(X: np.ndarray, dims: int, seed: int) -> np.ndarray:
 
 
 def hnsw_candidates(Y: np.ndarray, count: int, ef_search: int = HNSW_EF_SEARCH) -> np.ndarray:
-    """Each row's `count` nearest rows by the HNSW index (-1 where it found fewer), n x count int64."""
+    """Each row's `count` nearest rows in each of the index parts (-1 where a part found fewer),
+    n x (parts * count) int64."""
     import faiss
 
-    index = faiss.IndexHNSWFlat(Y.shape[1], HNSW_M)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # one insertion order, one graph
-    try:
-        index.add(Y)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    index.hnsw.efSearch = max(ef_search, count)
-    _, ids = index.search(Y, count)  # each query on its own: threads do not change the result
-    return ids
+    bounds = np.linspace(0, Y.shape[0], index_parts(Y.shape[0]) + 1).astype(np.int64)
+    indices = built_in_threads([Y[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])])
+    found = []
+    for lo, index in zip(bounds[:-1], indices):
+        index.hnsw.efSearch = max(ef_search, count)
+        _, ids = index.search(Y, min(count, index.ntotal))  # each query on its own: threads do not change it
+        found.append(np.where(ids >= 0, ids + lo, -1))
+    return np.concatenate(found, axis=1)
+
+
+def built_in_threads(parts: list[np.ndarray]):
+    """One HNSW index per part, each built by a single thread (one insertion order, one graph), the
+    parts side by side (faiss releases the GIL while it adds)."""
+    import faiss
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(part: np.ndarray):
+        index = faiss.IndexHNSWFlat(part.shape[1], HNSW_M)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # per calling thread: OpenMP keeps this setting per thread
+        try:
+            index.add(np.ascontiguousarray(part))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return index
+
+    if len(parts) == 1:
+        return [build(parts[0])]
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        return list(pool.map(build, parts))
 
 
 def neighbours_of_neighbours(ids: np.ndarray) -> np.ndarray:
