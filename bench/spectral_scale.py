@@ -19,7 +19,7 @@ os.wait4, so the peak RSS is exactly the child's, data included):
 Targets (issue "Clustering at scale must be the paper's clustering"): 1,000,000 rows x 384 and
 x 512 under 15 minutes and 8 GB. The default plan measures the curve up to them (100k, 300k, 1M;
 the 1M rows take about a quarter of an hour each here); a plan that stops short of 1M projects it
-from the measured growth, and says so on the page. `--plan 1m` runs only the two 1M rows. Where exact runs too (5,000 rows), the adjusted Rand index against it is reported. Raw results: bench/results/spectral_scale-<date>.json; --write-docs
+from the measured growth, and says so on the page. `--plan 1m` runs only the two 1M rows, `--plan curve` the real-like rows (1M first). Where exact runs too (5,000 rows), the adjusted Rand index against it is reported. Raw results: bench/results/spectral_scale-<date>.json; --write-docs
 renders the section of docs/benchmarks.md between its markers from that file.
 """
 
@@ -59,6 +59,9 @@ PLANS = {
                 ("blobs", 512, 5_000, "spectral-exact"), ("blobs", 512, 5_000, "spectral-ann"),
                 ("blobs", 512, 5_000, "spectral-landmark"), ("blobs", 512, 1_000_000, "spectral-landmark")],
     "1m": [("real-like", 384, 1_000_000, "spectral-ann"), ("real-like", 512, 1_000_000, "spectral-ann")],
+    # the real-like curve alone, 1M first (the rows with a target)
+    "curve": [("real-like", 384, 1_000_000, "spectral-ann"), ("real-like", 512, 1_000_000, "spectral-ann"),
+              ("real-like", 384, 100_000, "spectral-ann"), ("real-like", 384, 300_000, "spectral-ann")],
     "blobs": [("blobs", 512, 5_000, "spectral-exact"), ("blobs", 512, 5_000, "spectral-ann"),
               ("blobs", 512, 5_000, "spectral-landmark"), ("blobs", 512, 1_000_000, "spectral-landmark")],
     "quick": [("real-like", 384, 5_000, "spectral-exact"), ("real-like", 384, 5_000, "spectral-ann"),
@@ -203,10 +206,15 @@ def main() -> None:
 
 
 def write_docs(*paths: Path) -> None:
-    """Render the docs section from result files, their rows in order (also: python
+    """Render the docs section from result files, a later file's row replacing an earlier one (also: python
     bench/spectral_scale.py docs FILE [FILE ...], e.g. a real-like plan and the blobs plan)."""
     results = [json.loads(p.read_text()) for p in paths]
-    merged = {**results[0], "rows": [{**r, "commit": res["commit"]} for res in results for r in res["rows"]]}
+    rows: dict[tuple, dict] = {}  # a later file's row replaces an earlier one of the same data, dims, rows, method
+    for res in results:
+        for r in res["rows"]:
+            rows[(r["data"], r["d"], r["n"], r["method"])] = {**r, "commit": res["commit"]}
+    merged = {**results[0], "rows": sorted(rows.values(), key=lambda r: (r["data"] != "real-like", r["data"],
+                                                                          r["n"], r["d"], r["method"]))}
     sources = "; ".join(f"`{p.relative_to(REPO)}` ({res['date']}, commit {res['commit']}, plan {res['plan']})"
                         for p, res in zip(paths, results))
     text = DOCS.read_text()
@@ -218,14 +226,16 @@ def render(result: dict, sources: str) -> str:
     lines = [f"`.venv/bin/python bench/spectral_scale.py --write-docs`, each row a fresh process; raw results "
              f"{sources}, {result['machine']['cores']} cores. "
              "Cluster s is the clustering alone (data generation excluded); peak RSS includes the data.", "",
-             "| data | dims | rows | method | cluster s | peak RSS MB | neighbour recall | ARI vs exact | commit |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+             "| data | dims | rows | method | cluster s | peak RSS MB | neighbour recall | graph components | "
+             "largest cluster | ARI vs exact | commit |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in result["rows"]:
-        recall = r["params"].get("neighbour_recall")
+        recall, components = r["params"].get("neighbour_recall"), r["params"].get("graph_components")
         lines.append(f"| {r['data']} | {r['d']} | {r['n']:,} | {r['method']} | {r['cluster_s']:.1f} | "
                      f"{r['peak_rss_mb']:,} | {'—' if recall is None else f'{recall:.3f}'} | "
+                     f"{'—' if components is None else f'{components:,}'} | {max(r['sizes']) / r['n']:.1%} | "
                      f"{'—' if r['ari_vs_exact'] is None else r['ari_vs_exact']} | {r.get('commit', result['commit'])} |")
-    for d in sorted({r["d"] for r in result["rows"] if r["method"] == "spectral-ann"}):  # the last file's 1M row wins
+    for d in sorted({r["d"] for r in result["rows"] if r["method"] == "spectral-ann"}):
         ann = {r["n"]: r for r in result["rows"] if r["method"] == "spectral-ann" and r["d"] == d
                and r["data"] == "real-like"}
         if 1_000_000 in ann:
