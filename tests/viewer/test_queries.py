@@ -187,6 +187,22 @@ def test_a_store_with_only_its_first_assets(tmp_path):
         assert queries.image_conversations(db, "d1", "i1") == []
 
 
+def test_a_viewer_started_before_the_first_run_shows_what_it_writes(tmp_path):
+    """Started on a store with nothing in it yet, the viewer builds the views of the assets the first
+    run writes on the next request, whatever page asks first."""
+    with contextlib.closing(Reader(tmp_path / "store", tmp_path / "datasets")) as reader:
+        with contextlib.closing(reader.db()) as db:
+            assert queries.datasets(db) == []
+        store = ParquetStore(tmp_path / "store")
+        frame = pl.DataFrame({"image_id": ["i1"], "image_key": ["a.jpg"], "dataset": ["d1"], "dataset_version": ["v1"],
+                              "ingested_at": ["2026-01-01T00:00:00Z"], "reject_reason": [None]},
+                             schema_overrides={"reject_reason": pl.String})
+        store.write("source_records", "d1", "v1", frame, dataset_version="v1")
+        with contextlib.closing(reader.db()) as db:
+            assert queries.image(db, "d1", "i1")["image_key"] == "a.jpg"
+            assert queries.datasets(db) == ["d1"]
+
+
 def test_kept_counts_and_choices_follow_the_store(tmp_path):
     """The browse page keeps its counts and filter choices per store state: a partition written
     since (its pointer replaced) is seen on the next page load."""

@@ -49,7 +49,6 @@ def _render(request: Request, name: str, **context) -> Response:
 def overview(request: Request) -> Response:
     """Each dataset: versions, rows per asset, rejects by stage and reason, prompt types."""
     reader = _reader(request)
-    reader.refresh()  # an asset materialized since the viewer started gets its view
     with contextlib.closing(reader.db()) as db:
         names = queries.datasets(db)
         chosen = [n for n in names if n == request.query_params.get("dataset")] or names

@@ -4,7 +4,7 @@ into a private file, and image files found the way ingestion finds them.
 The catalog is private because DuckDB lets one process write a database file only when no other
 process has it open: a viewer holding `<store>/catalog.duckdb` would make the next
 `visit-assets run` or `catalog` fail. Its views read the Parquet files at query time, so new
-versions show up at once; only an asset appearing for the first time needs a rebuild (`refresh`).
+versions show up at once; only an asset appearing for the first time needs a rebuild (`refresh`, checked on the first request after any write).
 
 A few answers are costly at scale and change only with the store (the browse page's filter choices
 and counts): each cursor carries a cache for the store's current state, the partition pointers
@@ -83,6 +83,9 @@ class Reader:
     def db(self) -> Db:
         """A cursor of its own (DuckDB connections are not shared between threads); close it after use."""
         state = self.state()
+        if state != self._cache[0]:  # a write since: an asset with its first data needs its view built
+            self.refresh()
+            state = self.state()
         # The pointers of the assets the browse tables copy: <store>/_current/<asset>/<dataset>/<file>.
         browsed = (state[0], tuple(p for p in state[1] if p[0].rsplit(os.sep, 3)[-3] in BROWSE_ASSETS))
         with self._lock:
