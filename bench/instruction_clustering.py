@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=300)
     p.add_argument("--merge", default="all", help="'all' clusters or a number of clusters to merge")
     p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--conditions", default="", help="what else ran on the machine (shown beside the timings)")
     args = p.parse_args()
     rows = []
     t0 = time.perf_counter()
@@ -84,12 +85,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         client = LLMClient(make_backend("llama_cpp"), LLMCache(Path(tmp) / "cache.sqlite"))
         results = client.generate([j.request for j in jobs])
-        merged = [cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)]
+        merged = [cluster_mod.merged_row(j, r) for j, r in zip(jobs, results, strict=True)]
     ok = sum(m["status"] == "ok" for m in merged)
     rows.append(("LLM merge (SmolLM2)", time.perf_counter() - t2, peak_mb(), f"{len(jobs)} clusters, {ok} merged ok, "
                  f"{client.stats.tokens_out:,} tokens out"))
     result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "n": args.n,
-              "k": args.k, "merge": args.merge, "total_s": round(time.perf_counter() - t0, 1),
+              "k": args.k, "merge": args.merge, "conditions": args.conditions, "total_s": round(time.perf_counter() - t0, 1),
               "stages": [{"stage": name, "wall_s": round(secs, 1), "peak_rss_mb": round(mb), "details": details}
                          for name, secs, mb, details in rows]}
     print(render(result))
@@ -102,7 +103,8 @@ def render(r: dict) -> str:
              "instructions (task x subject x style x audience) through the `clustered_instructions` functions: packaged "
              f"MiniLM embeddings, k-means with k={r['k']} (MiniBatchKMeans above 20,000 rows), then one merge request per "
              f"cluster through SmolLM2 on llama.cpp (fresh cache). Raw results: bench/results/instruction_clustering-"
-             f"{r['date']}.json ({r['date']}, commit {r['commit']}, {r['machine']['cores']} cores).", "",
+             f"{r['date']}.json ({r['date']}, commit {r['commit']}, {r['machine']['cores']} cores)."
+             + (f" Timings: {r['conditions']}." if r.get("conditions") else ""), "",
              "| stage | wall s | peak RSS MB | details |", "| --- | ---: | ---: | --- |"]
     lines += [f"| {s['stage']} | {s['wall_s']:.1f} | {s['peak_rss_mb']:,} | {s['details']} |" for s in r["stages"]]
     lines.append(f"| **total** | **{r['total_s']:.1f}** | **{peak:,}** | |")
