@@ -202,7 +202,8 @@ def main() -> None:
 
     result = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(),
               "scikit_learn": sklearn.__version__, "corpus": facts, "k": K, "seeds": list(SEEDS), "bar": BAR,
-              "methods": methods, "sizes": rows, "conditions": args.conditions, "graph_reference": GRAPH_REFERENCE, "graph_check": graph_rows}
+              "methods": methods, "sizes": rows, "conditions": args.conditions, "graph_reference": GRAPH_REFERENCE,
+              "graph_check": graph_rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"spectral_agreement-{result['date']}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -224,7 +225,8 @@ def render(result: dict, path: Path) -> str:
         f"{result['k']}, seeds {', '.join(map(str, result['seeds']))}, each size and method in a fresh process (its "
         f"peak RSS includes loading the whole embedding file, {result['corpus'].get('file_mb', '?')} MB). Raw "
         f"results: `{path}` ({result['date']}, commit {result['commit']}, {result['machine']['cores']} cores, "
-        f"scikit-learn {result['scikit_learn']})." + (f" Timings: {result['conditions']}" if result.get("conditions") else ""),
+        f"scikit-learn {result['scikit_learn']})."
+        + (f" Timings: {result['conditions']}" if result.get("conditions") else ""),
         "",
         "| rows | method | median s | peak RSS MB | ARI vs exact, per seed | ARI vs itself across seeds |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
@@ -257,7 +259,8 @@ def render_graph_check(result: dict) -> list[str]:
                  f"There `spectral-ann` is compared with `{ref}`: the same algorithm on the exact k-NN graph "
                  "(brute-force neighbours; the same Laplacian, eigensolver and k-means), which isolates what the "
                  "approximate neighbours change.", "",
-             f"| rows | method | median s | peak RSS MB | neighbour recall | ARI vs {ref}, per seed | ARI vs itself across seeds |",
+             f"| rows | method | median s | peak RSS MB | neighbour recall | ARI vs {ref}, per seed "
+             "| ARI vs itself across seeds |",
              "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["graph_check"]:
         for m in (ref, "spectral-ann"):

@@ -19,7 +19,9 @@ os.wait4, so the peak RSS is exactly the child's, data included):
 Targets (issue "Clustering at scale must be the paper's clustering"): 1,000,000 rows x 384 and
 x 512 under 15 minutes and 8 GB. The default plan measures the curve up to them (100k, 300k, 1M;
 the 1M rows take about a quarter of an hour each here); a plan that stops short of 1M projects it
-from the measured growth, and says so on the page. `--plan 1m` runs only the two 1M rows, `--plan curve` the real-like rows (1M first). Where exact runs too (5,000 rows), the adjusted Rand index against it is reported. Raw results: bench/results/spectral_scale-<date>.json; --write-docs
+from the measured growth, and says so on the page. `--plan 1m` runs only the two 1M rows, `--plan
+curve` the real-like rows (1M first). Where exact runs too (5,000 rows), the adjusted Rand index
+against it is reported. Raw results: bench/results/spectral_scale-<date>.json; --write-docs
 renders the section of docs/benchmarks.md between its markers from that file.
 """
 
@@ -174,7 +176,6 @@ def agreement(res: dict) -> float | None:
 
 def main() -> None:
     import sklearn
-
     from spectral_agreement import machine
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,7 +217,7 @@ def write_docs(*paths: Path) -> None:
     merged = {**results[0], "rows": sorted(rows.values(), key=lambda r: (r["data"] != "real-like", r["data"],
                                                                           r["n"], r["d"], r["method"]))}
     sources = "; ".join(f"`{p.relative_to(REPO)}` ({res['date']}, commit {res['commit']}, plan {res['plan']})"
-                        for p, res in zip(paths, results))
+                        for p, res in zip(paths, results, strict=True))
     text = DOCS.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     DOCS.write_text(text[:start] + "\n" + render(merged, sources) + "\n" + text[end:])

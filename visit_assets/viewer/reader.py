@@ -4,7 +4,8 @@ into a private file, and image files found the way ingestion finds them.
 The catalog is private because DuckDB lets one process write a database file only when no other
 process has it open: a viewer holding `<store>/catalog.duckdb` would make the next
 `visit-assets run` or `catalog` fail. Its views read the Parquet files at query time, so new
-versions show up at once; only an asset appearing for the first time needs a rebuild (`refresh`, checked on the first request after any write).
+versions show up at once; only an asset appearing for the first time needs a rebuild (`refresh`,
+checked on the first request after any write).
 
 A few answers are costly at scale and change only with the store (the browse page's filter choices
 and counts): each cursor carries a cache for the store's current state, the partition pointers

@@ -4,8 +4,8 @@ scikit-learn's `SpectralClustering(affinity="nearest_neighbors")` is, in order: 
 graph (brute force, each row its own first neighbour), symmetrised as (A + A^T) / 2; the K
 eigenvectors of the normalised Laplacian with the smallest eigenvalues (ARPACK in shift-invert
 mode, which factorises the Laplacian: the factor fills in and the cost grows steeply,
-bench/spectral_agreement.py); k-means on them. Here the same graph, Laplacian and label assignment, with the two steps that do not scale
-done by maintained libraries:
+bench/spectral_agreement.py); k-means on them. Here the same graph, Laplacian and label assignment,
+with the two steps that do not scale done by maintained libraries:
 
 1. neighbours: candidates from an HNSW index (faiss-cpu `IndexHNSWFlat`) over the rows projected
    on their top principal components, re-ranked by the full-dimension L2 distance (scikit-learn's
@@ -93,7 +93,8 @@ def ann_spectral_embedding(X: np.ndarray, k: int, seed: int, n_neighbors: int,
         recall = neighbour_recall(X, ids, seed)
         timings["neighbours_full_dims"] = time.perf_counter() - t
     if recall < RECALL_FLOOR:
-        warnings.warn(f"neighbour recall {recall} is under {RECALL_FLOOR}: the clusters may differ from exact", UserWarning)
+        warnings.warn(f"neighbour recall {recall} is under {RECALL_FLOOR}: the clusters may differ from exact", UserWarning,
+                      stacklevel=2)
     count = min(candidate_count(nn), X.shape[0])
     t = time.perf_counter()
     affinity = connectivity_affinity(ids)
@@ -177,12 +178,11 @@ def principal_components(X: np.ndarray, dims: int, seed: int) -> np.ndarray:
 def hnsw_candidates(Y: np.ndarray, count: int, ef_search: int = HNSW_EF_SEARCH) -> np.ndarray:
     """Each row's `count` nearest rows in each of the index parts (-1 where a part found fewer),
     n x (parts * count) int64."""
-    import faiss
 
     bounds = np.linspace(0, Y.shape[0], index_parts(Y.shape[0]) + 1).astype(np.int64)
-    indices = built_in_threads([Y[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])])
+    indices = built_in_threads([Y[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
     found = []
-    for lo, index in zip(bounds[:-1], indices):
+    for lo, index in zip(bounds[:-1], indices, strict=True):
         index.hnsw.efSearch = max(ef_search, count)
         _, ids = index.search(Y, min(count, index.ntotal))  # each query on its own: threads do not change it
         found.append(np.where(ids >= 0, ids + lo, -1))
@@ -192,8 +192,9 @@ def hnsw_candidates(Y: np.ndarray, count: int, ef_search: int = HNSW_EF_SEARCH) 
 def built_in_threads(parts: list[np.ndarray]):
     """One HNSW index per part, each built by a single thread (one insertion order, one graph), the
     parts side by side (faiss releases the GIL while it adds)."""
-    import faiss
     from concurrent.futures import ThreadPoolExecutor
+
+    import faiss
 
     def build(part: np.ndarray):
         index = faiss.IndexHNSWFlat(part.shape[1], HNSW_M)
@@ -276,7 +277,8 @@ def graph_components(affinity) -> int:
 
     count = int(connected_components(affinity, directed=False, return_labels=False))
     if count > 1:
-        warnings.warn(f"the nearest-neighbour graph is not fully connected ({count} components)", UserWarning)
+        warnings.warn(f"the nearest-neighbour graph is not fully connected ({count} components)", UserWarning,
+                      stacklevel=2)
     return count
 
 
