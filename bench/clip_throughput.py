@@ -158,11 +158,11 @@ def main() -> None:
     n = len(paths)
     print(f"\n{'side':<58} {'median img/s':>12} {'best img/s':>10} {'ratio':>6} {'max|diff|':>10}")
     for name, ts in times.items():
-        ratios = [tb / t for tb, t in zip(times[bare_name], ts)]  # >1: faster than bare
+        ratios = [tb / t for tb, t in zip(times[bare_name], ts, strict=True)]  # >1: faster than bare
         diff = float(np.max(np.abs(results[name] - ref)))
         print(f"{name:<58} {n / statistics.median(ts):>12.2f} {n / min(ts):>10.2f} "
               f"{statistics.median(ratios):>6.2f} {diff:>10.2e}")
-    ratio = statistics.median(tb / t for tb, t in zip(times[bare_name], times[enc_name]))
+    ratio = statistics.median(tb / t for tb, t in zip(times[bare_name], times[enc_name], strict=True))
     print(f"\nClipEncoder / bare (median of {args.rounds} paired rounds) = {ratio:.2f}  (target >= 0.9); "
           f"loadavg {os.getloadavg()[0]:.2f}")
     result = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "arch": args.arch,
@@ -183,10 +183,10 @@ def render(r: dict) -> str:
              "| side | median img/s | ratio to the bare loop (median of paired rounds) | max abs diff |",
              "| --- | ---: | ---: | ---: |"]
     for name, v in r["sides"].items():
-        ratio = statistics.median(tb / t for tb, t in zip(bare, v["times_s"]))
+        ratio = statistics.median(tb / t for tb, t in zip(bare, v["times_s"], strict=True))
         lines.append(f"| {name} | {r['images'] / statistics.median(v['times_s']):.2f} | {ratio:.2f} | "
                      f"{v['max_abs_diff']:.1e} |")
-    enc = statistics.median(tb / t for tb, t in zip(bare, r["sides"][r["encoder"]]["times_s"]))
+    enc = statistics.median(tb / t for tb, t in zip(bare, r["sides"][r["encoder"]]["times_s"], strict=True))
     lines += ["", f"ClipEncoder / bare loop: **{enc:.2f}** (target >= 0.9)."]
     return "\n".join(lines)
 

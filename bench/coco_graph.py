@@ -62,9 +62,6 @@ import coco_scale  # noqa: E402  (the metadata generator with COCO's real counts
 from coco_daemon import run_daemon  # noqa: E402
 from common import StandIn, commit, machine, open_instance, write_section  # noqa: E402
 
-
-
-
 # ------------------------------------------------------------------------------------------------
 # the dataset
 # ------------------------------------------------------------------------------------------------
@@ -259,7 +256,8 @@ def stages(dagster_home: Path, stage_windows: list | None = None) -> tuple[dict,
                     stats["partitions"] += 1
                     meta = {k: v.value for k, v in mat.metadata.items()}
                     if isinstance(meta.get("llm_sent"), (int, float)):  # which steps kept the server busy
-                        per[f"step {ev.step_key}"]["llm_sent"] = max(per[f"step {ev.step_key}"]["llm_sent"], meta["llm_sent"])
+                        step = per[f"step {ev.step_key}"]
+                        step["llm_sent"] = max(step["llm_sent"], meta["llm_sent"])
                     for src, dst in (("dagster/row_count", "rows"), ("llm_requests", "llm_requests"),
                                      ("llm_cache_hits", "llm_cache_hits"), ("llm_sent", "llm_sent")):
                         if isinstance(meta.get(src), (int, float)):
@@ -277,8 +275,9 @@ def measure(n: int, shards: int, mode: str, server_speed: dict | None, lanes: in
     total, processes, served = run_graph(folder, home, shards, mode, server_speed, config, first_stages, resume)
     windows = [v.get("window") for v in processes.values()]  # none from homes measured before they were kept
     per, dagster = stages(home / "dagster_home", windows if mode == "stages" and all(windows) else None)
-    return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "images": n, "shards": shards,
-            "mode": mode, "server": server_speed or "zero latency", "lanes": lanes or lanes_for(GenerationConfig(), "openai"),
+    return {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(), "images": n,
+            "shards": shards, "mode": mode, "server": server_speed or "zero latency",
+            "lanes": lanes or lanes_for(GenerationConfig(), "openai"),
             "lanes_default": not lanes, "first_stages": first_stages, "dataset": json.loads((folder / "DONE").read_text()),
             "total": total, "stand_in": served,
             "overhead": overhead(total, per, served, dagster.pop("step_windows"), home / "stand_in.jsonl"),
@@ -309,7 +308,8 @@ def render(results: list[dict]) -> str:
                   f"{r['machine']['cores']} cores): {t['wall_s']:.0f} s wall{usage}; {d['runs']} Dagster runs, "
                   f"{d['event_log_rows']:,} event-log rows.{_against_command_line(r, results)}", ""]
         if r.get("stage_processes"):
-            lines += ["| stage (its process) | wall s | CPU s | peak RSS MB | wall s per 1k images |", "|---|---|---|---|---|"]
+            lines += ["| stage (its process) | wall s | CPU s | peak RSS MB | wall s per 1k images |",
+                      "|---|---|---|---|---|"]
             for group, v in r["stage_processes"].items():
                 lines.append(f"| {group} | {v['wall_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mb']:,.0f} | "
                              f"{1000 * v['wall_s'] / r['images']:.2f} |")
@@ -381,10 +381,11 @@ def render_overhead(results: list[dict]) -> str:
     for r in results:
         o, srv, t = r["overhead"], r["server"], r["total"]
         lanes = f"{r['lanes']} sampling lanes" if "lanes" in r else "the default sampling lanes"
+        per_reply = f", {srv['tokens-per-s']} tokens/s per reply" if srv.get("tokens-per-s") else ""
         lines += [f"**{r['images']:,} images, {r['shards']} shards, {lanes}, one `visit-assets run`** "
                   f"(bench/results/{_result_name(r)}; {r['machine']['cores']} cores): the stand-in emulating one GPU "
                   f"server ({srv['total-tokens-per-s']:,} output tokens/s shared, up to {srv['max-concurrency']} "
-                  f"requests at once{', ' + str(srv['tokens-per-s']) + ' tokens/s per reply' if srv.get('tokens-per-s') else ''}), "
+                  f"requests at once{per_reply}), "
                   f"the product at concurrency {srv['max-concurrency']}: {r['stand_in']['replies']:,} replies, "
                   f"{r['stand_in']['output_tokens']:,} output tokens, server busy {o['server_busy_s']:.0f} s.", "",
                   "| step (LLM requests) | step wall s | server busy s | wall / busy |", "|---|---|---|---|"]

@@ -185,7 +185,7 @@ def generate(folder: Path, *, force: bool = False) -> Path:
         f.write(_header())
         _write_list(f, "images", image_chunks)
         _write_list(f, "annotations", (enc({"image_id": o, "id": i, "caption": _caption(cap_rng)})
-                                       for o, i in zip(owners, cap_ids)))
+                                       for o, i in zip(owners, cap_ids, strict=True)))
         f.write("}")
     tmp.replace(folder / "captions.json")
 

@@ -76,7 +76,7 @@ class StandIn:
     def __init__(self, speed: dict[str, float] | None = None, log: Path | None = None):
         self.speed, self.log = speed or {}, log
 
-    def __enter__(self) -> "StandIn":
+    def __enter__(self) -> StandIn:
         options = [f"--{k}={v}" for k, v in self.speed.items()] + ([f"--log={self.log}"] if self.log else [])
         self.proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", "",
                                       *options], stdout=subprocess.PIPE, text=True, cwd=REPO)

@@ -32,13 +32,15 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from common import StandIn, machine, write_section  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 FLEET_REQUESTS_PER_S = 600  # issue #13: 8 x H100 at ~8,000 output tokens/s each (published vLLM figures)
 
@@ -51,8 +53,6 @@ from visit_assets.lib.llm.openai_backend import OpenAIBackend  # noqa: E402
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout  # noqa: E402
 from visit_assets.lib.metadata.grouping import group_records  # noqa: E402
 from visit_assets.lib.standin import STAND_IN_MODEL  # noqa: E402
-
-
 
 
 def records(n_images: int) -> list[dict[str, Any]]:
@@ -85,7 +85,8 @@ def end_to_end(recs: list[dict], url: str, concurrency: int, cache_file: Path, s
         return results
 
     s0 = server.cpu_s()
-    (convs, attempts), wall, cpu = timed(lambda: sample_conversations(recs, load_registry(), generate, SamplingConfig(), seed=0))
+    (convs, attempts), wall, cpu = timed(lambda: sample_conversations(recs, load_registry(), generate, SamplingConfig(),
+                                                                      seed=0))
     server_cpu = server.cpu_s() - s0
     client.close()
     stats = client.stats
@@ -103,7 +104,7 @@ def components(e2e: dict, recs: list[dict], url: str, concurrency: int, tmp: Pat
     ident = e2e["client"].identity
     by_key = {res.cache_key: res for res in results}
     # what was sent: one request per answer not from the cache (in-batch duplicates share one)
-    sent = {res.cache_key: (req, res) for req, res in zip(reqs, results) if not res.cached}
+    sent = {res.cache_key: (req, res) for req, res in zip(reqs, results, strict=True) if not res.cached}
     sent_reqs, sent_results = [q for q, _ in sent.values()], [r for _, r in sent.values()]
     assert len(sent) == e2e["sent"], (len(sent), e2e["sent"])
 
@@ -122,14 +123,16 @@ def components(e2e: dict, recs: list[dict], url: str, concurrency: int, tmp: Pat
     bodies = [{"choices": [{"message": {"content": res.text}, "finish_reason": res.finish_reason}],
                "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens}}
               for res in sent_results]
-    _, _, cpu_parse = timed(lambda: [backend._parse(r, b) for r, b in zip(sent_reqs, bodies)])
+    _, _, cpu_parse = timed(lambda: [backend._parse(r, b) for r, b in zip(sent_reqs, bodies, strict=True)])
     out["HTTP (request body, urllib3, JSON decode, threads)"] = cpu_http - cpu_parse
     out["reply parse (status, structured output)"] = cpu_parse
 
     out.update(transports(sent_reqs, url, concurrency))
     cache = LLMCache(tmp / "components.sqlite")
-    _, _, out["cache writes (one commit per answer)"] = timed(lambda: [cache.put(res.cache_key, res) for res in sent_results])
-    _, _, out["cache lookups (batched)"] = timed(lambda: [cache.get_many([r.cache_key(ident) for r in batch]) for batch, _ in calls])
+    _, _, out["cache writes (one commit per answer)"] = timed(lambda: [cache.put(res.cache_key, res)
+                                                                       for res in sent_results])
+    _, _, out["cache lookups (batched)"] = timed(lambda: [cache.get_many([r.cache_key(ident) for r in batch])
+                                                          for batch, _ in calls])
     out["cache lookups (batched)"] -= cpu_keys
     cache.close()
     return out
@@ -159,7 +162,7 @@ def transports(reqs: list, url: str, concurrency: int, rounds: int = 3) -> dict[
     for _ in range(rounds):
         for name, fn in send.items():
             with ThreadPoolExecutor(concurrency) as ex:
-                _, _, c = timed(lambda: list(ex.map(fn, bodies)))
+                _, _, c = timed(lambda fn=fn: list(ex.map(fn, bodies)))
             cpu[name].append(c)
     client.close()
     return {name: statistics.median(values) for name, values in cpu.items()}
@@ -211,7 +214,8 @@ def render(result: dict, source: str) -> str:
     ]
     for name, ms in sorted(r["components_cpu_ms_per_request"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {ms:.3f} |")
-    lines.append(f"| sum of the pieces (end-to-end measured {e['client_cpu_ms_per_request']:.2f}) | {r['components_sum_ms']:.2f} |")
+    lines.append(f"| sum of the pieces (end-to-end measured {e['client_cpu_ms_per_request']:.2f}) | "
+                 f"{r['components_sum_ms']:.2f} |")
     lines += ["", "The transport, side by side on the same requests (median of 3 alternating rounds):", "",
               "| transport | CPU ms / request |", "|---|---|"]
     lines += [f"| {name} | {ms:.3f} |" for name, ms in r["transport_cpu_ms_per_request"].items()]
@@ -228,7 +232,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=64, help="the openai backend's concurrent requests")
-    parser.add_argument("--write-docs", action="store_true", help="render docs/benchmarks.md's section from the newest result")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="render docs/benchmarks.md's section from the newest result")
     parser.add_argument("--docs-only", action="store_true", help="only render the docs from the newest result file")
     args = parser.parse_args()
     if not args.docs_only:

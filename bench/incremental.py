@@ -378,7 +378,7 @@ LABELS = {"full": "full run (empty cache)", "captions": "2 captions edited", "se
 
 def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
 
 
@@ -461,6 +461,7 @@ def _llm_env(url: str) -> dict[str, str]:
 
 def measure(backend: str, home: Path) -> dict:
     from common import StandIn, commit, machine
+
     from visit_assets.lib.ids import image_id
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731

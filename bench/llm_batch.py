@@ -46,10 +46,14 @@ SYSTEM = (
     "mention the description itself."
 )
 IMAGES = [
-    ("astronaut.jpg", "512x512 colour portrait; an astronaut in a white suit with mission patches stands in front of an American flag; studio lighting"),
-    ("brick_wall.jpg", "640x480 colour; a weathered red brick wall with pale mortar lines, a rusted drain pipe runs down the left edge"),
-    ("cameraman.jpg", "256x256 greyscale; a man in a dark coat looks through a camera on a tripod in an open field, buildings far behind"),
-    ("cell_phase.jpg", "1024x1024 greyscale microscopy, phase contrast; dozens of rounded cells, some dividing, on a grey background"),
+    ("astronaut.jpg", "512x512 colour portrait; an astronaut in a white suit with mission patches stands in front of "
+                      "an American flag; studio lighting"),
+    ("brick_wall.jpg", "640x480 colour; a weathered red brick wall with pale mortar lines, a rusted drain pipe runs down "
+                       "the left edge"),
+    ("cameraman.jpg", "256x256 greyscale; a man in a dark coat looks through a camera on a tripod in an open field, "
+                      "buildings far behind"),
+    ("cell_phase.jpg", "1024x1024 greyscale microscopy, phase contrast; dozens of rounded cells, some dividing, "
+                       "on a grey background"),
     ("chelsea_cat.jpg", "451x300 colour; an orange tabby cat with green eyes lies on a wooden floor, looking left"),
     ("coffee.jpg", "600x400 colour; a cup of coffee with latte art on a saucer, a spoon beside it, red table"),
     ("corner_text.jpg", "800x600 colour; a street corner with a shop sign reading 'OPEN 24 HOURS' and two parked bicycles"),
@@ -57,10 +61,13 @@ IMAGES = [
     ("gravel.jpg", "512x512 colour texture; grey and brown gravel stones of mixed sizes, a few leaves"),
     ("greek_coins.jpg", "640x427 colour; eight ancient silver and bronze coins on black velvet, profiles of rulers visible"),
     ("hubble_deep_field.jpg", "872x1000 colour astronomy; hundreds of distant galaxies, spirals and ellipticals, on black"),
-    ("ihc_tissue.jpg", "512x512 colour microscopy, immunohistochemistry; brown-stained nuclei in blue counterstained tissue"),
+    ("ihc_tissue.jpg", "512x512 colour microscopy, immunohistochemistry; brown-stained nuclei in blue counterstained "
+                       "tissue"),
     ("motion_blurred_clock.jpg", "640x480 colour; a wall clock with motion blur along the hands, time near ten past two"),
-    ("retina_fundus.jpg", "1024x1024 colour medical; a retina fundus photograph, optic disc on the right, vessels branching"),
-    ("rocket_launch.jpg", "480x640 colour; a rocket lifting off from a launch pad at dawn, a bright exhaust plume and smoke"),
+    ("retina_fundus.jpg", "1024x1024 colour medical; a retina fundus photograph, optic disc on the right, "
+                          "vessels branching"),
+    ("rocket_launch.jpg", "480x640 colour; a rocket lifting off from a launch pad at dawn, a bright exhaust plume "
+                          "and smoke"),
     ("street_market.jpg", "1280x853 colour; an outdoor market with fruit stalls, awnings, a crowd of shoppers at midday"),
 ]
 QUESTIONS = [
@@ -110,7 +117,8 @@ def main() -> None:
     t0 = time.perf_counter()
     _ = seq.llm
     load_s = time.perf_counter() - t0
-    warm = [LLMRequest.chat("warm up", params=SamplingParams(max_tokens=4)), LLMRequest.chat("hi", params=SamplingParams(max_tokens=4))]
+    warm = [LLMRequest.chat("warm up", params=SamplingParams(max_tokens=4)),
+            LLMRequest.chat("hi", params=SamplingParams(max_tokens=4))]
     LLMClient(seq).generate(warm[:1])
     LLMClient(par).generate(warm)  # builds the parallel context
 
@@ -132,7 +140,8 @@ def main() -> None:
     for a in arms:
         result["arms"][a] = {"times_s": [round(t, 3) for t in times[a]],
                              "completion_tokens": sum(r.completion_tokens for r in outputs[a]),
-                             "identical_to_loop": (sum(x.text == y.text for x, y in zip(outputs["loop"], outputs[a]))
+                             "identical_to_loop": (sum(x.text == y.text
+                                                       for x, y in zip(outputs["loop"], outputs[a], strict=True))
                                                    if "loop" in outputs and a != "loop" else None)}
     print(render(result))
     save_result("llm_batch", result, render, args.write_docs, "LLM: batch call vs one request at a time")
@@ -155,7 +164,8 @@ def render(r: dict) -> str:
         lines.append(f"| {ARM_TEXT.get(a, a).format(n=r['n_parallel'])} | {best[a]:.2f} | {r['requests'] / best[a]:.2f} | "
                      f"{v['completion_tokens'] / best[a]:.1f} | {same} |")
     if "loop" in best and "batch-seq" in best:
-        lines += ["", f"Batch / loop: **{best['loop'] / best['batch-seq']:.2f}x** (default, measured side by side in one run)."]
+        lines += ["", f"Batch / loop: **{best['loop'] / best['batch-seq']:.2f}x** "
+                      "(default, measured side by side in one run)."]
     return "\n".join(lines)
 
 

@@ -66,7 +66,8 @@ class StandIn:
     def complete(self, requests, on_result):
         for i, r in enumerate(requests):
             prompt = sum(len(m["content"]) for m in r.messages) // 4
-            on_result(i, finish_result(r, ANSWER, prompt_tokens=prompt, completion_tokens=45, finish_reason="stop", model=self.identity))
+            on_result(i, finish_result(r, ANSWER, prompt_tokens=prompt, completion_tokens=45, finish_reason="stop",
+                                       model=self.identity))
 
 
 class Counting:

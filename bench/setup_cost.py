@@ -83,7 +83,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="visit-setup-cost-"))
     clone = scratch / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
+                            text=True).stdout.strip()
     print(f"fresh clone of {commit} in {clone}", flush=True)
     result: dict = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine()}
     out = RESULTS / f"setup_cost-{result['date']}.json"

@@ -58,7 +58,6 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from visit_assets import rehearsal
-    from visit_assets.lib.instructify.registry import load_registry
     from visit_assets.lib.standin.faults import FaultPlan
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()

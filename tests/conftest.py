@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from visit_assets import settings
+
+# No test waits for a step retry (visit_assets/defs/llm/retries.py): the LLM steps' retry policy is
+# built when the definitions are first imported, after this, with no delay between attempts.
+os.environ.setdefault("VISIT_LLM_STEP_RETRY_DELAY_S", "0")
 
 BAD = Path(__file__).parent / "data" / "bad"
 

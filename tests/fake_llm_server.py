@@ -2,8 +2,9 @@
 
 Replies are derived from the request content, so every run asks the same questions and gets the
 same answers: an Instructify verification prompt gets "True", a declarative QA rewrite one
-sentence, anything else a one-pair "Question: / Answer:" reply naming a hash of the request. Every request body is counted by its
-hash when it arrives (`received`) and again once answered with 200 (`answered`).
+sentence, anything else a one-pair "Question: / Answer:" reply naming a hash of the request. Every
+request body is counted by its hash when it arrives (`received`) and again once answered with 200
+(`answered`).
 
 Faults, set on the instance:
 - `hold_after = n`: answer the first n requests, then hold every later one unanswered (its
@@ -21,8 +22,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from visit_assets.lib.instructify.facts import DECLARATIVE_SYSTEM
 from visit_assets.lib.instructify.sampling import VERIFY_SYSTEM
@@ -101,7 +103,7 @@ class FakeLLMServer:
             self.answered.clear()
             self.admitted = 0
 
-    def wait_for(self, predicate: Callable[["FakeLLMServer"], bool], timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[FakeLLMServer], bool], timeout: float) -> bool:
         """Block until predicate(self) holds (checked on every request event), or the timeout."""
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self), timeout)

@@ -18,7 +18,8 @@ from visit_assets.lib.storage import ParquetStore
 
 IMAGES = ["astronaut.jpg", "coffee.jpg", "chelsea_cat.jpg", "rocket_launch.jpg"]
 RECORDS = """\
-{"id": "a", "image": "astronaut.jpg", "captions": ["An astronaut in a white suit stands in front of a flag."], "qa": [{"question": "What is the person wearing?", "answer": "A white space suit."}]}
+{"id": "a", "image": "astronaut.jpg", "captions": ["An astronaut in a white suit stands in front of a flag."], \
+"qa": [{"question": "What is the person wearing?", "answer": "A white space suit."}]}
 {"id": "c", "image": "coffee.jpg", "captions": ["A cup of coffee sits on a wooden table."]}
 {"id": "k", "image": "chelsea_cat.jpg", "captions": ["A ginger cat looks straight at the camera."]}
 {"id": "r", "image": "rocket_launch.jpg", "captions": ["A rocket lifts off from the launch pad in a cloud of smoke."]}
@@ -92,7 +93,8 @@ def test_run_named_assets_of_a_dataset_folder_with_progress(env, capsys):
     assert cli.main(["run", str(env.folder), "--config", config, "--assets", "generated_instructions"]) == 0
     out = capsys.readouterr().out
     assert "already linked" in out and "[run 4/4]" in out
-    assert re.search(r"^  generated_instructions · instructions: (\d) requests · \1 cached · 0 sent( · failed: .*)?$", out, re.M)
+    assert re.search(r"^  generated_instructions · instructions: (\d) requests · \1 cached · 0 sent( · failed: .*)?$",
+                     out, re.M)
 
 
 def _fails(argv: list[str], capsys) -> str:

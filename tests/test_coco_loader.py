@@ -186,7 +186,7 @@ def test_paths_agree_with_normalise_image_key(tmp_path):
 
     doc = {"images": [_img(i, p) for i, p in enumerate(TRICKY_PATHS)]}
     df = _load(tmp_path, doc)
-    for raw, (key, reason) in zip(TRICKY_PATHS, _rows(df, "image_key", "reject_reason")):
+    for raw, (key, reason) in zip(TRICKY_PATHS, _rows(df, "image_key", "reject_reason"), strict=True):
         try:
             expected = (normalise_image_key(raw), None)
         except UnsafePath:

@@ -10,11 +10,11 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from visit_assets.defs.waves import Records, plan
+from visit_assets.definitions import defs
 from visit_assets.defs.ingest.sensors import dataset_folder_sensor
 from visit_assets.defs.partitions import shard_partitions
 from visit_assets.defs.resources import DatasetsResource, StoreResource
-from visit_assets.definitions import defs
+from visit_assets.defs.waves import Records, plan
 from visit_assets.lib.catalog import build_catalog
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset

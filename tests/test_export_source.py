@@ -18,11 +18,11 @@ import pytest
 from visit_assets.definitions import build_defs
 from visit_assets.defs.llm.resources import LLMResource
 from visit_assets.lib.instructify.export import read_export
+from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.llm import LLMCache, LLMClient
 from visit_assets.lib.llm.echo_backend import EchoBackend
 from visit_assets.lib.llm.types import finish_result
 from visit_assets.lib.mminstruct import filters
-from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.models.identity import NO_MODEL
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import regenerate, run_dataset
@@ -114,7 +114,8 @@ def test_export_source_filtered_holds_every_filtered_conversation_and_selected_t
         # Task A through the assets: short Instructify answers are kept, MM-Instruct's ten-word ones are not
         instructify = filtered.filter(pl.col("recipe") == filters.INSTRUCTIFY)
         short = [t["value"] for turns in instructify["turns"] for t in turns if t["from"] == "gpt"]
-        assert {"B) red", "No, the dog is brown, not black.", "Two children build a sandcastle on a sunny beach."} <= set(short)
+        assert {"B) red", "No, the dog is brown, not black.",
+                "Two children build a sandcastle on a sunny beach."} <= set(short)
         rejects = store.read_shards("conversation_rejects", "sample", SHARDS)
         assert rejects.filter(pl.col("recipe") == filters.INSTRUCTIFY).height == 0
         mm_reasons = set(rejects.filter(pl.col("recipe") == filters.MMINSTRUCT)["reason"])
@@ -146,7 +147,9 @@ def test_export_source_filtered_refuses_a_dataset_whose_shards_were_never_filter
 
 
 def test_export_source_is_validated_by_the_config_schema():
+    from pydantic import ValidationError
+
     from visit_assets.defs.conversations.assets import ExportConfig
     assert ExportConfig().source == "selected"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="Input should be 'selected' or 'filtered'"):
         ExportConfig(source="everything")

@@ -103,7 +103,10 @@ def clone_home(source: Path, target: Path, *, product_instance: bool = False) ->
 def run_env(home: Path, *, shards: int, server: FakeLLMServer | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIT_", "DAGSTER_"))}
     env.update(VISIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"), VISIT_SHARDS=str(shards),
-               OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+               OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+               # one attempt per step: these tests pin what a failed step leaves and what a re-run by
+               # hand sends; Dagster's step retries are tests/llm/test_llm_step_retries.py's
+               VISIT_LLM_STEP_RETRIES="0")
     if server is None:
         env["VISIT_LLM_BACKEND"] = "echo"
     else:
@@ -406,7 +409,7 @@ def _parallel(home: Path, name: str, args_for, env: dict[str, str]) -> None:
     finally:
         for p in procs:
             p.kill()
-    for s, (p, code) in enumerate(zip(procs, codes)):
+    for s, (p, code) in enumerate(zip(procs, codes, strict=True)):
         out = p.output()
         assert code == 0, f"shard {s}: {out[-4000:]}"
         assert "database is locked" not in out.lower(), f"shard {s}"

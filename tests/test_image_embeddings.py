@@ -4,8 +4,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from visit_assets.defs.models.resources import ClipResource
 from visit_assets.definitions import build_defs, defs
+from visit_assets.defs.models.resources import ClipResource
 from visit_assets.lib.models.identity import RANDOM_INIT
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset

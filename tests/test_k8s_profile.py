@@ -264,6 +264,22 @@ def test_gpu_tags_reach_the_steps_and_the_local_executor_ignores_them():
     assert result.success
 
 
+def test_every_step_that_runs_torch_asks_for_a_gpu():
+    """A step that loads a model in its own process (CLIP, the sentence embedder, the reward model)
+    gets a GPU in its pod on the cluster, and takes the `gpu` pool on any instance."""
+    from visit_assets.definitions import defs
+
+    torch_resources = {"clip", "embedder", "reward"}
+    graph = defs.resolve_asset_graph()
+    torch_steps = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()
+                   if torch_resources & set(graph.get(key).assets_def.required_resource_keys)}
+    assert {"image_embeddings", "quality_scores", "clustered_instructions", "instruction_matches"} <= set(torch_steps)
+    for name, node in torch_steps.items():
+        assert node.pools == {"gpu"}, name
+        tags = node.assets_def.op.tags.get(USER_DEFINED_K8S_CONFIG_KEY)  # Dagster keeps op tags as JSON strings
+        assert tags and json.loads(tags) == GPU_OP_TAGS[USER_DEFINED_K8S_CONFIG_KEY], name
+
+
 @pytest.mark.parametrize("install", ["helm", "instance-yaml"])
 def test_step_pods_built_by_dagster_k8s(install):
     """What k8s_job_executor would submit for a GPU step and a CPU step, for both install paths."""
@@ -292,7 +308,8 @@ def test_step_pods_built_by_dagster_k8s(install):
             "env_secrets": [s["name"] for s in dep["envSecrets"]],
             "volumes": dep["volumes"], "volume_mounts": dep["volumeMounts"], "namespace": "visit"}}
         context = context.merge(K8sContainerContext.create_from_config(location))
-        secret, dagster_home, config_map = values["global"]["postgresqlSecretName"], "/opt/dagster/dagster_home", "dagster-instance"
+        secret = values["global"]["postgresqlSecretName"]
+        dagster_home, config_map = "/opt/dagster/dagster_home", "dagster-instance"
 
     job_config = DagsterK8sJobConfig(job_image=IMAGE, dagster_home=dagster_home,
                                      instance_config_map=config_map, postgres_password_secret=secret)
@@ -300,7 +317,8 @@ def test_step_pods_built_by_dagster_k8s(install):
     pods = {}
     for step in ("gpu_asset", "cpu_asset"):
         merged = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(tags[step])))
-        job = construct_dagster_k8s_job(job_config, ["dagster", "api", "execute_step"], f"dagster-step-{step.replace('_', '-')}",
+        job = construct_dagster_k8s_job(job_config, ["dagster", "api", "execute_step"],
+                                        f"dagster-step-{step.replace('_', '-')}",
                                         user_defined_k8s_config=merged.run_k8s_config,
                                         pod_name=f"dagster-step-{step.replace('_', '-')}")
         pods[step] = job.spec.template.spec
@@ -362,7 +380,8 @@ def test_helm_values_agree_with_the_instance_and_the_chart_schema():
     # the chart refuses maxConcurrentRuns in two places
     assert "maxConcurrentRuns" not in values.get("dagsterDaemon", {}).get("runCoordinator", {}).get("config", {}).get(
         "queuedRunCoordinator", {})
-    assert values["dagsterDaemon"]["runMonitoring"]["startTimeoutSeconds"] == instance["run_monitoring"]["start_timeout_seconds"]
+    assert (values["dagsterDaemon"]["runMonitoring"]["startTimeoutSeconds"]
+            == instance["run_monitoring"]["start_timeout_seconds"])
 
     # the code location: image, entry point, env and volumes handed to every run
     dep = _user_deployment()
@@ -472,7 +491,8 @@ def test_vllm_pool_matches_the_settings():
     name, service = sts["metadata"]["name"], svc["metadata"]["name"]
     for i, url in enumerate(urls):
         parsed = urlparse(url)
-        assert (parsed.scheme, parsed.hostname, parsed.port, parsed.path) == ("http", f"{name}-{i}.{service}", port["containerPort"], "/v1")
+        assert (parsed.scheme, parsed.hostname, parsed.port, parsed.path) == ("http", f"{name}-{i}.{service}",
+                                                                              port["containerPort"], "/v1")
 
 
 # -- the settings and the code ---------------------------------------------------------------------
@@ -542,7 +562,8 @@ def test_definitions_build_and_the_llm_resource_builds_two_endpoints_offline(tmp
     assert backend.base_urls == [normalize_base_url(u) for u in env["VISIT_LLM_BASE_URLS"].split(",")]
     assert len(backend.base_urls) == 2
     assert backend.served_model == env["VISIT_LLM_SERVED_MODEL"]
-    assert backend.concurrency == int(env["VISIT_LLM_CONCURRENCY"]) and backend.timeout_s == float(env["VISIT_LLM_TIMEOUT_S"])
+    assert backend.concurrency == int(env["VISIT_LLM_CONCURRENCY"])
+    assert backend.timeout_s == float(env["VISIT_LLM_TIMEOUT_S"])
     assert not backend._pools  # nothing contacted, no connection pool yet
     assert backend._headers()["Authorization"] == "Bearer test-key-not-a-secret"  # the key by its variable's name
     assert "test-key-not-a-secret" not in repr(backend) and "vllm-0" not in backend.identity.label()

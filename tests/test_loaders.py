@@ -68,7 +68,7 @@ def test_records_format_rejects_bad_lines_keeps_good(tmp_path):
         b'{"id": "a", "image": "y.jpg", "boxes": [{"label": "bus", "bbox": [0, 0, 0.5, 0.5], "normalized": true}]}\n'
     )
     frame = load_records(path, "r.jsonl")
-    reasons = dict(zip(frame["record_id"], frame["reject_reason"]))
+    reasons = dict(zip(frame["record_id"], frame["reject_reason"], strict=True))
     assert reasons["r.jsonl#caption/a/0"] is None
     assert reasons["r.jsonl#qa/a/0"] == "invalid_record"
     assert reasons["r.jsonl#image/b"] == "unsafe_path" and reasons["r.jsonl#caption/b/0"] == "unsafe_path"

@@ -33,7 +33,8 @@ def test_instruction_side_materializes_with_lineage_and_resends_nothing(home):
     assert first["llm_sent"].value > 0 and again["llm_sent"].value == 0
     # MM-Instruct's diversity and length figures, over what was generated
     ok_count = clustering["generated_ok"].value
-    assert clustering["diversity"].value["instructions"] == ok_count == clustering["instruction_words"].value["generated"]["n"]
+    assert (clustering["diversity"].value["instructions"] == ok_count
+            == clustering["instruction_words"].value["generated"]["n"])
     assert "data:image/png;base64," in clustering["length_plot"].value
     store = ParquetStore(home / "store")
     shards = range(4)

@@ -25,7 +25,8 @@ def test_the_wheel_carries_the_data_files_and_the_catalog_reads_them_from_it(tmp
     [wheel] = (tmp_path / "dist").glob("visit_assets-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for pattern in PACKAGED:
-        in_tree = {p.relative_to(REPO).as_posix() for p in REPO.glob(pattern) if p.is_file() and "__pycache__" not in p.parts}
+        in_tree = {p.relative_to(REPO).as_posix() for p in REPO.glob(pattern)
+                   if p.is_file() and "__pycache__" not in p.parts}
         assert in_tree, pattern
         assert in_tree <= names, f"{pattern}: not in the wheel: {sorted(in_tree - names)[:5]}"
 

@@ -35,7 +35,7 @@ def test_shards_backfill_in_parallel_processes(home, tmp_path, monkeypatch):
     procs = [subprocess.Popen([sys.executable, "-c", SHARD_RUN, str(s)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in range(4)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs):
+    for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out[-3000:]
         assert "database is locked" not in out
     store = ParquetStore(home / "store")

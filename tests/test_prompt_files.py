@@ -168,7 +168,7 @@ def test_declarative_renders_as_before():
     for params in (None, SamplingParams(temperature=0.3, max_tokens=10)):
         new = qa_to_declarative_requests(record, params)
         assert len(new) == len(qa)
-        for req, item in zip(new, qa):
+        for req, item in zip(new, qa, strict=True):
             old = LLMRequest.chat(
                 OLD_DECLARATIVE_TEMPLATE.format(question=item["question"].strip(), answer=item["answer"].strip()),
                 system=OLD_DECLARATIVE_SYSTEM,
@@ -192,11 +192,15 @@ def test_judge_renders_as_before(instruction, answer):
 @pytest.mark.parametrize("text", TEXTS)
 def test_pairwise_renders_as_before(context, text):
     args = (text, TEXTS[0], TEXTS[2])
-    assert pairwise_mod.pairwise_messages(*args, image_context=context) == old_pairwise_messages(*args, image_context=context)
+    assert (pairwise_mod.pairwise_messages(*args, image_context=context)
+            == old_pairwise_messages(*args, image_context=context))
     args = (text, TEXTS[1], TEXTS[3], TEXTS[2])
-    assert pairwise_mod.example_pair_messages(*args, image_context=context) == old_example_messages(*args, image_context=context)
-    assert (pairwise_mod.PAIRWISE_PROMPT_ID, pairwise_mod.PAIRWISE_PROMPT_VERSION) == (OLD_PAIRWISE_PROMPT_ID, OLD_PAIRWISE_PROMPT_VERSION)
-    assert (pairwise_mod.EXAMPLE_PROMPT_ID, pairwise_mod.EXAMPLE_PROMPT_VERSION) == (OLD_EXAMPLE_PROMPT_ID, OLD_EXAMPLE_PROMPT_VERSION)
+    assert (pairwise_mod.example_pair_messages(*args, image_context=context)
+            == old_example_messages(*args, image_context=context))
+    assert ((pairwise_mod.PAIRWISE_PROMPT_ID, pairwise_mod.PAIRWISE_PROMPT_VERSION)
+            == (OLD_PAIRWISE_PROMPT_ID, OLD_PAIRWISE_PROMPT_VERSION))
+    assert ((pairwise_mod.EXAMPLE_PROMPT_ID, pairwise_mod.EXAMPLE_PROMPT_VERSION)
+            == (OLD_EXAMPLE_PROMPT_ID, OLD_EXAMPLE_PROMPT_VERSION))
 
 
 def test_pairwise_without_context_keyword():

@@ -14,8 +14,8 @@ import json
 import logging
 import re
 import shutil
-import uuid
 import sys
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -23,10 +23,10 @@ import polars as pl
 import pytest
 
 from visit_assets import cli
+from visit_assets.definitions import build_defs
 from visit_assets.defs.ingest.sensors import dataset_folder_sensor
 from visit_assets.defs.llm.resources import LLMResource
 from visit_assets.defs.resources import DatasetsResource, StoreResource
-from visit_assets.definitions import build_defs
 from visit_assets.lib.catalog import build_catalog
 from visit_assets.lib.metadata.dataset import DatasetError
 from visit_assets.lib.storage import ParquetStore

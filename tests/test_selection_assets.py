@@ -17,8 +17,9 @@ import polars as pl
 import pytest
 
 from visit_assets import settings
-from visit_assets.defs.llm.resources import LLMResource
 from visit_assets.definitions import build_defs
+from visit_assets.defs.llm.resources import LLMResource
+from visit_assets.defs.selection.assets import EVAL_VERSION, SELECT_VERSION
 from visit_assets.lib.instructify.export import read_export, validate_llava
 from visit_assets.lib.llm import LLMCache, LLMClient
 from visit_assets.lib.llm.echo_backend import EchoBackend
@@ -122,7 +123,8 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
     imported, rejects = store.read("imported_conversations", "sample"), store.read("imported_rejects", "sample")
     assert imported.height + rejects.height == len(items)  # nothing lost
     qc_rejected = set(store.read_shards("metadata_rejects", "sample", SHARDS)["image_key"].drop_nulls())
-    assert rejects.height and set(rejects["reason"]) == {"image_failed_metadata_qc"} and rejects["metadata_qc"].is_not_null().all()
+    assert rejects.height and set(rejects["reason"]) == {"image_failed_metadata_qc"}
+    assert rejects["metadata_qc"].is_not_null().all()
     assert {json.loads(d)["image"] for d in rejects["detail"]} <= qc_rejected  # e.g. the 64 px image
 
     scores = store.read("quality_scores", "sample")
@@ -144,13 +146,16 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
                                                          "method_agreement": AGREEMENT["spectral-exact"]}]
     subset = store.read("selected_subset", "sample")
     weights = {"clip": 0.53, "length": 0.10, "reward": 0.10, "judge": 0.27}
-    assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, weights, Fraction(1, 2) * scores.height)
+    assert sorted(subset["conversation_id"]) == _expected_selection(scores, clusters, weights,
+                                                                    Fraction(1, 2) * scores.height)
     used = selected_meta["weights_used"].value
     assert used["reward"] == 0.0 and abs(sum(used.values()) - 1) < 1e-12 and abs(used["clip"] - 0.53 / 0.9) < 1e-12
     png = re.search(r"base64,([A-Za-z0-9+/=]+)\)", selected_meta["score_plot"].value).group(1)
     assert base64.b64decode(png).startswith(b"\x89PNG")
     ranking = store.read("selection_ranking", "sample")
     assert ranking.height == scores.height and ranking.filter(pl.col("selected")).height == subset.height
+    # each row names the code that made it: the selection's, not the scores' it was joined from
+    assert set(subset["code_version"]) == set(ranking["code_version"]) == {SELECT_VERSION} != set(scores["code_version"])
 
     export = store.read("visit_export", "sample")
     folder = home / "exports" / "sample" / export["export_version"][0]
@@ -167,6 +172,9 @@ def test_sample_selection_scores_clusters_selects_exports_and_resends_nothing(ho
     # the judge always says "A": each order favours a different side, so the paper's rule calls every pair a tie
     assert set(pairs["verdict_ab"]) == {"A"} and set(pairs["verdict_ba"]) == {"A"} and set(pairs["outcome"]) == {"tie"}
     assert eval_meta["win_tie_lose"].value["tie"] == pairs.height
+    assert set(pairs["dataset"]) == {"sample"} and set(pairs["code_version"]) == {EVAL_VERSION}
+    assert set(pairs["dataset_version"]) == set(scores["dataset_version"])
+    assert store.current("pairwise_evaluation", "sample")["dataset_version"] == scores["dataset_version"][0]
 
 
 def test_an_imported_scored_dataset_is_reselected_without_regenerating(home):

@@ -111,7 +111,8 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
 
 
 def _ui_command(dagster_home: Path) -> str:
-    return f"DAGSTER_HOME={dagster_home} {Path(sys.executable).parent / 'dagster'} dev -w {REPO / 'workspace.yaml'} -h 127.0.0.1 -p 3000"
+    dagster, workspace = Path(sys.executable).parent / "dagster", REPO / "workspace.yaml"
+    return f"DAGSTER_HOME={dagster_home} {dagster} dev -w {workspace} -h 127.0.0.1 -p 3000"
 
 
 def _summary(catalog: Path, assets: list[str], dagster_home: Path, dataset: str = "*") -> str:
@@ -181,7 +182,9 @@ def _plan(args: argparse.Namespace, default: dict):
     from .lib.standin.faults import FaultPlan
 
     try:
-        return FaultPlan.parse(args.faults, args.fault_seed) if args.faults is not None else FaultPlan(default, args.fault_seed)
+        if args.faults is not None:
+            return FaultPlan.parse(args.faults, args.fault_seed)
+        return FaultPlan(default, args.fault_seed)
     except ValueError as e:
         raise SystemExit(f"visit-assets: --faults: {e}") from e
 

@@ -7,15 +7,15 @@ import dagster as dg
 from .defs import automation
 from .defs.conversations import assets as conversation_assets
 from .defs.ingest import assets as ingest_assets
-from .defs.instructify import assets as instructify_assets
 from .defs.ingest import sensors as ingest_sensors
+from .defs.instructify import assets as instructify_assets
 from .defs.llm.resources import LLMResource
 from .defs.mminstruct import assets as mminstruct_assets
 from .defs.mminstruct import sensors as mminstruct_sensors
 from .defs.models import assets as model_assets
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
-from .defs.selection import assets as selection_assets
 from .defs.resources import DatasetsResource, StoreResource
+from .defs.selection import assets as selection_assets
 
 
 def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:

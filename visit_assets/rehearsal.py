@@ -14,8 +14,9 @@ import json
 import math
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import settings
 from .lib.standin import STAND_IN_MODEL, role_model
@@ -74,8 +75,8 @@ def run(home: Path | None = None, plan: FaultPlan | None = None, *, generation: 
     `generation`: config of generated_conversations (e.g. {"prompt_weights": {...}})."""
     import dagster as dg
 
-    from .lib.standin.server import StandInServer
     from .lib.environment import environment
+    from .lib.standin.server import StandInServer
 
     home = Path(home or settings.home() / "rehearsal").resolve()
     if fresh and home.exists():
@@ -186,7 +187,8 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
                                         _facts_digests(facts)),
         },
         "mminstruct": {
-            "generated_instructions_ok": sum(1 for r in _rows(store, "generated_instructions", "sample", shards) if r["status"] == "ok"),
+            "generated_instructions_ok": sum(1 for r in _rows(store, "generated_instructions", "sample", shards)
+                                             if r["status"] == "ok"),
             "merged_ok": sum(1 for r in _rows(store, "clustered_instructions", "sample", None) if r["status"] == "ok"),
             "described_images": len(_rows(store, "image_descriptions", "sample", shards)),
             "matches": len(_rows(store, "instruction_matches", "sample", shards)),
@@ -217,7 +219,8 @@ def _models_by_role(store, shards: list[int], log: list[dict], instructify: list
         "generator": {c["model"] for c in instructify},
         "checker": {m for c in instructify for m in c["verifier_models"]}
         | {c["fit_model"] for c in kept if c.get("fit_model")},
-        "judge": {r["judge_model"] for r in scores if r.get("judge_raw") is not None and r.get("judge_status") != "imported"},
+        "judge": {r["judge_model"] for r in scores
+                  if r.get("judge_raw") is not None and r.get("judge_status") != "imported"},
         "pairwise": {r["judge_model"] for r in pairwise},
     }
     return {"requests": {k: sorted(v) for k, v in sorted(served.items())},
@@ -235,7 +238,8 @@ def summary(report: dict[str, Any], home: Path) -> str:
               **{f"mm-instruct: {k}": v for k, v in mm["checks"].items()}}
     lines = ["", f"Rehearsal with the stand-in ({report['model']}: a test instrument, its rows are marked not real)",
              f"Instructify conversations accepted by prompt type: {ins['accepted_by_prompt']}",
-             f"MM-Instruct: {mm['generated_instructions_ok']} instructions, {mm['merged_ok']} merged, {mm['matches']} matched, "
+             f"MM-Instruct: {mm['generated_instructions_ok']} instructions, {mm['merged_ok']} merged, "
+             f"{mm['matches']} matched, "
              f"{mm['answers']} answers, {mm['kept']} kept",
              f"Planted faults: {report['planted']}", "", f"{'check':62} {'tp':>4} {'fp':>4} {'fn':>4}  precision  recall"]
     lines += [f"{n:62} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4}  {str(c['precision']):>9}  {str(c['recall']):>6}"

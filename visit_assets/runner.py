@@ -15,10 +15,9 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from .defs.waves import Records, partition_keys, plan, waves
 from .defs.partitions import dataset_partitions
+from .defs.waves import Records, partition_keys, plan, waves
 from .progress import duration
-
 
 HOST_TAG, PID_TAG = "visit/host", "visit/pid"
 

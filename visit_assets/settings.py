@@ -48,5 +48,16 @@ def reingest_cron() -> str:
     return env("VISIT_REINGEST_CRON") or "0 3 * * *"
 
 
+def llm_step_retries() -> int:
+    """How many times Dagster retries a model step that failed on a transient LLM outage (0: never);
+    read when the definitions load (visit_assets/defs/llm/retries.py says why these numbers)."""
+    return int(env("VISIT_LLM_STEP_RETRIES") or 3)
+
+
+def llm_step_retry_delay_s() -> float:
+    """The base delay of those retries; they back off exponentially from it (about 1x, 3x, 7x, with jitter)."""
+    return float(env("VISIT_LLM_STEP_RETRY_DELAY_S") or 30)
+
+
 def sample_dataset() -> Path:
     return Path(__file__).resolve().parent / "sample_data" / "datasets" / "sample"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.scheduler.instigation import TickStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers, whatever the import mode
 from dagster_dev import DagsterDev, DagsterDevError, dagster_dev  # noqa: E402
@@ -100,8 +100,8 @@ class Watch:
             if done():
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"{what}: not within {timeout:.0f} s; in progress: "
-                            f"{[(r.job_name, r.tags.get('dagster/partition'), r.status.value) for r in self.in_progress_runs()]}"
+                runs = [(r.job_name, r.tags.get("dagster/partition"), r.status.value) for r in self.in_progress_runs()]
+                pytest.fail(f"{what}: not within {timeout:.0f} s; in progress: {runs}"
                             f"\n{self.dev.log_tail(3000)}")
             time.sleep(2)
 
@@ -142,7 +142,8 @@ def daemon(tmp_path, monkeypatch) -> Watch:
     seeds.write_text(default_seeds_path().read_text())
     env_vars = {"VISIT_HOME": str(visit_home), "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
                 "VISIT_LLM_BACKEND": "openai", "VISIT_LLM_BASE_URLS": llm.url, "VISIT_LLM_SERVED_MODEL": SERVED,
-                "VISIT_LLM_MAX_RETRIES": "1", "VISIT_LLM_CONCURRENCY": "1", "VISIT_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
+                "VISIT_LLM_MAX_RETRIES": "1", "VISIT_LLM_CONCURRENCY": "1",
+                "VISIT_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
                 # two shards: half the runs of the default four, the same code paths
                 "VISIT_SHARDS": "2", "VISIT_SEEDS_FILE": str(seeds), "VISIT_REINGEST_CRON": "* * * * *"}
     for name, value in env_vars.items():

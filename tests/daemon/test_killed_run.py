@@ -1,6 +1,7 @@
 """A daemon-launched run killed with -9 (what the OOM killer does) mid-way through a model step: its
-`llm` pool slot (an LLM step on an endpoint: visit_assets/defs/llm/pools.py) is freed within the bound dagster.yaml sets, the other runs go on, the run is
-retried once by the daemon, and the retry sends the LLM only the requests that were never answered.
+`llm` pool slot (an LLM step on an endpoint: visit_assets/defs/llm/pools.py) is freed within the
+bound dagster.yaml sets, the other runs go on, the run is retried once by the daemon, and the retry
+sends the LLM only the requests that were never answered.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from conftest import REPO, Watch, automated_assets, drop_in
 
 from visit_assets import settings
-
-from conftest import REPO, Watch, automated_assets, drop_in
 
 pytestmark = pytest.mark.slow
 

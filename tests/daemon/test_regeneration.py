@@ -11,11 +11,10 @@ from collections import Counter
 
 import dagster as dg
 import pytest
+from conftest import Watch, automated_assets, drop_in, partitioned_by_shard, replace_text
 
 from visit_assets import settings
 from visit_assets.lib.ids import shard_of
-
-from conftest import Watch, automated_assets, drop_in, partitioned_by_shard, replace_text
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,9 @@ stand-in for `LLMClient.generate` (the input of the loop under test, not the loo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

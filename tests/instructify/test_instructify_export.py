@@ -63,7 +63,8 @@ def _turns(*pairs):
     ([_item(conversations=_turns(("human", "<image>\nHi"), ("gpt", "Yo"), ("human", "<image>\nAgain"), ("gpt", "No")))],
      "only allowed in the first"),
     ([_item(conversations=_turns(("human", "<image>\nHi"), ("gpt", "  ")))], "empty value"),
-    ([_item(conversations=[{"from": "human", "value": "<image>\nHi", "x": 1}, {"from": "gpt", "value": "Yo"}])], "{from, value}"),
+    ([_item(conversations=[{"from": "human", "value": "<image>\nHi", "x": 1}, {"from": "gpt", "value": "Yo"}])],
+     "{from, value}"),
     ([_item(), _item()], "duplicate id a"),
 ])
 def test_validate_catches(items, fragment):
@@ -141,4 +142,5 @@ def test_an_invalid_export_says_which_stage_made_the_bad_items():
                    conversation("m1", "mm-instruct", "<image><image> Why?")]
     report = invalid_items_report(to_llava(rows), rows)
     assert report.startswith("3 of 4 items are not valid LLaVA, made by imported (flat.parquet): 2, mm-instruct: 1.")
-    assert "i1: <image> must occur exactly once, found 0" in report and "m1: <image> must occur exactly once, found 2" in report
+    assert "i1: <image> must occur exactly once, found 0" in report
+    assert "m1: <image> must occur exactly once, found 2" in report

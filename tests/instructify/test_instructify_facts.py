@@ -140,7 +140,7 @@ def test_declarative_cleanup_rules(fakes, sample_records):
     facts = facts_for(rec)
     reqs = qa_to_declarative_requests(rec)
     texts = ["**Statement:** The animal in this image is a tabby cat.\nok", "What color are its eyes?"]
-    out = apply_declarative(facts, [fakes.result(t, request=r) for t, r in zip(texts, reqs)])
+    out = apply_declarative(facts, [fakes.result(t, request=r) for t, r in zip(texts, reqs, strict=True)])
     qa = [f for f in out if f.kind == "qa"]
     assert qa[0].text == "The animal in this image is a tabby cat."
     assert qa[1].note == "fallback: still_a_question"

@@ -71,7 +71,8 @@ def test_multiline_answers_and_options_stay_together():
 
 def test_mid_sentence_label_words_do_not_split():
     r = parse_qa("Question: What is the answer: red or blue?\nAnswer: The answer: red, as in question: one.")
-    assert [(p.question, p.answer) for p in r.pairs] == [("What is the answer: red or blue?", "The answer: red, as in question: one.")]
+    assert [(p.question, p.answer) for p in r.pairs] == [("What is the answer: red or blue?",
+                                                          "The answer: red, as in question: one.")]
 
 
 @pytest.mark.parametrize("text, verdict", [

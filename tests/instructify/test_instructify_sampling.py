@@ -19,7 +19,8 @@ from visit_assets.lib.instructify.sampling import (
 )
 from visit_assets.lib.llm import LLMClient, make_backend
 
-THREE = "id: three_pairs\nversion: 1\nweight: 1\nsystem: Test prompt.\ntemplate: \"Facts:\\n{facts}\\nWrite three pairs.\"\noutput: {format: qa_blocks, pairs: 3}\n"
+THREE = ("id: three_pairs\nversion: 1\nweight: 1\nsystem: Test prompt.\n"
+         "template: \"Facts:\\n{facts}\\nWrite three pairs.\"\noutput: {format: qa_blocks, pairs: 3}\n")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def qa(*pairs):
 
 
 def fact_record(image_id, texts):
-    return {"image_id": image_id, "image_key": f"{image_id}.jpg", "facts": [make_fact(image_id, "caption", t) for t in texts]}
+    return {"image_id": image_id, "image_key": f"{image_id}.jpg",
+            "facts": [make_fact(image_id, "caption", t) for t in texts]}
 
 
 LONG = [
@@ -70,7 +72,7 @@ def check_accounting(conversations, attempts):
             assert r["status"] in ("accepted", "rejected") and r["prompt_id"] and r["generation_cache_key"] is not None
             assert (r["reason"] is None) == (r["status"] == "accepted")
             assert r["facts_before"] - r["facts_remaining"] == len(r["consumed_fact_ids"])
-        for a, b in zip(its, its[1:]):
+        for a, b in zip(its, its[1:], strict=False):
             assert a["facts_remaining"] == b["facts_before"]
         if its:
             assert stops[0]["facts_remaining"] == its[-1]["facts_remaining"]
@@ -152,7 +154,8 @@ def test_stop_after_more_than_max_failures(three, fakes):
 
 def test_stop_at_max_iterations(three, fakes):
     # answers share no word with any fact: nothing is consumed, every conversation is accepted
-    gen = lambda i, it, req: qa((f"Riddle number {it} one?", "Zzz."), (f"Riddle number {it} two?", "Qqq."))
+    def gen(i, it, req):
+        return qa((f"Riddle number {it} one?", "Zzz."), (f"Riddle number {it} two?", "Qqq."))
     convs, attempts = sample_conversations([fact_record("img-m", LONG)], three, fakes.LLM(gen=gen), SamplingConfig(), seed=0)
     assert len(convs) == 10 and attempts[-1]["reason"] == "max_iterations"
     assert all(a["consumed_fact_ids"] == [] for a in attempts)
@@ -163,10 +166,12 @@ def test_stop_at_max_iterations(three, fakes):
 
 
 def test_first_pair_failure_drops_conversation_later_failures_drop_pairs(three, fakes):
-    gen = lambda i, it, req: qa((f"First {it}?", "Zzz."), (f"Second {it}?", "Yyy."), (f"Third {it}?", "Xxx."))
+    def gen(i, it, req):
+        return qa((f"First {it}?", "Zzz."), (f"Second {it}?", "Yyy."), (f"Third {it}?", "Xxx."))
     verdicts = {0: ["False", "True", "True"], 1: ["True", "False", "True"], 2: ["Maybe", "True", "True"]}
     llm = fakes.LLM(gen=gen, verify=lambda i, it, j, req: verdicts[it][j])
-    convs, attempts = sample_conversations([fact_record("img-v", LONG)], three, llm, SamplingConfig(max_iterations=3), seed=0)
+    convs, attempts = sample_conversations([fact_record("img-v", LONG)], three, llm, SamplingConfig(max_iterations=3),
+                                           seed=0)
     assert [a["status"] for a in attempts] == ["rejected", "accepted", "rejected", "stopped"]
     assert attempts[0]["reason"] == "first_qa_failed" and "verdict False" in attempts[0]["detail"]
     assert attempts[2]["reason"] == "first_qa_failed" and "verdict unparseable" in attempts[2]["detail"]
@@ -212,7 +217,8 @@ def test_rejection_reasons_and_caps(three, fakes, reply, reason, kept):
 
 
 def test_duplicate_questions_removed_and_recorded(three, fakes):
-    gen = lambda i, it, req: qa(("What colour are the boats?", f"Blue {it}."), ("What is on the cliff?", "Zzz."))
+    def gen(i, it, req):
+        return qa(("What colour are the boats?", f"Blue {it}."), ("What is on the cliff?", "Zzz."))
     convs, attempts = sample_conversations([fact_record("img-d", LONG)], three, fakes.LLM(gen=gen),
                                            SamplingConfig(max_iterations=2), seed=0)
     assert attempts[0]["status"] == "accepted" and attempts[0]["duplicates"] == []
@@ -233,7 +239,8 @@ def test_ids_stable_and_independent_of_batch(sample_records, registry, fakes):
     for c in a:
         assert c["conversation_id"] == content_hash(c["image_id"], "instructify", c["prompt_id"], c["prompt_version"],
                                                     fakes.model.label(), 7, c["iteration"])
-        assert c["conversation_id"] == conversation_id(c["image_id"], c["prompt_id"], c["prompt_version"], fakes.model.label(), 7, c["iteration"])
+        assert c["conversation_id"] == conversation_id(c["image_id"], c["prompt_id"], c["prompt_version"],
+                                                       fakes.model.label(), 7, c["iteration"])
     assert len({c["conversation_id"] for c in a}) == len(a)
     other, _ = sample_conversations(recs, registry, fakes.LLM(), seed=8)
     assert not {c["conversation_id"] for c in a} & {c["conversation_id"] for c in other}
@@ -261,7 +268,8 @@ def test_lexical_consumption_on_sample(sample_records):
 
 def test_cited_consumption_with_lexical_fallback(three, fakes):
     rec = fact_record("img-c", LONG)
-    gen = lambda i, it, req: qa((f"Riddle {it}?", "Zzz."),)
+    def gen(i, it, req):
+        return qa((f"Riddle {it}?", "Zzz."),)
     cite = {0: "True\nFacts: 3", 1: "True\nFacts: 42"}
     llm = fakes.LLM(gen=gen, verify=lambda i, it, j, req: cite[it])
     convs, attempts = sample_conversations([rec], three, llm, SamplingConfig(consume="cited", max_iterations=2), seed=0)
@@ -279,7 +287,8 @@ def test_inputs_checked(three, fakes):
     with pytest.raises(RuntimeError, match="results for"):
         sample_conversations([rec], three, lambda reqs: [], seed=0)
     as_dicts = {**rec, "facts": [f.as_dict() for f in rec["facts"]]}
-    assert sample_conversations([as_dicts], three, fakes.LLM(), seed=0) == sample_conversations([rec], three, fakes.LLM(), seed=0)
+    assert (sample_conversations([as_dicts], three, fakes.LLM(), seed=0)
+            == sample_conversations([rec], three, fakes.LLM(), seed=0))
 
 
 def test_echo_client_through_the_loop(sample_records, registry):

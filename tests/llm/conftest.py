@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # llm_stub, whatever pytest's import mode
 from llm_stub import StubServer, free_port  # noqa: E402
+
 from visit_assets.lib.llm.llama_cpp_backend import LlamaCppBackend, default_gguf_path, gguf_identity
 from visit_assets.lib.llm.openai_backend import OpenAIBackend
 
@@ -39,7 +40,8 @@ def fast_openai():
     """Factory for an OpenAIBackend with quick backoff (tests must not sleep for long)."""
 
     def make(urls, **kw) -> OpenAIBackend:
-        settings = dict(served_model="stub-model", max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=10, connect_timeout_s=2)
+        settings = dict(served_model="stub-model", max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=10,
+                        connect_timeout_s=2)
         settings.update(kw)
         return OpenAIBackend(urls, **settings)
 

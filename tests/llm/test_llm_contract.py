@@ -35,7 +35,7 @@ def test_order_and_token_counts(real_backend):
     results = LLMClient(real_backend).generate(reqs)
     assert len(results) == len(reqs)
     assert [r.tag for r in results] == [r.tag for r in reqs]  # one result per request, in order
-    for req, res in zip(reqs, results):
+    for req, res in zip(reqs, results, strict=True):
         assert res.status in ("ok", "truncated"), res
         assert res.prompt_tokens > 20 and res.completion_tokens > 0
         assert res.model == real_backend.identity and res.model.weights == gguf_identity(real_backend_path()).weights

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from llm_stub import CLOSE, chat_response, echo_reply, free_port
+
 from visit_assets.lib.llm import LLMCache, LLMClient, LLMRequest, LLMUnavailableError, SamplingParams
 from visit_assets.lib.llm.openai_backend import openai_body, parse_retry_after
 

@@ -161,7 +161,8 @@ def test_a_role_takes_its_own_model_from_config_or_env(no_role_env, monkeypatch,
 
 def test_a_role_setting_endpoint_fields_on_a_local_backend_is_an_error(no_role_env, monkeypatch):
     monkeypatch.setenv("VISIT_CHECKER_LLM_SERVED_MODEL", "big-70b")
-    with pytest.raises(ValueError, match=r"\['served_model'\], which the 'echo' backend does not read; set VISIT_CHECKER_LLM_BACKEND"):
+    with pytest.raises(ValueError,
+                       match=r"\['served_model'\], which the 'echo' backend does not read; set VISIT_CHECKER_LLM_BACKEND"):
         LLMResource(backend="echo").role("checker")
     monkeypatch.setenv("VISIT_CHECKER_LLM_BACKEND", "openai")
     monkeypatch.setenv("VISIT_CHECKER_LLM_BASE_URLS", "http://10.0.0.9:8000/v1")

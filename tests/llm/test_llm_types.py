@@ -40,7 +40,8 @@ def test_key_changes_with_everything_that_determines_the_answer():
     variants = {
         "weights": base().cache_key(ModelIdentity("m.gguf", "b" * 64, "llm")),
         "model name": base().cache_key(ModelIdentity("other.gguf", "a" * 64, "llm")),
-        "message": base(messages=({"role": "system", "content": "sys"}, {"role": "user", "content": "hi!"})).cache_key(MODEL),
+        "message": base(messages=({"role": "system", "content": "sys"},
+                                  {"role": "user", "content": "hi!"})).cache_key(MODEL),
         "role": base(messages=({"role": "user", "content": "sys"}, {"role": "user", "content": "hi"})).cache_key(MODEL),
         "schema": base(json_schema=SCHEMA).cache_key(MODEL),
         "regex": base(regex="[a-z]+").cache_key(MODEL),

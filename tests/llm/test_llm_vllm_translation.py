@@ -16,7 +16,8 @@ MODEL = ModelIdentity("m", "w", "llm")
 
 def test_sampling_kwargs_plain():
     r = LLMRequest.chat("hi", params=SamplingParams(temperature=0.7, top_p=0.9, max_tokens=33, seed=5, stop=("\n\n",)))
-    assert vllm_sampling_kwargs(r) == {"n": 1, "temperature": 0.7, "top_p": 0.9, "max_tokens": 33, "seed": 5, "stop": ["\n\n"]}
+    assert vllm_sampling_kwargs(r) == {"n": 1, "temperature": 0.7, "top_p": 0.9, "max_tokens": 33, "seed": 5,
+                                       "stop": ["\n\n"]}
 
 
 def test_sampling_kwargs_default_seed_and_structured():

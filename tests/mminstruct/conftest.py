@@ -10,8 +10,11 @@ from visit_assets.lib.mminstruct.prompts import load_prompts
 from visit_assets.lib.mminstruct.seeds import load_seeds
 
 DESCRIPTIONS = {
-    "img-beach": "Captions:\n- Two children build a sandcastle on a sunny beach.\n\nObjects (coarse position and size in the image):\n- 2 people: bottom left (medium), bottom (medium)",
-    "img-kitchen": "Captions:\n- A small kitchen with white cabinets and a window.\n\nObjects (coarse position and size in the image):\n- 1 oven: bottom left (medium)\n- 1 sink: right (medium)",
+    "img-beach": "Captions:\n- Two children build a sandcastle on a sunny beach.\n\n"
+                 "Objects (coarse position and size in the image):\n- 2 people: bottom left (medium), bottom (medium)",
+    "img-kitchen": "Captions:\n- A small kitchen with white cabinets and a window.\n\n"
+                   "Objects (coarse position and size in the image):\n- 1 oven: bottom left (medium)\n"
+                   "- 1 sink: right (medium)",
     "img-street": "Captions:\n- A cyclist waits at a traffic light on a rainy city street.",
     "img-dog": "Captions:\n- A brown dog catches a frisbee in a park.",
     "img-desk": "Captions:\n- A laptop, a coffee mug and a notebook on a wooden desk.",
@@ -52,9 +55,12 @@ def good_answer() -> str:
 @pytest.fixture
 def answer_items() -> list[AnswerItem]:
     return [
-        AnswerItem("img-beach", "ins-haiku", "Compose a haiku that captures the mood of this image.", DESCRIPTIONS["img-beach"]),
-        AnswerItem("img-kitchen", "ins-advice", "Suggest three ways to make this space more inviting.", DESCRIPTIONS["img-kitchen"]),
-        AnswerItem("img-street", "ins-haiku", "Compose a haiku that captures the mood of this image.", DESCRIPTIONS["img-street"]),
+        AnswerItem("img-beach", "ins-haiku", "Compose a haiku that captures the mood of this image.",
+                   DESCRIPTIONS["img-beach"]),
+        AnswerItem("img-kitchen", "ins-advice", "Suggest three ways to make this space more inviting.",
+                   DESCRIPTIONS["img-kitchen"]),
+        AnswerItem("img-street", "ins-haiku", "Compose a haiku that captures the mood of this image.",
+                   DESCRIPTIONS["img-street"]),
     ]
 
 

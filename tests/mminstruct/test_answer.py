@@ -3,7 +3,14 @@ import pytest
 from visit_assets.lib.llm import LLMClient, make_backend
 from visit_assets.lib.llm.types import LLMResult
 from visit_assets.lib.mminstruct.answer import (
-    AnswerExample, answer_requests, answer_row, examples_version, fit_requests, fit_row, load_answer_examples, pick_examples,
+    AnswerExample,
+    answer_requests,
+    answer_row,
+    examples_version,
+    fit_requests,
+    fit_row,
+    load_answer_examples,
+    pick_examples,
 )
 
 
@@ -15,7 +22,7 @@ def test_example_bank_shipped(bank):
 def test_answer_requests_two_seeded_examples(answer_items, bank):
     jobs = answer_requests(answer_items, bank, seed=1)
     by_id = {e.id: e for e in bank}
-    for item, job in zip(answer_items, jobs):
+    for item, job in zip(answer_items, jobs, strict=True):
         assert len(job.example_ids) == 2 and len(set(job.example_ids)) == 2
         user = job.request.messages[-1]["content"]
         assert item.instruction in user and item.description in user
@@ -38,7 +45,8 @@ def test_instruction_specific_examples_preferred(answer_items, bank):
 
 def test_bad_example_bank_rejected(tmp_path):
     p = tmp_path / "ex.yaml"
-    p.write_text("examples:\n  - {id: a, instruction: x, description: y, answer: z}\n  - {id: a, instruction: x, description: y, answer: ''}\n")
+    p.write_text("examples:\n  - {id: a, instruction: x, description: y, answer: z}\n"
+                 "  - {id: a, instruction: x, description: y, answer: ''}\n")
     with pytest.raises(ValueError, match="duplicate id"):
         load_answer_examples(p)
 
@@ -60,5 +68,5 @@ def test_echo_backend_accounting(answer_items, bank):
     jobs = answer_requests(answer_items, bank, seed=0)
     results = client.generate([j.request for j in jobs] + [jobs[0].request])
     assert len(results) == 4 and client.last_stats.deduplicated == 1 and client.last_stats.sent == 3
-    rows = [answer_row(j, r) for j, r in zip(jobs, results)]
+    rows = [answer_row(j, r) for j, r in zip(jobs, results[:len(jobs)], strict=True)]  # the 4th: jobs[0] again
     assert all(r["filter_reason"] is not None for r in rows), "echo text is never data"

@@ -3,17 +3,26 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from visit_assets.lib.mminstruct.cluster import (
-    cluster_instructions, effective_k, group_clusters, mark_duplicate_merges, merge_requests, merged_row,
+    cluster_instructions,
+    effective_k,
+    group_clusters,
+    mark_duplicate_merges,
+    merge_requests,
+    merged_row,
 )
 from visit_assets.lib.mminstruct.generate import instruction_id
 
 PARAPHRASES = [
-    ["Write a haiku about this image.", "Compose a haiku inspired by this picture.", "Create a three-line haiku capturing this photo."],
-    ["Make a shopping list of the items needed to recreate this scene.", "List the things you would need to buy to recreate this scene at home.",
+    ["Write a haiku about this image.", "Compose a haiku inspired by this picture.",
+     "Create a three-line haiku capturing this photo."],
+    ["Make a shopping list of the items needed to recreate this scene.",
+     "List the things you would need to buy to recreate this scene at home.",
      "Write a shopping list for recreating what is shown in this image."],
-    ["Identify the safety hazards in this image and how to fix them.", "Point out any dangers in this scene and suggest ways to reduce them.",
+    ["Identify the safety hazards in this image and how to fix them.",
+     "Point out any dangers in this scene and suggest ways to reduce them.",
      "What safety risks are visible in this photo, and how could they be avoided?"],
-    ["Write an Instagram post with hashtags for this photo.", "Compose a social media caption with emojis and hashtags for this picture.",
+    ["Write an Instagram post with hashtags for this photo.",
+     "Compose a social media caption with emojis and hashtags for this picture.",
      "Draft a fun social media post to share this image with followers."],
 ]
 
@@ -76,7 +85,7 @@ def test_group_and_merge_requests_keep_membership(paraphrase_data):
     assert sorted(i for c in clusters for i in c.member_ids) == sorted(ids)
     jobs = merge_requests(clusters, max_examples=2)
     assert len(jobs) == 4
-    for c, job in zip(clusters, jobs):
+    for c, job in zip(clusters, jobs, strict=True):
         assert job.member_ids == c.member_ids and job.shown_ids == c.member_ids[:2]
         assert job.cluster_id == c.cluster_id and job.request.tag == c.cluster_id
         user = job.request.messages[-1]["content"]
@@ -108,7 +117,7 @@ def test_clusters_merged_into_the_same_instruction_keep_one(paraphrase_data):
     jobs = merge_requests(group_clusters(ids, texts, vecs, labels))
     replies = ["Write a haiku about this image.", "write a haiku about this image", "Describe the safety risks here.",
                ""]
-    rows = [merged_row(j, LLMResult(t, 10, 9, "stop", "ok")) for j, t in zip(jobs, replies)]
+    rows = [merged_row(j, LLMResult(t, 10, 9, "stop", "ok")) for j, t in zip(jobs, replies, strict=True)]
     marked = mark_duplicate_merges(rows)
     haiku = [r for r in marked if r["instruction_id"] == instruction_id("Write a haiku about this image.")]
     assert sorted(r["status"] for r in haiku) == ["duplicate", "ok"]  # the dedupe key ignores case and the stop

@@ -1,5 +1,11 @@
 from visit_assets.lib.mminstruct.diversity import (
-    diversity_report, lcs_length, length_plot, length_summary, root_verb, rouge_l, seeds_report,
+    diversity_report,
+    lcs_length,
+    length_plot,
+    length_summary,
+    root_verb,
+    rouge_l,
+    seeds_report,
 )
 
 

@@ -28,7 +28,7 @@ def test_tiny_generation_pass(llama, tmp_path, descriptions, seeds, bank):
     stats = client.last_stats
     assert stats.requests == 2 and stats.sent == 2 and stats.cache_hits == 0
     assert 0 < stats.tokens_out <= 2 * 24 and stats.tokens_in > 100
-    rows = [instruction_row(j, r, seeds_by_id(seeds)) for j, r in zip(jobs, results)]
+    rows = [instruction_row(j, r, seeds_by_id(seeds)) for j, r in zip(jobs, results, strict=True)]
     for row in rows:
         assert row["status"] in PARSE_STATUSES and row["llm_status"] in ("ok", "truncated")
         assert (row["instruction"] is None) == (row["status"] != "ok")
@@ -48,11 +48,11 @@ def test_tiny_generation_pass(llama, tmp_path, descriptions, seeds, bank):
         for row in rows
     ]
     ajobs = answer_requests(items, bank, seed=0, params=SamplingParams(temperature=0.7, max_tokens=16))
-    arows = [answer_row(j, r) for j, r in zip(ajobs, client.generate([j.request for j in ajobs]))]
+    arows = [answer_row(j, r) for j, r in zip(ajobs, client.generate([j.request for j in ajobs]), strict=True)]
     assert client.last_stats.sent == 2 and client.last_stats.tokens_out <= 32
     for row in arows:
         assert row["llm_status"] in ("ok", "truncated") and len(row["example_ids"]) == 2
         assert row["kept"] == (row["filter_reason"] is None)
     fjobs = fit_requests(items)
-    frows = [fit_row(j, r) for j, r in zip(fjobs, client.generate([j.request for j in fjobs]))]
+    frows = [fit_row(j, r) for j, r in zip(fjobs, client.generate([j.request for j in fjobs]), strict=True)]
     assert all(r["fits"] in (True, False, None) and r["prompt_id"] == "mminstruct.fit_check" for r in frows)

@@ -8,7 +8,8 @@ def test_good_answers_pass(good_answer, bank):
     assert check_answer(good_answer, "stop") is None
     for ex in bank:  # the shipped in-context examples must be model answers
         assert check_answer(ex.answer, "stop") is None, ex.id
-    poem = "Golden sand and salty air,\nlittle hands build castles there,\nwaves come rolling, soft and slow,\nsummer sun and evening glow"
+    poem = ("Golden sand and salty air,\nlittle hands build castles there,\nwaves come rolling, soft and slow,\n"
+            "summer sun and evening glow")
     assert check_answer(poem + "\n\nA tiny poem for a perfect beach day by the sea.") is None
     assert f.truncated(poem) is None, "short verse lines without punctuation are fine"
     post = "What a day at the beach with the whole gang, the sandcastle turned out amazing and nobody wanted to leave 🏖️"
@@ -19,19 +20,30 @@ def test_good_answers_pass(good_answer, bank):
 @pytest.mark.parametrize("answer, finish, reason", [
     ("", "stop", f.EMPTY),
     ("A long answer that was cut off by the token limit in the middle of the", "length", f.TRUNCATED),
-    ("The children build a sandcastle while their dog watches from a little further up the beach, and the", "stop", f.MID_SENTENCE),
-    ("The children build a sandcastle while their dog watches from a little further up the beach and", "stop", f.MID_SENTENCE),
-    ("The children build a sandcastle while their dog watches from a little further up the beach,", "stop", f.MID_SENTENCE),
-    ("The children build a sandcastle while their dog watches from a little further up the beach near", "stop", f.MID_SENTENCE),
+    ("The children build a sandcastle while their dog watches from a little further up the beach, and the", "stop",
+     f.MID_SENTENCE),
+    ("The children build a sandcastle while their dog watches from a little further up the beach and", "stop",
+     f.MID_SENTENCE),
+    ("The children build a sandcastle while their dog watches from a little further up the beach,", "stop",
+     f.MID_SENTENCE),
+    ("The children build a sandcastle while their dog watches from a little further up the beach near", "stop",
+     f.MID_SENTENCE),
     ("The sun is bright. " * 12, "stop", f.REPETITION),
-    ("What a wonderful wonderful wonderful wonderful day at the beach with everyone there together today.", "stop", f.REPETITION),
+    ("What a wonderful wonderful wonderful wonderful day at the beach with everyone there together today.", "stop",
+     f.REPETITION),
     ("A lovely scene.", "stop", f.TOO_SHORT),
-    ("As an AI, I do not have personal feelings, but this scene of children at the beach looks cheerful and relaxing.", "stop", f.REFUSAL),
-    ("I cannot see the image you have shared, but I would be happy to help with anything else you need today.", "stop", f.REFUSAL),
-    ("I'm sorry, but I am unable to write a story about this picture because it would not be appropriate for me.", "stop", f.REFUSAL),
-    ("Based on the description, two children are building a sandcastle on a sunny beach while the sea rolls in nearby.", "stop", f.SOURCE_LEAK),
-    ("The caption mentions two children, and they seem to be building a big sandcastle on a sunny beach near the waves.", "stop", f.SOURCE_LEAK),
-    ("According to the text provided, two children are building a big sandcastle on a sunny beach near the waves.", "stop", f.SOURCE_LEAK),
+    ("As an AI, I do not have personal feelings, but this scene of children at the beach looks cheerful and relaxing.",
+     "stop", f.REFUSAL),
+    ("I cannot see the image you have shared, but I would be happy to help with anything else you need today.", "stop",
+     f.REFUSAL),
+    ("I'm sorry, but I am unable to write a story about this picture because it would not be appropriate for me.",
+     "stop", f.REFUSAL),
+    ("Based on the description, two children are building a sandcastle on a sunny beach while the sea rolls in nearby.",
+     "stop", f.SOURCE_LEAK),
+    ("The caption mentions two children, and they seem to be building a big sandcastle on a sunny beach near the waves.",
+     "stop", f.SOURCE_LEAK),
+    ("According to the text provided, two children are building a big sandcastle on a sunny beach near the waves.",
+     "stop", f.SOURCE_LEAK),
 ])
 def test_bad_answers_are_caught(answer, finish, reason):
     assert check_answer(answer, finish) == reason
@@ -63,7 +75,8 @@ def test_parse_yes_no_is_strict(text, expected):
 
 def test_to_llava_turns():
     turns = to_llava_turns("Write a haiku about this image.", "Sand walls rise up high.")
-    assert turns == [{"from": "human", "value": "<image>\nWrite a haiku about this image."}, {"from": "gpt", "value": "Sand walls rise up high."}]
+    assert turns == [{"from": "human", "value": "<image>\nWrite a haiku about this image."},
+                     {"from": "gpt", "value": "Sand walls rise up high."}]
     turns = to_llava_turns("<image> Write a haiku about this image.", "An <image> answer.")
     assert sum(t["value"].count("<image>") for t in turns) == 1 and turns[0]["value"].startswith("<image>\n")
     with pytest.raises(ValueError):

@@ -3,8 +3,18 @@ import pytest
 from visit_assets.lib.llm import SamplingParams
 from visit_assets.lib.mminstruct import generate as g
 from visit_assets.lib.mminstruct.generate import (
-    COPIED, EMPTY, GENERIC, OK, TOO_LONG, TOO_SHORT, TRUNCATED,
-    dedupe_exact, instruction_id, instruction_requests, normalise_instruction, parse_instruction,
+    COPIED,
+    EMPTY,
+    GENERIC,
+    OK,
+    TOO_LONG,
+    TOO_SHORT,
+    TRUNCATED,
+    dedupe_exact,
+    instruction_id,
+    instruction_requests,
+    normalise_instruction,
+    parse_instruction,
 )
 
 
@@ -47,9 +57,12 @@ def test_duplicate_image_ids_rejected(seeds):
     ('"Write a short poem about the colours in this image."', "Write a short poem about the colours in this image."),
     ("Instruction: Plan a picnic menu inspired by this image.", "Plan a picnic menu inspired by this image."),
     ("New instruction 4: Plan a picnic menu inspired by this image.", "Plan a picnic menu inspired by this image."),
-    ("Sure! Here is a new instruction:\n\nWrite a tweet announcing this scene as breaking news.", "Write a tweet announcing this scene as breaking news."),
-    ("Sure, here's one: “Write a tweet announcing this scene as breaking news.”", "Write a tweet announcing this scene as breaking news."),
-    ("1. Write a recipe inspired by this image.\n2. Write a poem.\n3. Tell a joke about it.", "Write a recipe inspired by this image."),
+    ("Sure! Here is a new instruction:\n\nWrite a tweet announcing this scene as breaking news.",
+     "Write a tweet announcing this scene as breaking news."),
+    ("Sure, here's one: “Write a tweet announcing this scene as breaking news.”",
+     "Write a tweet announcing this scene as breaking news."),
+    ("1. Write a recipe inspired by this image.\n2. Write a poem.\n3. Tell a joke about it.",
+     "Write a recipe inspired by this image."),
     ("**Instruction:** Write a recipe inspired by this image.", "Write a recipe inspired by this image."),
     ("- Write a recipe inspired by this image.", "Write a recipe inspired by this image."),
 ])
@@ -86,13 +99,15 @@ def test_parse_instruction_copy_and_truncation():
     assert parse_instruction("Compose a limerick that pokes fun at the people in this image.", examples=ex)[1] == OK
     assert parse_instruction("Write a limerick about the scene in this", finish_reason="length") == (None, TRUNCATED)
     # cut off after a complete first line: the first line is fine
-    assert parse_instruction("Write a limerick about the scene in this image.\nAnother one about", finish_reason="length")[1] == OK
+    assert parse_instruction("Write a limerick about the scene in this image.\nAnother one about",
+                             finish_reason="length")[1] == OK
 
 
 def test_normalise_and_exact_dedupe():
     assert normalise_instruction('  "Write a Poem  about this image."  ') == "write a poem about this image"
     assert instruction_id("Write a poem about this image.") == instruction_id("write a poem about this image")
-    texts = ["Write a poem about this image.", "Plan a trip inspired by this image.", "write a poem about this image", "Write a poem about this image!"]
+    texts = ["Write a poem about this image.", "Plan a trip inspired by this image.", "write a poem about this image",
+             "Write a poem about this image!"]
     groups = dedupe_exact(texts)
     assert len(groups) == 2
     poem = next(grp for grp in groups if 0 in grp.members)
@@ -106,6 +121,6 @@ def test_instruction_row_with_echo_backend(descriptions, seeds):
 
     jobs = instruction_requests(descriptions, seeds, seed=0, params=SamplingParams(max_tokens=5))
     results = LLMClient(make_backend("echo")).generate([j.request for j in jobs])
-    rows = [g.instruction_row(j, r, {s.id: s for s in seeds}) for j, r in zip(jobs, results)]
+    rows = [g.instruction_row(j, r, {s.id: s for s in seeds}) for j, r in zip(jobs, results, strict=True)]
     assert all(r["llm_status"] == "truncated" and r["status"] == TRUNCATED and r["instruction"] is None for r in rows)
     assert all(r["prompt_version"] == 1 and len(r["seed_ids"]) == 3 for r in rows)

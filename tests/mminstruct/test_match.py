@@ -3,7 +3,14 @@ import pytest
 from scipy.stats import chisquare
 
 from visit_assets.lib.mminstruct.match import (
-    CLIP_IMAGE, DEFAULT_TEMPERATURE, DESCRIPTION_TEXT, match_images, sample_instruction, similarity, softmax_weights, top_k,
+    CLIP_IMAGE,
+    DEFAULT_TEMPERATURE,
+    DESCRIPTION_TEXT,
+    match_images,
+    sample_instruction,
+    similarity,
+    softmax_weights,
+    top_k,
 )
 
 

@@ -38,8 +38,10 @@ GOOD = {"categories": {"poem": "verse", "story": "fiction"},
 
 
 @pytest.mark.parametrize("mutate, needle", [
-    (lambda d: d["seeds"].append({"id": "a", "category": "poem", "text": "Write a sonnet about this image."}), "duplicate id"),
-    (lambda d: d["seeds"].append({"id": "c", "category": "essay", "text": "Write an essay about this image."}), "unknown category"),
+    (lambda d: d["seeds"].append({"id": "a", "category": "poem", "text": "Write a sonnet about this image."}),
+     "duplicate id"),
+    (lambda d: d["seeds"].append({"id": "c", "category": "essay", "text": "Write an essay about this image."}),
+     "unknown category"),
     (lambda d: d["seeds"].append({"id": "c", "category": "poem", "text": "  "}), "empty text"),
     (lambda d: d["seeds"].append({"id": "Bad Id", "category": "poem", "text": "Write an ode to this image."}), "not a slug"),
     (lambda d: d["seeds"].append({"id": "c", "category": "poem", "text": "Write a haiku about  this image."}), "same text"),

@@ -62,7 +62,7 @@ def clip_random():
     from visit_assets.lib.models.clip import ClipEncoder
 
     enc = ClipEncoder(CLIP_ARCH, allow_random_init=True, batch_size=3)
-    enc.model  # load once for the session
+    _ = enc.model  # load once for the session
     return enc
 
 

@@ -61,7 +61,7 @@ def test_encode_images_rows_and_errors(clip_random, image_files):
     emb, errors = clip_random.encode_images(paths)
     assert emb.shape == (len(paths), clip_random.dim) == (8, 256)
     assert emb.dtype == np.float32 and len(errors) == len(paths)
-    for name, row, err in zip(ALL_IMAGES, emb, errors):
+    for name, row, err in zip(ALL_IMAGES, emb, errors, strict=True):
         if name in GOOD_IMAGES:
             assert err is None, (name, err)
             assert np.isfinite(row).all()

@@ -8,7 +8,8 @@ import pytest
 from visit_assets.defs.models import ClipResource, EmbedderResource, RewardResource
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED
 
-ENV = ("VISIT_CLIP_ARCH", "VISIT_CLIP_PRETRAINED", "VISIT_CLIP_ALLOW_RANDOM_INIT", "VISIT_REWARD_MODEL", "VISIT_EMBEDDER_MODEL")
+ENV = ("VISIT_CLIP_ARCH", "VISIT_CLIP_PRETRAINED", "VISIT_CLIP_ALLOW_RANDOM_INIT", "VISIT_REWARD_MODEL",
+       "VISIT_EMBEDDER_MODEL")
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +58,8 @@ def test_lineage_lands_in_materialization_metadata(image_files, clip_arch):
     @dg.asset
     def clip_scored(clip: ClipResource) -> dg.MaterializeResult:
         emb, errors = clip.get().encode_images([image_files["red_circle.jpg"], image_files["missing.jpg"]])
-        return dg.MaterializeResult(metadata={**clip.lineage(), "rows": len(emb), "errors": sum(e is not None for e in errors)})
+        return dg.MaterializeResult(metadata={**clip.lineage(), "rows": len(emb),
+                                              "errors": sum(e is not None for e in errors)})
 
     result = dg.materialize([clip_scored], resources={"clip": ClipResource(arch=clip_arch, allow_random_init=True)})
     assert result.success

@@ -5,9 +5,16 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from visit_assets.lib.selection.clustering import (
-    AGREEMENT, EXACT_MAX, METHOD_ANN, METHOD_EXACT, METHOD_KMEANS, METHOD_LANDMARK, METHOD_TRIVIAL, default_landmarks,
+    AGREEMENT,
+    EXACT_MAX,
+    METHOD_ANN,
+    METHOD_EXACT,
+    METHOD_KMEANS,
+    METHOD_LANDMARK,
+    METHOD_TRIVIAL,
     spectral_clusters,
 )
+from visit_assets.lib.selection.landmark_spectral import default_landmarks
 
 
 def test_landmark_agrees_with_exact_sklearn_on_a_mixture(mixture_3000):
@@ -156,7 +163,7 @@ def test_ann_neighbours_rerank_to_the_true_nearest_rows():
     assert (nearest_among(X, rng.permuted(candidates, axis=1), 5) == truth).all()
     found = ann_neighbours(X, 5, seed=0, dims=64)
     assert (found[:, 0] == np.arange(600)).all()
-    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 5 >= 0.99
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth, strict=True)]) / 5 >= 0.99
 
 
 def test_a_projection_that_loses_neighbours_falls_back_to_all_dimensions():
@@ -190,4 +197,4 @@ def test_split_index_finds_the_true_neighbours_the_same_way_every_run(monkeypatc
     assert (first[:, :20] < 750).all() and (first[:, 20:] >= 750).all()  # each half's own rows, offset back
     _, truth = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
     found = ann_spectral.nearest_among(X, first, 10)
-    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 10 >= 0.99
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(found, truth, strict=True)]) / 10 >= 0.99

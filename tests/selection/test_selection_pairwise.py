@@ -3,7 +3,11 @@ import math
 import pytest
 
 from visit_assets.lib.selection.pairwise import (
-    PAIRWISE_PROMPT_ID, PAIRWISE_PROMPT_VERSION, pairwise_messages, parse_preference, win_tie_lose,
+    PAIRWISE_PROMPT_ID,
+    PAIRWISE_PROMPT_VERSION,
+    pairwise_messages,
+    parse_preference,
+    win_tie_lose,
 )
 
 

@@ -6,9 +6,23 @@ import pytest
 
 from visit_assets.lib.selection.final_score import combine, final_scores
 from visit_assets.lib.selection.scores import (
-    DEFAULT_WEIGHTS, JUDGE_AMBIGUOUS, JUDGE_EMPTY, JUDGE_NO_SCORE, JUDGE_NON_INTEGER, JUDGE_OK,
-    JUDGE_OUT_OF_RANGE, JUDGE_PROMPT_ID, JUDGE_PROMPT_VERSION, JUDGE_RANGE, JUDGE_STATUSES,
-    JUDGE_WRONG_SCALE, clip_score, judge_request_messages, length_score, parse_judge, scale_0_100,
+    DEFAULT_WEIGHTS,
+    JUDGE_AMBIGUOUS,
+    JUDGE_EMPTY,
+    JUDGE_NO_SCORE,
+    JUDGE_NON_INTEGER,
+    JUDGE_OK,
+    JUDGE_OUT_OF_RANGE,
+    JUDGE_PROMPT_ID,
+    JUDGE_PROMPT_VERSION,
+    JUDGE_RANGE,
+    JUDGE_STATUSES,
+    JUDGE_WRONG_SCALE,
+    clip_score,
+    judge_request_messages,
+    length_score,
+    parse_judge,
+    scale_0_100,
 )
 
 
@@ -28,7 +42,7 @@ def test_clip_score_matches_numpy_by_hand():
     txt = rng.standard_normal((6, 16))
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-    expected = [100.0 * float(sum(a * b for a, b in zip(i, t))) for i, t in zip(img, txt)]
+    expected = [100.0 * float(sum(a * b for a, b in zip(i, t, strict=True))) for i, t in zip(img, txt, strict=True)]
     img[2, 3] = np.nan
     expected[2] = np.nan
     got = clip_score(img.astype(np.float32), txt)

@@ -29,8 +29,10 @@ from visit_assets.lib.standin.server import StandInServer
 
 CAT = {"image_id": "cat", "captions": ["A close-up of a tabby cat's face with green eyes and a pink nose.",
                                        "A striped cat stares past the camera."],
-       "boxes": [{"label": "cat", "x1": 0, "y1": 0, "x2": .85, "y2": 1}, {"label": "eye", "x1": .3, "y1": .3, "x2": .4, "y2": .5},
-                 {"label": "eye", "x1": .65, "y1": .35, "x2": .75, "y2": .55}, {"label": "bowl", "x1": .0, "y1": .8, "x2": .1, "y2": .9}],
+       "boxes": [{"label": "cat", "x1": 0, "y1": 0, "x2": .85, "y2": 1},
+                 {"label": "eye", "x1": .3, "y1": .3, "x2": .4, "y2": .5},
+                 {"label": "eye", "x1": .65, "y1": .35, "x2": .75, "y2": .55},
+                 {"label": "bowl", "x1": .0, "y1": .8, "x2": .1, "y2": .9}],
        "qa": [{"question": "What color are its eyes?", "answer": "Yellowish green"}], "ocr": ["MEOW"]}
 CLEAN = FaultPlan({})
 
@@ -122,9 +124,9 @@ def test_the_instructify_types_read_as_their_kind():
 
 
 def test_mminstruct_merge_and_fit_are_competent():
-    merged = reply({"messages": list(merge_requests([_cluster(["Write a four-line poem inspired by the cat in this image.",
-                                                                "Write a four-line poem inspired by the boat in this image."])])[0]
-                                     .request.message_list())}, CLEAN).text
+    cluster = _cluster(["Write a four-line poem inspired by the cat in this image.",
+                        "Write a four-line poem inspired by the boat in this image."])
+    merged = reply({"messages": list(merge_requests([cluster])[0].request.message_list())}, CLEAN).text
     assert merged == "Write a four-line poem inspired by the main subject of this image."
     no_text = "Captions:\n- A cat on a sofa.\n\nObjects (coarse position and size in the image):\n- 1 cat: centre (large)"
     ask = "Transcribe the writing visible in this image and explain what it tells us."
@@ -204,10 +206,9 @@ def test_its_busy_time_is_the_shared_decoders_time_for_the_replies_it_sent():
 
 
 def test_the_stand_in_command_serves_and_says_how_to_point_the_product_at_it():
+    import queue
     import subprocess
     import sys
-
-    import queue
     import threading
 
     proc = subprocess.Popen([sys.executable, "-m", "visit_assets.cli", "stand-in", "--port", "0", "--faults", "empty=0.5"],

@@ -74,7 +74,7 @@ def _stop_sensors(env: dict[str, str]) -> None:
     procs = [subprocess.Popen([sys.executable, "-m", "dagster", "sensor", "stop", name, "-w", "workspace.yaml"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name in names]
-    for name, proc in zip(names, procs):
+    for name, proc in zip(names, procs, strict=True):
         out = proc.communicate(timeout=120)[0]
         assert proc.returncode == 0, f"could not stop sensor {name}:\n{out[-3000:]}"
 

@@ -17,7 +17,8 @@ This module imports nothing from dagster-k8s, which is only installed with the `
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 K8S_CONFIG_TAG = "dagster-k8s/config"  # dagster_k8s.job.USER_DEFINED_K8S_CONFIG_KEY
 GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource

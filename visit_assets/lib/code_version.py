@@ -10,7 +10,6 @@ from types import ModuleType
 
 from .. import __version__
 
-
 PACKAGE = Path(__file__).resolve().parents[1]
 
 

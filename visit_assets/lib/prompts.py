@@ -27,9 +27,10 @@ files=...)` lists the file), so Dagster marks their outputs stale; bump `version
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -38,7 +39,8 @@ from visit_assets.lib.llm.types import LLMRequest, SamplingParams
 
 PROMPTS_ROOT = Path(__file__).resolve().parents[1] / "prompts"
 
-_KEYS = {"id", "version", "description", "variables", "system", "template", "example_variables", "example_template", "example_separator"}
+_KEYS = {"id", "version", "description", "variables", "system", "template", "example_variables", "example_template",
+         "example_separator"}
 
 
 class PromptError(ValueError):
@@ -61,7 +63,8 @@ def template_fields(template: str) -> set[str]:
         if name is None:
             continue
         if not name.isidentifier() or spec or conversion:
-            raise PromptError(f"template field {{{name}}} must be a plain name (no index, attribute, format spec or conversion)")
+            raise PromptError(f"template field {{{name}}} must be a plain name "
+                              "(no index, attribute, format spec or conversion)")
         names.add(name)
     return names
 
@@ -199,7 +202,8 @@ def load_prompt(name: str, directory: str | Path, *, id_prefix: str | None = Non
     return parse_prompt(raw, name, str(path), id_prefix=id_prefix)
 
 
-def load_prompts(directory: str | Path, *, required: Sequence[str] = (), id_prefix: str | None = None) -> dict[str, PromptTemplate]:
+def load_prompts(directory: str | Path, *, required: Sequence[str] = (),
+                 id_prefix: str | None = None) -> dict[str, PromptTemplate]:
     """Every prompt of a family folder by name; the `required` names must be present."""
     d = Path(directory)
     prompts = {p.stem: load_prompt(p.stem, d, id_prefix=id_prefix) for p in sorted(d.glob("*.yaml"))}

@@ -87,7 +87,8 @@ class ParquetStore:
                 / safe_name(data_version, "data version") / f"{part_name(shard)}.parquet")
 
     def pointer_path(self, asset: str, dataset: str, shard: int | None = None) -> Path:
-        return self.root / "_current" / safe_name(asset, "asset") / safe_name(dataset, "dataset") / f"{part_name(shard)}.json"
+        return (self.root / "_current" / safe_name(asset, "asset") / safe_name(dataset, "dataset")
+                / f"{part_name(shard)}.json")
 
     def write(self, asset: str, dataset: str, data_version: str, frame: pl.DataFrame,
               shard: int | None = None, **extra) -> Path:

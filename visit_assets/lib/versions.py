@@ -10,8 +10,10 @@ one, so the rows "as of" a dataset version V are found from the data files thems
       2. earlier: else the newest file whose rows carry a version ingested before V (the partition
                   was not re-run for V: its rows were still current then);
       3. later:   else, if the asset had any file at or before V, the oldest file of a later version.
-                  A re-run that reaches the same data version rewrites the same path (equal data
-                  versions promise equal content), so V's own rows were overwritten by equal ones.
+                  Stores written before `ParquetStore.write` kept a data version's first file may
+                  hold V's rows overwritten by a later re-run that reached the same data version
+                  (equal data versions promise equal content): that later file stands for V. (Now a
+                  file, once written, keeps the dataset version that first produced it: rule 2.)
     An asset without any file at or before V is absent at V. A file without rows carries no
     version and is never chosen. "As of V" is the last state while V was current: a seed, prompt,
     code or model change re-run under the same dataset version is part of it, which is why

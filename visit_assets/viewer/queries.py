@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
@@ -136,7 +137,7 @@ class Db:
     def rows(self, body: str, params: list | dict | None = None) -> list[dict[str, Any]]:
         cur = self.con.execute(self.sql(body), params or [])
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def one(self, body: str, params: list | dict | None = None) -> dict[str, Any] | None:
         found = self.rows(body, params)

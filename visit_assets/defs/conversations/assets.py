@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 
 from ... import settings
+from ...lib import versions as versions_mod
 from ...lib.code_version import code_version
 from ...lib.frames import rows_frame
 from ...lib.ids import content_hash, stable_json
@@ -19,26 +20,27 @@ from ...lib.instructify import export as export_mod
 from ...lib.instructify import facts as facts_mod
 from ...lib.instructify import parse as parse_mod
 from ...lib.instructify import registry as registry_mod
-from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.instructify import sampling as sampling_mod
 from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
-from ...lib.models import identity as identity_mod
-from ...lib import versions as versions_mod
-from ...lib.storage import safe_name
 from ...lib.mminstruct import answer as answer_mod
+from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import filters as filters_mod
-from ..waves import REGENERATED
+from ...lib.models import identity as identity_mod
+from ...lib.storage import safe_name
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
+from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, image_partitions, shard_partitions
 from ..resources import StoreResource
+from ..waves import REGENERATED
 from . import checks
 
 GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
-    "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml", "data/answer_examples.yaml"))
+    "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml",
+    "data/answer_examples.yaml"))
 FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
 EXPORT_VERSION = code_version(export_mod, versions_mod, identity_mod)  # identity: NOT_REAL names the not-real models
 
@@ -52,7 +54,7 @@ class GenerationConfig(dg.Config):
     max_iterations: int = 10
     temperature: float = 0.2
     max_tokens: int = 1000
-    consume: str = "lexical"
+    consume: sampling_mod.Consume = "lexical"
     prompt_profile: str = "instructify"  # the mix of prompt types: instructify (every type) | llava (LLaVA-158K's only)
     prompt_weights: dict[str, float] = {}  # prompt id -> weight, over the profile's; empty keeps the profile's
     answer_max_tokens: int = answer_mod.ANSWER_PARAMS.max_tokens  # MM-Instruct answers
@@ -93,9 +95,9 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
     items = matches.select("image_id", "instruction_id", "instruction").join(described, on="image_id")
     params = replace(answer_mod.ANSWER_PARAMS, max_tokens=config.answer_max_tokens)
     jobs = answer_mod.answer_requests(items.to_dicts(), answer_mod.load_answer_examples(), config.seed, params=params)
-    keys = dict(zip(items["image_id"], items["image_key"]))
+    keys = dict(zip(items["image_id"], items["image_key"], strict=True))
     conversations, attempts = [], []
-    for job, result in zip(jobs, generate([j.request for j in jobs])):
+    for job, result in zip(jobs, generate([j.request for j in jobs]), strict=True):
         row = answer_mod.conversation_row(job, result, keys[job.item.image_id], config.seed)
         status = "accepted" if row else "rejected"
         attempts.append({"image_id": job.item.image_id, "image_key": keys[job.item.image_id], "recipe": answer_mod.RECIPE,
@@ -117,8 +119,9 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
                      tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
     ],
     partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
-    pool=llm_pool(GENERATOR, "checker"),
+    pool=llm_pool(GENERATOR, "checker"), retry_policy=LLM_RETRY_POLICY,
 )
+@retry_only_transient
 def generated_conversations(context: dg.AssetExecutionContext, config: GenerationConfig, store: StoreResource,
                             llm: LLMResource):
     dataset, shard = dataset_and_shard(context)
@@ -185,7 +188,9 @@ def _rule_reason(row: dict) -> str | None:
                      tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=image_partitions, code_version=FILTER_VERSION, pool=llm_pool("checker"),
+    retry_policy=LLM_RETRY_POLICY,
 )
+@retry_only_transient
 def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
@@ -195,14 +200,14 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
     reasons = {r["conversation_id"]: _rule_reason(r) for r in rows}
     to_check = [r for r in rows if r["recipe"] == answer_mod.RECIPE and reasons[r["conversation_id"]] is None]
     described = parquet.read("image_descriptions", dataset, shard)
-    description = dict(zip(described["image_id"], described["description"]))
+    description = dict(zip(described["image_id"], described["description"], strict=True))
     items = [{"image_id": r["image_id"], "instruction_id": r["instruction_id"], "description": description[r["image_id"]],
               "instruction": r["turns"][0]["value"].replace("<image>", "").strip()} for r in to_check]
     jobs = answer_mod.fit_requests(items)
     checker = llm.role("checker")
     results, llm_meta = checker.run_batch(context, [j.request for j in jobs], label="fit check") if jobs else ([], {})
     fit_keys, checked_by = {}, checker.get_client().identity.label()
-    for row, job, result in zip(to_check, jobs, results):
+    for row, job, result in zip(to_check, jobs, results, strict=True):
         fits = answer_mod.fit_row(job, result)["fits"]
         fit_keys[row["conversation_id"]] = result.cache_key
         if fits is not True:  # "no" and an unclear reply both fail, and say which

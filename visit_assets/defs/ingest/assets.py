@@ -12,10 +12,10 @@ from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
-from ..waves import REGENERATED
 from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
+from ..waves import REGENERATED
 from . import checks
 
 LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths, pipeline)

@@ -18,7 +18,8 @@ from .assets import source_records
 ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[source_records])
 
 
-@dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=settings.sensor_interval_s(), default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=settings.sensor_interval_s(),
+           default_status=dg.DefaultSensorStatus.RUNNING)
 def dataset_folder_sensor(context: dg.SensorEvaluationContext, datasets: DatasetsResource,
                           store: StoreResource) -> dg.SensorResult:
     known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))

@@ -4,22 +4,25 @@ import dagster as dg
 import polars as pl
 
 from ...lib.code_version import code_version
+from ...lib.frames import rows_frame
 from ...lib.ids import content_hash
 from ...lib.instructify import facts as facts_mod
-from ...lib.frames import rows_frame
 from ...lib.metadata.pipeline import lineage_columns
-from ..waves import REGENERATED
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
+from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..metadata import counts_by, preview
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import StoreResource
+from ..waves import REGENERATED
 
 FACTS_VERSION = code_version(facts_mod, files=("prompts/instructify_checks/declarative.yaml",))
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,
-          group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR))
+          group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR),
+          retry_policy=LLM_RETRY_POLICY)
+@retry_only_transient
 def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource) -> dg.MaterializeResult:
     """Each image's metadata as numbered facts: captions, a box layout, QA rewritten as statements by the LLM, OCR."""
     dataset, shard = dataset_and_shard(context)
@@ -30,7 +33,7 @@ def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LL
     requests = [q for qs in per_record for q in qs]
     results, llm_meta = llm.run_batch(context, requests, label="declarative QA") if requests else ([], {})
     rows, start = [], 0
-    for r, qs in zip(records, per_record):
+    for r, qs in zip(records, per_record, strict=True):
         mine, start = results[start:start + len(qs)], start + len(qs)  # one batch, sliced back per image
         facts = facts_mod.facts_for(r)
         for fact in facts_mod.apply_declarative(facts, mine) if mine else facts:

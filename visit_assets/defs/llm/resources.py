@@ -38,7 +38,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -48,6 +49,7 @@ from ...lib.llm import LLMClient, LLMRequest, LLMResult, LLMStats, LLMUnavailabl
 from ...lib.llm.backends import BACKENDS
 from ...lib.llm.budget import Budget, BudgetExhausted
 from ...lib.llm.cache import open_cache
+from ...lib.llm.openai_backend import SchemaStyle
 
 _clients: dict[tuple[int, str], LLMClient] = {}
 _clients_lock = threading.Lock()
@@ -112,7 +114,8 @@ class LLMResource(dg.ConfigurableResource):
     concurrency: int | None = None
     timeout_s: float | None = None
     max_retries: int | None = None
-    schema_style: str = "json_schema"  # "json_object" for llama-cpp-python's server, "structured_outputs" for vLLM extras
+    # "json_object" for llama-cpp-python's server, "structured_outputs" for vLLM extras
+    schema_style: SchemaStyle = "json_schema"
     # vllm
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
@@ -145,7 +148,7 @@ class LLMResource(dg.ConfigurableResource):
                 values[field] = value
         return values
 
-    def role(self, role: str) -> "RoleLLM":
+    def role(self, role: str) -> RoleLLM:
         """The model of `role`: this resource's client when the role sets nothing of its own."""
         overrides = self.role_overrides(role)
         if not overrides:
@@ -165,13 +168,16 @@ class LLMResource(dg.ConfigurableResource):
         kind = self.backend_kind()
         model_path = self.model_path or settings.env("VISIT_LLM_MODEL_PATH")
         if kind == "llama_cpp":
-            threads = self.n_threads or (int(settings.env("VISIT_LLM_THREADS")) if settings.env("VISIT_LLM_THREADS") else None)
-            return {"model_path": model_path, "n_ctx": self.n_ctx, "n_threads": threads, "n_parallel": self.n_parallel, "seed": self.seed}
+            threads = self.n_threads or (int(settings.env("VISIT_LLM_THREADS")) if settings.env("VISIT_LLM_THREADS")
+                                         else None)
+            return {"model_path": model_path, "n_ctx": self.n_ctx, "n_threads": threads, "n_parallel": self.n_parallel,
+                    "seed": self.seed}
         if kind == "openai":
             urls = self.base_urls or settings.env("VISIT_LLM_BASE_URLS")
             served = self.served_model or settings.env("VISIT_LLM_SERVED_MODEL")
             if not urls or not served:
-                raise ValueError("the openai backend needs base_urls/VISIT_LLM_BASE_URLS and served_model/VISIT_LLM_SERVED_MODEL")
+                raise ValueError("the openai backend needs base_urls/VISIT_LLM_BASE_URLS and "
+                                 "served_model/VISIT_LLM_SERVED_MODEL")
             return {
                 "base_urls": [u.strip() for u in urls.split(",") if u.strip()],
                 "served_model": served,
@@ -180,7 +186,8 @@ class LLMResource(dg.ConfigurableResource):
                 "api_key_env": self.api_key_env or settings.env("VISIT_LLM_API_KEY_ENV"),
                 "concurrency": self.concurrency or int(settings.env("VISIT_LLM_CONCURRENCY") or 8),
                 "timeout_s": self.timeout_s or float(settings.env("VISIT_LLM_TIMEOUT_S") or 120),
-                "max_retries": self.max_retries if self.max_retries is not None else int(settings.env("VISIT_LLM_MAX_RETRIES") or 5),
+                "max_retries": (self.max_retries if self.max_retries is not None
+                                else int(settings.env("VISIT_LLM_MAX_RETRIES") or 5)),
                 "schema_style": self.schema_style,
             }
         if kind == "vllm":
@@ -210,8 +217,10 @@ class LLMResource(dg.ConfigurableResource):
 
         return Budget(max_requests=pick(self.max_requests_per_run, "VISIT_LLM_MAX_REQUESTS_PER_RUN", int),
                       max_output_tokens=pick(self.max_output_tokens_per_run, "VISIT_LLM_MAX_OUTPUT_TOKENS_PER_RUN", int),
-                      price_per_m_input=pick(self.price_per_m_input_tokens, "VISIT_LLM_PRICE_PER_M_INPUT_TOKENS", float) or 0.0,
-                      price_per_m_output=pick(self.price_per_m_output_tokens, "VISIT_LLM_PRICE_PER_M_OUTPUT_TOKENS", float) or 0.0)
+                      price_per_m_input=pick(self.price_per_m_input_tokens, "VISIT_LLM_PRICE_PER_M_INPUT_TOKENS",
+                                             float) or 0.0,
+                      price_per_m_output=pick(self.price_per_m_output_tokens, "VISIT_LLM_PRICE_PER_M_OUTPUT_TOKENS",
+                                              float) or 0.0)
 
     def get_client(self) -> LLMClient:
         """The client for this configuration, built once per process (the model loads once)."""
@@ -342,7 +351,8 @@ def run_llm_batch(
         meta.update(budget_metadata(budget, client.cache.spend(scope)))
     log.info(
         f"[{label}] done: {s.requests} requests, {s.cache_hits} cache hits, {s.sent} sent, "
-        f"{s.tokens_out} tokens out at {s.tokens_per_s:.1f} tok/s, failures {dict((k, v) for k, v in s.failures.items() if v)}"
+        f"{s.tokens_out} tokens out at {s.tokens_per_s:.1f} tok/s, "
+        f"failures {dict((k, v) for k, v in s.failures.items() if v)}"
     )
     return results, meta
 

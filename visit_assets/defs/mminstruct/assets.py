@@ -7,21 +7,23 @@ import numpy as np
 import polars as pl
 
 from ...lib.code_version import code_version
-from ...lib.ids import content_hash
 from ...lib.frames import frame_fingerprint, rows_frame
+from ...lib.ids import content_hash
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import cluster as cluster_mod
 from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
-from ..waves import REGENERATED
+from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
+from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..metadata import counts_by, preview
 from ..models.resources import ClipResource, EmbedderResource
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
+from ..waves import REGENERATED
 
 SEEDS_DATASET = "shared"  # seed instructions belong to no dataset; stored under this name
 GENERATE_VERSION = code_version(generate_mod, seeds_mod, files=("prompts/mminstruct/instruction_generation.yaml",))
@@ -31,7 +33,8 @@ MATCH_VERSION = code_version(match_mod)
 
 @dg.asset(code_version=GENERATE_VERSION, group_name="mminstruct", kinds={"yaml", "parquet"})
 def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
-    """The shipped, user-editable seed instructions (visit_assets/data/seed_instructions.yaml).
+    """The seed instructions: the shipped visit_assets/data/seed_instructions.yaml, or the user's own
+    file named by VISIT_SEEDS_FILE.
 
     The data version is the content hash of the seeds, so an edit marks everything below stale.
     """
@@ -42,12 +45,13 @@ def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
     store.store().write("seed_instructions", SEEDS_DATASET, version, frame, dataset_version=version)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": frame.height, "seeds_version": version, "by_category": counts_by(frame, "category"),
-        "path": dg.MetadataValue.path(str(seeds_mod.DEFAULT_SEEDS_PATH))})
+        "path": dg.MetadataValue.path(str(seeds_mod.default_path()))})
 
 
 @dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool=llm_pool(GENERATOR),
           code_version=GENERATE_VERSION, group_name="mminstruct", tags=REGENERATED,
-          kinds={"parquet"})
+          kinds={"parquet"}, retry_policy=LLM_RETRY_POLICY)
+@retry_only_transient
 def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
     dataset, shard = dataset_and_shard(context)
@@ -61,10 +65,11 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
     seeds_version = seeds_at["data_version"]
     seeds = [seeds_mod.Seed(r["seed_id"], r["category"], r["text"])
              for r in parquet.read("seed_instructions", SEEDS_DATASET).iter_rows(named=True)]
-    jobs = generate_mod.instruction_requests(zip(described["image_id"], described["description"]), seeds, seed=0)
+    jobs = generate_mod.instruction_requests(zip(described["image_id"], described["description"], strict=True), seeds,
+                                             seed=0)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="instructions") if jobs else ([], {})
     by_id = seeds_mod.seeds_by_id(seeds)
-    rows = [generate_mod.instruction_row(j, r, by_id) for j, r in zip(jobs, results)]
+    rows = [generate_mod.instruction_row(j, r, by_id) for j, r in zip(jobs, results, strict=True)]
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], GENERATE_VERSION),
                                pl.lit(shard).alias("shard"), pl.lit(seeds_version).alias("seeds_version")])
     model = llm.get_client().identity
@@ -83,8 +88,9 @@ class InstructionClusterConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
           deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)],
-          pool="gpu",  # the sentence embedder runs in the step (torch), whatever the LLM backend
-          tags=REGENERATED, kinds={"parquet", "scikitlearn"})
+          pool="gpu", op_tags=GPU_OP_TAGS,  # the sentence embedder runs in the step (torch), whatever the LLM backend
+          tags=REGENERATED, kinds={"parquet", "scikitlearn"}, retry_policy=LLM_RETRY_POLICY)
+@retry_only_transient
 def clustered_instructions(context: dg.AssetExecutionContext, config: InstructionClusterConfig, store: StoreResource,
                            llm: LLMResource, embedder: EmbedderResource):
     """Generated instructions embedded, clustered with k-means, and each cluster merged by the LLM into one."""
@@ -101,7 +107,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: Instructio
     clusters = cluster_mod.group_clusters([g.instruction_id for g in groups], texts, vectors, labels)
     jobs = cluster_mod.merge_requests(clusters)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="merge") if jobs else ([], {})
-    rows = cluster_mod.mark_duplicate_merges([cluster_mod.merged_row(j, r) for j, r in zip(jobs, results)])
+    rows = cluster_mod.mark_duplicate_merges([cluster_mod.merged_row(j, r) for j, r in zip(jobs, results, strict=True)])
     merged_texts = [r["instruction"] or "" for r in rows]
     merged_vecs = model.encode(merged_texts) if rows else np.zeros((0, 1), dtype=np.float32)
     versions = sorted(set(generated["dataset_version"])) if generated.height else ["none"]
@@ -132,7 +138,8 @@ def _instruction_statistics(parquet, generated: pl.DataFrame, merged_rows: list[
         "diversity": dg.MetadataValue.json(diversity_mod.diversity_report(texts, seeds, sample=diversity_mod.ROUGE_SAMPLE)),
         "instruction_words": dg.MetadataValue.json({"generated": diversity_mod.length_summary(texts),
                                                     "merged": diversity_mod.length_summary(merged)}),
-        "length_plot": dg.MetadataValue.md(f"![instruction lengths](data:image/png;base64,{base64.b64encode(plot).decode()})"),
+        "length_plot": dg.MetadataValue.md(
+            f"![instruction lengths](data:image/png;base64,{base64.b64encode(plot).decode()})"),
     }
 
 
@@ -144,6 +151,7 @@ class MatchConfig(dg.Config):
 
 @dg.asset(partitions_def=image_partitions, code_version=MATCH_VERSION, group_name="mminstruct",
           deps=["image_embeddings", dg.AssetDep("clustered_instructions", partition_mapping=from_dataset)],
+          pool="gpu", op_tags=GPU_OP_TAGS,  # the instructions are encoded in the step (CLIP text or the embedder)
           tags=REGENERATED, kinds={"parquet", "numpy"})
 def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, store: StoreResource,
                         clip: ClipResource, embedder: EmbedderResource):
@@ -171,7 +179,7 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
         ids = merged["instruction_id"].to_list()
         matches = match_mod.match_images(images["image_id"].to_list(), sims, ids, matcher=space, seed=config.seed,
                                          temperature=config.temperature)
-        text_of = dict(zip(ids, texts))
+        text_of = dict(zip(ids, texts, strict=True))
         rows = [{**m.as_row(ids, keep_top=config.keep_top), "instruction": text_of[m.instruction_id]} for m in matches]
     parent = parquet.current("image_embeddings", dataset, shard)
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),

@@ -8,7 +8,8 @@ from ..resources import StoreResource
 from .assets import SEEDS_DATASET, seed_instructions
 
 
-@dg.sensor(target=[seed_instructions], minimum_interval_seconds=settings.sensor_interval_s(), default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(target=[seed_instructions], minimum_interval_seconds=settings.sensor_interval_s(),
+           default_status=dg.DefaultSensorStatus.RUNNING)
 def seed_file_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
     try:
         version = seeds_version()

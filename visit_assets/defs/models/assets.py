@@ -8,13 +8,13 @@ from ...lib.code_version import code_version
 from ...lib.ids import content_hash
 from ...lib.metadata.paths import UnsafePath, resolve_inside
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embedding spaces matching reads
 from ...lib.models import clip as clip_mod
 from ...lib.models import embedder as embedder_mod
-from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embedding spaces matching reads
-from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
+from ..waves import REGENERATED
 from . import checks
 from .resources import ClipResource, EmbedderResource
 

@@ -8,7 +8,8 @@ executors pick up their own environment), then to the laptop default:
     ClipResource.pretrained        VISIT_CLIP_PRETRAINED       open_clip tag or checkpoint file; default none
     ClipResource.allow_random_init VISIT_CLIP_ALLOW_RANDOM_INIT  1/true: random weights when none configured
     RewardResource.checkpoint      VISIT_REWARD_MODEL          HF folder or hub id; default none (no score)
-    <each>.device                  VISIT_EMBEDDER_DEVICE / VISIT_CLIP_DEVICE / VISIT_REWARD_DEVICE  cpu | cuda | auto; default cpu
+    <each>.device                  VISIT_EMBEDDER_DEVICE / VISIT_CLIP_DEVICE / VISIT_REWARD_DEVICE
+                                   cpu | cuda | auto; default cpu
 
 Each resource gives the lib object via `get()` (built once per process and configuration: models
 load once) and `lineage()`: flat materialization metadata naming the model, its weights hash, and
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dagster as dg
 
 from ... import settings
 from ...lib.ids import stable_json
-from ...lib.models.clip import DEFAULT_ARCH, ClipEncoder
+from ...lib.models.clip import DEFAULT_ARCH, ClipEncoder, Loader
 from ...lib.models.embedder import SentenceEmbedder
 from ...lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
 from ...lib.models.reward import RewardModel
@@ -112,7 +114,7 @@ class ClipResource(dg.ConfigurableResource):
     device: str | None = None  # default $VISIT_<MODEL>_DEVICE, else cpu; cuda | auto
     batch_size: int = 32
     num_workers: int | None = None  # image decode workers; None = encoder default
-    loader: str = "threads"  # threads | dataloader
+    loader: Loader = "threads"  # threads | dataloader
     precision: str = "fp32"  # fp16 / bf16 on a GPU
 
     def settings(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ and quotas are defined over a whole dataset version."""
 
 import base64
 import json
+from typing import Literal
 
 import dagster as dg
 import numpy as np
@@ -12,35 +13,37 @@ import polars as pl
 from ...lib.code_version import code_version
 from ...lib.frames import embedding_matrix
 from ...lib.ids import content_hash, image_id, stable_json
-from ...lib.metadata.pipeline import lineage_columns
 from ...lib.instructify import export as export_mod
+from ...lib.metadata.pipeline import lineage_columns
 from ...lib.selection import ann_spectral as ann_spectral_mod
 from ...lib.selection import clustering as clustering_mod
-from ...lib.selection import landmark_spectral as landmark_spectral_mod
 from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import final_score as final_score_mod
 from ...lib.selection import imported as imported_mod
+from ...lib.selection import landmark_spectral as landmark_spectral_mod
 from ...lib.selection import pairwise as pairwise_mod
 from ...lib.selection import plots as plots_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import ranking as ranking_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
-from ..waves import REGENERATED
 from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
+from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..metadata import counts_by, markdown, preview
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
 from ..partitions import dataset_partitions, from_dataset, shard_partitions
 from ..resources import DatasetsResource, StoreResource
+from ..waves import REGENERATED
 from . import scoring
 
 IMPORT_VERSION = code_version(imported_mod, export_mod)  # export: validate_llava decides what is imported
 QUALITY_VERSION = code_version(quality_mod, scores_mod, scoring, files=("prompts/selection/judge_score.yaml",))
 CLUSTER_VERSION = code_version(clustering_mod, ann_spectral_mod, landmark_spectral_mod)
 SELECT_VERSION = code_version(select_mod, final_score_mod, ranking_mod, scores_mod, plots_mod)
-EVAL_VERSION = code_version(evaluation_mod, pairwise_mod, files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
+EVAL_VERSION = code_version(evaluation_mod, pairwise_mod,
+                            files=("prompts/selection/pairwise.yaml", "prompts/selection/pairwise_example.yaml"))
 GROUP = "selection"
 
 
@@ -117,7 +120,9 @@ class QualityConfig(dg.Config):
 @dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
           kinds={"pytorch", "parquet"},
           tags=REGENERATED,
-          deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")])
+          deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")],
+          retry_policy=LLM_RETRY_POLICY)
+@retry_only_transient
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
                    llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
     """One row per conversation (filtered + imported): CLIP score, length, reward and judge scores,
@@ -153,7 +158,8 @@ class ImageClusterConfig(dg.Config):
 
     k: int = 10
     seed: int = 0
-    method: str = "auto"  # auto | spectral-exact | spectral-ann; opt-in: spectral-landmark, kmeans++ (ablation)
+    # auto: spectral-exact up to exact_max rows, spectral-ann above; spectral-landmark and kmeans++ only when named
+    method: clustering_mod.ClusterMethod = "auto"
     exact_max: int = clustering_mod.EXACT_MAX  # above this many images, auto uses spectral-ann
 
 
@@ -179,6 +185,8 @@ def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig
                   code_version=CLUSTER_VERSION, method=info.get("method"))
     if emb.height > usable.height:
         context.log.warning(f"{emb.height - usable.height} images have no embedding (see image_embeddings.error)")
+    for warning in info.get("warnings", []):  # e.g. a neighbour graph in pieces: clusters follow the pieces
+        context.log.warning(f"image clustering: {warning}")
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": frame.height, "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
         "embedding_space": sorted(set(frame["embedding_space"])) if frame.height else [],
@@ -193,22 +201,17 @@ class SelectionConfig(dg.Config):
     weights: dict[str, float] = dict(scores_mod.DEFAULT_WEIGHTS)  # one score alone: the others 0 (Table 5)
     alpha_count: int = 200  # the paper's 200 of 3,439
     alpha_fraction: float | None = None  # when set, alpha = fraction x |D| (wins over alpha_count)
-    scaling: str = "reference"  # reference: as the public code (raw, length 10 x chars / 1009) | min-max: 0-100
-    quota_rule: str = "paper"  # paper: round(alpha |D_i| / |D|) | reference: the public code's 204 rule and cut
-    method: str = "per-cluster"  # per-cluster (Algorithm 1) | global (no clustering) | random (Table 4/5)
+    # reference: as the public code (raw, length 10 x chars / 1009) | min-max: 0-100
+    scaling: final_score_mod.Scaling = "reference"
+    # paper: round(alpha |D_i| / |D|) | reference: the public code's 204 rule and cut
+    quota_rule: select_mod.QuotaRule = "paper"
+    # per-cluster (Algorithm 1) | global (no clustering) | random (Table 4/5)
+    method: select_mod.SelectMethod = "per-cluster"
     seed: int = 0  # the random method's draw
-    pool: str = "all"  # all | generated: leave imported conversations out (to compare against them as a baseline)
+    pool: ranking_mod.Pool = "all"  # all | generated: imported conversations left out (to compare against them)
 
     def alpha(self):
         return self.alpha_fraction if self.alpha_fraction is not None else self.alpha_count
-
-    def check(self) -> None:
-        """Every choice is one the selection knows, before anything is read or written."""
-        for name, value, known in (("scaling", self.scaling, final_score_mod.SCALINGS),
-                                   ("quota_rule", self.quota_rule, select_mod.RULES),
-                                   ("method", self.method, select_mod.METHODS), ("pool", self.pool, ranking_mod.POOLS)):
-            if value not in known:
-                raise ValueError(f"selected_subset config {name} must be one of {known}, got {value!r}")
 
 
 @dg.multi_asset(
@@ -223,7 +226,6 @@ class SelectionConfig(dg.Config):
     partitions_def=dataset_partitions, code_version=SELECT_VERSION,
 )
 def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
-    config.check()
     dataset = context.partition_key
     parquet = store.store()
     scored = parquet.read("quality_scores", dataset)
@@ -244,6 +246,8 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
                         on="conversation_id").sort("cluster", "rank")
     version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
                            config.model_dump())
+    # The rows come from quality_scores' rows; the code that made them is the selection's.
+    subset, ranking = (f.with_columns(pl.lit(SELECT_VERSION).alias("code_version")) for f in (subset, ranking))
     for name, out in (("selected_subset", subset), ("selection_ranking", ranking)):
         parquet.write(name, dataset, version, out, dataset_version=scored["dataset_version"][0] if scored.height
                       else None, code_version=SELECT_VERSION)
@@ -271,28 +275,32 @@ def _methods(clusters: pl.DataFrame) -> list[dict]:
 class EvaluationConfig(dg.Config):
     """Pairwise LLM judge of the selected subset against a baseline of the same images."""
 
-    baseline: str = "random"  # random: another (not selected) conversation of the image; imported: an imported one
-    rule: str = "paper"  # paper: win+tie = win (InstructionGPT-4); strict: disagreeing orders = tie (MM-Instruct)
+    # random: another (not selected) conversation of the image; imported: an imported one (scoring.evaluate)
+    baseline: Literal["random", "imported"] = "random"
+    # paper: win+tie = win (InstructionGPT-4); strict: disagreeing orders = tie (MM-Instruct)
+    rule: pairwise_mod.Rule = "paper"
     seed: int = 0
     max_tokens: int = 256
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool=llm_pool("pairwise"),
-          kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")])
+          kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")],
+          retry_policy=LLM_RETRY_POLICY)
+@retry_only_transient
 def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, store: StoreResource,
                         llm: LLMResource) -> dg.MaterializeResult:
     """Win / Tie / Lose of the selected conversations against a baseline, judged in both orders.
     Offline evaluation: materialize it on demand (no automation)."""
-    if config.rule not in pairwise_mod.RULES or config.baseline not in ("random", "imported"):
-        raise ValueError(f"rule must be one of {pairwise_mod.RULES} and baseline random|imported, got "
-                         f"{config.rule!r}, {config.baseline!r}")
     dataset = context.partition_key
     parquet = store.store()
     judge = llm.role("pairwise")
     rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), judge)
     version = content_hash(_versions(parquet, dataset, ["selected_subset", "quality_scores"], False), EVAL_VERSION,
                            config.model_dump(), judge.get_client().identity.as_dict())
-    parquet.write("pairwise_evaluation", dataset, version, rows, code_version=EVAL_VERSION)
+    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    rows = rows.with_columns(*lineage_columns(dataset, dataset_version, EVAL_VERSION))
+    parquet.write("pairwise_evaluation", dataset, version, rows, dataset_version=dataset_version,
+                  code_version=EVAL_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
         "dagster/row_count": rows.height, "win_tie_lose": dg.MetadataValue.json(counts),
         "unpaired_selected": unpaired, "baseline": config.baseline, "rule": config.rule,

@@ -109,12 +109,12 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
         rows = todo[start:start + JUDGE_CHUNK]
         texts = frame.select("instruction", "answer")[rows].iter_rows()
         requests = [LLMRequest(tuple(scores_mod.judge_request_messages(q, a)), params, tag=int(i))
-                    for i, (q, a) in zip(rows, texts)]
+                    for i, (q, a) in zip(rows, texts, strict=True)]
         if len(todo) <= JUDGE_CHUNK:
             results, meta = llm.run_batch(context, requests, label="judge")
         else:
             results = chunks(requests)
-        for i, result in zip(rows, results):
+        for i, result in zip(rows, results, strict=True):
             score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
             values[i], status[i], replies[i], keys[i] = np.nan if score is None else score, parsed, result.text, \
                 result.cache_key
@@ -163,7 +163,7 @@ def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> 
                          & ((pl.lit(config.baseline == "random")) | (pl.col("recipe") == "imported"))).to_dicts()
     pairs, unpaired = evaluation_mod.pair_up(candidates, pool, config.seed)
     described = parquet.read_shards("image_descriptions", dataset, shards)
-    context_of = dict(zip(described["image_id"], described["description"])) if described.height else {}
+    context_of = dict(zip(described["image_id"], described["description"], strict=True)) if described.height else {}
     params = SamplingParams(temperature=0.0, max_tokens=config.max_tokens)
     requests = [LLMRequest(tuple(p.messages(first, context_of.get(p.candidate["image_id"]))), params)
                 for p in pairs for first in (True, False)]

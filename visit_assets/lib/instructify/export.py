@@ -19,8 +19,9 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.ids import content_hash, file_sha256
 from visit_assets.lib.models.identity import NOT_REAL
@@ -54,14 +55,14 @@ def invalid_items_report(items: Sequence[Mapping[str, Any]], conversations: Sequ
     problems = validate_llava(items)
     if not problems:
         return None
-    bad = [(c, validate_llava([item])) for item, c in zip(items, conversations)]
+    bad = [(c, validate_llava([item])) for item, c in zip(items, conversations, strict=True)]
     bad = [(c, p) for c, p in bad if p]
     origins = Counter(f"{c.get('recipe') or 'unknown recipe'}"
                       + (f" ({c['source']})" if c.get("source") else "") for c, _ in bad)
     made_by = ", ".join(f"{origin}: {n}" for origin, n in origins.most_common())
     first = "; ".join(f"{c.get('conversation_id')}: {p[0].split(': ', 1)[-1]}" for c, p in bad[:5])
-    return (f"{len(bad) or len(problems)} of {len(items)} items are not valid LLaVA, made by {made_by or 'the set as a whole'}. "
-            f"First problems: {first or '; '.join(problems[:5])}")
+    return (f"{len(bad) or len(problems)} of {len(items)} items are not valid LLaVA, "
+            f"made by {made_by or 'the set as a whole'}. First problems: {first or '; '.join(problems[:5])}")
 
 
 def validate_llava(items: Sequence[Any]) -> list[str]:
@@ -98,7 +99,8 @@ def validate_llava(items: Sequence[Any]) -> list[str]:
                 continue
             want = "human" if k % 2 == 0 else "gpt"
             if t["from"] != want:
-                problems.append(f"{where} turn {k}: from {t['from']!r}, expected {want!r} (human/gpt alternate, human first)")
+                problems.append(f"{where} turn {k}: from {t['from']!r}, expected {want!r} "
+                                "(human/gpt alternate, human first)")
             value = t["value"]
             if not isinstance(value, str) or not value.strip():
                 problems.append(f"{where} turn {k}: empty value")
@@ -126,9 +128,11 @@ def export_summary(conversations: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "prompt_versions": [{"id": i, "version": v, "hash": h} for i, v, h in prompts],
         "prompt_mixes": [{"profile": p, "weights": json.loads(w)} for p, w in sorted(
             {(c["prompt_profile"], c.get("prompt_weights") or "{}") for c in conversations if c.get("prompt_profile")})],
-        "verify_prompt_versions": sorted({c.get("verify_prompt_version") for c in conversations if c.get("verify_prompt_version")}),
+        "verify_prompt_versions": sorted({c.get("verify_prompt_version") for c in conversations
+                                          if c.get("verify_prompt_version")}),
         "seeds": sorted({c["seed"] for c in conversations if c.get("seed") is not None}),
-        "imported_sources": sorted({c["source"] for c in conversations if c.get("recipe") == "imported" and c.get("source")}),
+        "imported_sources": sorted({c["source"] for c in conversations
+                                    if c.get("recipe") == "imported" and c.get("source")}),
         "not_real_models": not_real_models(conversations),
     }
 
@@ -172,7 +176,8 @@ def _counts(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def export_version(items: Sequence[Mapping[str, Any]], manifest_fields: Mapping[str, Any] | None = None) -> str:
-    return content_hash(EXPORT_FORMAT, content_hash(_data_bytes(items).decode("utf-8"), length=64), dict(manifest_fields or {}))
+    return content_hash(EXPORT_FORMAT, content_hash(_data_bytes(items).decode("utf-8"), length=64),
+                        dict(manifest_fields or {}))
 
 
 def write_export(items: Sequence[Mapping[str, Any]], folder: str | Path, manifest_fields: Mapping[str, Any] | None = None,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.ids import content_hash
 from visit_assets.lib.llm.types import OK, LLMRequest, LLMResult, SamplingParams
@@ -59,7 +60,7 @@ class Fact:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Fact":
+    def from_dict(cls, d: Mapping[str, Any]) -> Fact:
         return cls(**{k: d.get(k) for k in ("fact_id", "image_id", "kind", "text", "derived_from", "note", "model")})
 
 
@@ -80,8 +81,8 @@ class _Node:
     name: str  # "person", "person 2", or "coins" for a group
     box: tuple[float, float, float, float]
     count: int = 1  # > 1 only for a "many" group
-    parent: "_Node | None" = None
-    children: list["_Node"] | None = None
+    parent: _Node | None = None
+    children: list[_Node] | None = None
 
     @property
     def area(self) -> float:
@@ -209,7 +210,8 @@ def _counts_line(nodes: list[_Node]) -> str:
     for n in nodes:
         counts[n.label] += n.count
     order = sorted(counts, key=lambda lb: (-counts[lb], lb))
-    parts = [f"many {plural(lb, counts[lb])}" if counts[lb] > MANY else f"{counts[lb]} {plural(lb, counts[lb])}" for lb in order]
+    parts = [f"many {plural(lb, counts[lb])}" if counts[lb] > MANY else f"{counts[lb]} {plural(lb, counts[lb])}"
+             for lb in order]
     return "Objects: " + ", ".join(parts) + "."
 
 

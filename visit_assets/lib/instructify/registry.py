@@ -28,9 +28,10 @@ import json
 import random
 import string
 import sys
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -134,7 +135,8 @@ def _slot(path: Path, name: str, spec: Any) -> Slot:
         raise RegistryError(f"{path}: slot {name!r} must be {{range: [lo, hi]}} or {{choices: [...]}}, got {spec!r}")
     kind, values = next(iter(spec.items()))
     if kind == "range":
-        if (not isinstance(values, list) or len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        if (not isinstance(values, list) or len(values) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
                 or values[0] > values[1]):
             raise RegistryError(f"{path}: slot {name!r} range must be two integers lo <= hi, got {values!r}")
     elif not isinstance(values, list) or not values:

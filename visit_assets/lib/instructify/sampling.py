@@ -27,9 +27,10 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 from visit_assets.lib.ids import content_hash, stable_json
 from visit_assets.lib.llm.types import EMPTY, ERROR, OK, TRUNCATED, LLMRequest, LLMResult, SamplingParams
@@ -60,6 +61,8 @@ VERIFY_SYSTEM: str = VERIFY_PROMPT.system
 VERIFY_TEMPLATE: str = VERIFY_PROMPT.template
 
 GenerateFn = Callable[[list[LLMRequest]], list[LLMResult]]
+Consume = Literal["lexical", "cited"]  # how a QA pair consumes facts (SamplingConfig.consume, GenerationConfig.consume)
+CONSUME_RULES: tuple[str, ...] = get_args(Consume)
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,13 @@ class SamplingConfig:
     max_iterations: int = 10  # iterations per image (reference)
     generation: SamplingParams = SamplingParams(temperature=0.2, max_tokens=1000)  # reference engine settings
     verification: SamplingParams = SamplingParams(temperature=0.0, max_tokens=24)
-    consume: str = "lexical"  # lexical | cited (the verifier's "Facts:" line, lexical when it cites none)
+    consume: Consume = "lexical"  # lexical | cited (the verifier's "Facts:" line, lexical when it cites none)
     consume_threshold: float = 0.5  # a fact is used when this share of its content words is in the QA pair
     consume_min_score: float = 0.2  # ... and the best-matching fact is used when at least this share is
 
     def __post_init__(self) -> None:
-        if self.consume not in ("lexical", "cited"):
-            raise ValueError(f"consume must be 'lexical' or 'cited', got {self.consume!r}")
+        if self.consume not in CONSUME_RULES:
+            raise ValueError(f"consume must be one of {CONSUME_RULES}, got {self.consume!r}")
         if not 0 < self.stop_fraction <= 1:
             raise ValueError("stop_fraction must be in (0, 1]")
         if self.max_iterations < 1 or self.max_failures < 0:
@@ -346,7 +349,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             params = replace(cfg.generation, seed=llm_seed(s.image_id, seed, s.iteration))
             requests.append(LLMRequest(tuple(render(prompt, s.remaining, slots)), params, tag=(s.image_id, s.iteration)))
             pending.append(_Pending(s, prompt, slots, None, len(s.remaining)))  # type: ignore[arg-type]
-        for p, res in zip(pending, _call(generate, requests)):
+        for p, res in zip(pending, _call(generate, requests), strict=True):
             p.result = res
             _prepare(p)
 
@@ -386,7 +389,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
                 continue
 
             kept, pair_rows, consumed_ids = [], [], []
-            for pair, verdict, v in zip(p.pairs, verdicts, vres):
+            for pair, verdict, v in zip(p.pairs, verdicts, vres, strict=True):
                 if verdict is not True:
                     p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")
                     continue
@@ -397,7 +400,8 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
                         cited = {s.facts[i - 1].fact_id for i in refs}
                         used, how = [f for f in s.remaining if f.fact_id in cited], "cited"
                 if used is None:
-                    used = consume_facts(pair.question, pair.answer, s.remaining, cfg.consume_threshold, cfg.consume_min_score)
+                    used = consume_facts(pair.question, pair.answer, s.remaining, cfg.consume_threshold,
+                                         cfg.consume_min_score)
                 ids = {f.fact_id for f in used}
                 s.remaining = [f for f in s.remaining if f.fact_id not in ids]
                 consumed_ids.extend(f.fact_id for f in used)
@@ -491,7 +495,8 @@ def sample_conversations(
         attempts.append(_attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,
                                  reason=s.stop, facts_total=len(s.facts), facts_before=len(s.remaining),
                                  facts_remaining=len(s.remaining), consecutive_failures=s.failures,
-                                 detail=f"{s.iteration} iteration(s), {len(s.facts) - len(s.remaining)} of {len(s.facts)} facts consumed"))
+                                 detail=f"{s.iteration} iteration(s), "
+                                        f"{len(s.facts) - len(s.remaining)} of {len(s.facts)} facts consumed"))
     attempts.sort(key=lambda a: (a["image_id"], a["iteration"], a["status"] == STOPPED))
     conversations.sort(key=lambda c: (c["image_id"], c["iteration"]))
     return conversations, attempts
@@ -509,5 +514,6 @@ def summarize(conversations: Sequence[Mapping[str, Any]], attempts: Sequence[Map
         "rejected_by_reason": dict(sorted(Counter(a["reason"] for a in its if a["status"] == REJECTED).items())),
         "stopped_by_reason": dict(sorted(Counter(a["reason"] for a in attempts if a["status"] == STOPPED).items())),
         "duplicates_removed": sum(len(a["duplicates"]) for a in its),
-        "conversations_by_prompt": dict(sorted(Counter(f"{c['prompt_id']}@v{c['prompt_version']}" for c in conversations).items())),
+        "conversations_by_prompt": dict(sorted(
+            Counter(f"{c['prompt_id']}@v{c['prompt_version']}" for c in conversations).items())),
     }

@@ -25,7 +25,7 @@ class Spend:
     tokens_in: int = 0
     tokens_out: int = 0
 
-    def plus(self, requests: int = 0, tokens_in: int = 0, tokens_out: int = 0) -> "Spend":
+    def plus(self, requests: int = 0, tokens_in: int = 0, tokens_out: int = 0) -> Spend:
         return Spend(self.requests + requests, self.tokens_in + tokens_in, self.tokens_out + tokens_out)
 
 

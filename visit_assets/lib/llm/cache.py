@@ -15,8 +15,9 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import TypeVar
 
 from visit_assets.lib.llm.budget import Budget, Spend
 from visit_assets.lib.llm.types import LLMResult
@@ -166,7 +167,8 @@ class LLMCache(_Cache):
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time over every process: reservations add up
             try:
-                row = conn.execute("SELECT requests, tokens_in, tokens_out FROM llm_spend WHERE scope = ?", (scope,)).fetchone()
+                row = conn.execute("SELECT requests, tokens_in, tokens_out FROM llm_spend WHERE scope = ?",
+                                   (scope,)).fetchone()
                 before = Spend(*row) if row else Spend()
                 after, value = fn(before)
                 if after != before:
@@ -256,7 +258,7 @@ class FileCache(_Cache):
         for key, r in results.items():
             target = self._file(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            body = dict(zip(("model", "status", "record", "created_at"), _entry(r)))
+            body = dict(zip(("model", "status", "record", "created_at"), _entry(r), strict=True))
             tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(body, fh, ensure_ascii=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from visit_assets.lib.llm.budget import Budget, BudgetExhausted
 from visit_assets.lib.llm.cache import FileCache, LLMCache, NullCache
@@ -55,7 +56,7 @@ class LLMStats:
     def tokens_per_s(self) -> float:
         return self.tokens_out / self.backend_seconds if self.backend_seconds > 0 else 0.0
 
-    def add(self, other: "LLMStats") -> None:
+    def add(self, other: LLMStats) -> None:
         for name in ("requests", "cache_hits", "deduplicated", "sent", "completed", "tokens_in", "tokens_out", "retries"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds += other.seconds
@@ -210,9 +211,11 @@ class LLMClient:
             n, _ = self.cache.reserve(scope, budget, len(to_send) - stats.sent, in_flight)
             if n == 0:
                 return
-            start, tokens_before, delivered, count_lock = stats.sent, (stats.tokens_in, stats.tokens_out), [0], threading.Lock()
+            start, tokens_before = stats.sent, (stats.tokens_in, stats.tokens_out)
+            delivered, count_lock = [0], threading.Lock()
 
-            def sink(j: int, res: LLMResult) -> None:
+            def sink(j: int, res: LLMResult, start: int = start, delivered: list[int] = delivered,
+                     count_lock: threading.Lock = count_lock) -> None:  # this chunk's, bound now
                 with count_lock:
                     delivered[0] += 1
                 on_result(start + j, res)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from visit_assets.lib.llm.types import LLMRequest, finish_result
 from visit_assets.lib.models.identity import NO_MODEL, ModelIdentity
@@ -38,7 +38,8 @@ class EchoBackend:
         if request.json_schema is not None and finish == "stop":
             text = json.dumps({"echo": text})
         return finish_result(
-            request, text, prompt_tokens=prompt_tokens, completion_tokens=min(n, len(words)), finish_reason=finish, model=self._identity
+            request, text, prompt_tokens=prompt_tokens, completion_tokens=min(n, len(words)), finish_reason=finish,
+            model=self._identity,
         )
 
     def complete(self, requests: Sequence[LLMRequest], on_result) -> None:

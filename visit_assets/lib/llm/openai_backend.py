@@ -19,15 +19,18 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from visit_assets.lib.llm.types import LLMRequest, LLMUnavailableError, error_result, finish_result
 from visit_assets.lib.models.identity import STAND_IN, ModelIdentity
 from visit_assets.lib.standin import is_stand_in
 
-SCHEMA_STYLES = ("json_schema", "json_object", "structured_outputs", "guided")
+# How a JSON schema is asked for (LLMResource.schema_style)
+SchemaStyle = Literal["json_schema", "json_object", "structured_outputs", "guided"]
+SCHEMA_STYLES: tuple[str, ...] = get_args(SchemaStyle)
 REGEX_STYLES = ("structured_outputs", "guided", "none")
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key / URL / model: every request would fail the same way
@@ -143,7 +146,8 @@ class OpenAIBackend:
         self.served_model = served_model
         if is_stand_in(served_model):  # the test instrument is never recorded as a real model, whatever the config
             weights = STAND_IN
-        self._identity = ModelIdentity(name=model_name or served_model, weights=weights or f"endpoint:{served_model}", kind="llm")
+        self._identity = ModelIdentity(name=model_name or served_model, weights=weights or f"endpoint:{served_model}",
+                                       kind="llm")
         self.api_key_env = api_key_env
         self.concurrency = max(1, int(concurrency))
         self.timeout_s = timeout_s
@@ -238,16 +242,17 @@ class OpenAIBackend:
         failure: dict[str, Any] = {}
         failure_lock = threading.Lock()
 
-        def give_up(endpoints: list[str], message: str) -> None:
+        def give_up(endpoints: list[str], message: str, transient: bool = True) -> None:
             with failure_lock:
                 if not failure:
-                    failure.update(endpoints=endpoints, error=message)
+                    failure.update(endpoints=endpoints, error=message, transient=transient)
             abort.set()
 
         def run(i: int) -> None:
             req = requests[i]
             body = json.dumps(openai_body(
-                req, self.served_model, schema_style=self.schema_style, regex_style=self.regex_style, extra_body=self.extra_body
+                req, self.served_model, schema_style=self.schema_style, regex_style=self.regex_style,
+                extra_body=self.extra_body,
             )).encode()
             tried: list[str] = []
             last_error = ""
@@ -276,7 +281,7 @@ class OpenAIBackend:
                     detail = resp.data[:300].decode("utf-8", "replace").replace("\n", " ")
                     last_error = f"{url}: HTTP {code}: {detail}"
                     if code in FATAL_STATUS:
-                        give_up([url], last_error)
+                        give_up([url], last_error, transient=False)
                         return
                     if code not in RETRYABLE_STATUS:  # e.g. 400/422: this request is bad, not the endpoint
                         on_result(i, error_result(req, last_error, model=self._identity))
@@ -310,7 +315,7 @@ class OpenAIBackend:
         if errors:
             raise errors[0]
         if failure:
-            raise LLMUnavailableError(failure["endpoints"], failure["error"])
+            raise LLMUnavailableError(failure["endpoints"], failure["error"], transient=failure["transient"])
 
     def _parse(self, req: LLMRequest, data: Mapping[str, Any]):
         choice = data["choices"][0]

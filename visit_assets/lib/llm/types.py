@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.ids import content_hash, stable_json
 from visit_assets.lib.models.identity import ModelIdentity
@@ -36,12 +37,17 @@ class LLMUnavailableError(RuntimeError):
 
     Raised only after every result that did finish was handed to the cache, so a re-run resumes.
     `partial` holds the results per request (None where the request did not finish).
+    `transient`: the endpoint may come back (connection errors, timeouts, 429/5xx outlasting the
+    retries), so trying again later can succeed; False when every attempt would fail the same way
+    (wrong key, URL or model: 401/403/404), which a retry only repeats.
     """
 
-    def __init__(self, endpoints: Sequence[str], last_error: str, *, partial: list | None = None):
+    def __init__(self, endpoints: Sequence[str], last_error: str, *, partial: list | None = None,
+                 transient: bool = True):
         self.endpoints = list(endpoints)
         self.last_error = last_error
         self.partial = partial
+        self.transient = transient
         super().__init__(f"LLM endpoint(s) unavailable after retries: {', '.join(self.endpoints)}; last error: {last_error}")
 
 
@@ -114,7 +120,7 @@ class LLMRequest:
         json_schema: Mapping[str, Any] | None = None,
         regex: str | None = None,
         tag: Any = None,
-    ) -> "LLMRequest":
+    ) -> LLMRequest:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         return cls(tuple(msgs), params or SamplingParams(), json_schema, regex, tag)
 
@@ -183,7 +189,7 @@ class LLMResult:
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, cache_key: str, cached: bool, tag: Any = None) -> "LLMResult":
+    def from_record(cls, record: Mapping[str, Any], *, cache_key: str, cached: bool, tag: Any = None) -> LLMResult:
         model = record.get("model")
         return cls(
             text=record["text"],
@@ -199,7 +205,7 @@ class LLMResult:
             tag=tag,
         )
 
-    def with_run_fields(self, *, cached: bool, tag: Any) -> "LLMResult":
+    def with_run_fields(self, *, cached: bool, tag: Any) -> LLMResult:
         return replace(self, cached=cached, tag=tag)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.llm.llama_cpp_backend import gguf_identity
 from visit_assets.lib.llm.types import LLMRequest, LLMResult, error_result, finish_result
@@ -152,12 +153,12 @@ class VLLMBackend:
                 outputs = llm.chat([r.message_list() for r in chunk], sampling_params=params, use_tqdm=False)
             except (ValueError, TypeError):  # a bad request rejects the whole call: retry one by one
                 outputs = []
-                for r, sp in zip(chunk, params):
+                for r, sp in zip(chunk, params, strict=True):
                     try:
                         outputs.append(llm.chat([r.message_list()], sampling_params=[sp], use_tqdm=False)[0])
                     except (ValueError, TypeError) as one_exc:
                         outputs.append(error_result(r, f"{type(one_exc).__name__}: {one_exc}", model=self._identity))
-            for j, (r, out) in enumerate(zip(chunk, outputs)):
+            for j, (r, out) in enumerate(zip(chunk, outputs, strict=True)):
                 res = out if isinstance(out, LLMResult) else vllm_result(r, out, self._identity)
                 on_result(start + j, res)
 

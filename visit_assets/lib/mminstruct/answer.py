@@ -12,9 +12,10 @@ general ones. The n examples are drawn without replacement with an rng seeded by
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -79,7 +80,8 @@ def load_answer_examples(path: str | Path | None = None) -> list[AnswerExample]:
         if empty:
             problems.append(f"example {eid!r}: empty {empty}")
             continue
-        out.append(AnswerExample(eid, fields["instruction"], fields["description"], fields["answer"], it.get("instruction_id")))
+        out.append(AnswerExample(eid, fields["instruction"], fields["description"], fields["answer"],
+                                 it.get("instruction_id")))
     if problems:
         raise ValueError(f"{p}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
     return out
@@ -87,7 +89,8 @@ def load_answer_examples(path: str | Path | None = None) -> list[AnswerExample]:
 
 def examples_version(examples: Sequence[AnswerExample]) -> str:
     """Data version of an example bank (content hash, independent of order)."""
-    return content_hash("mminstruct.answer_examples", sorted([e.id, e.instruction, e.description, e.answer, e.instruction_id] for e in examples))
+    return content_hash("mminstruct.answer_examples",
+                        sorted([e.id, e.instruction, e.description, e.answer, e.instruction_id] for e in examples))
 
 
 def _as_item(x: AnswerItem | Mapping[str, Any]) -> AnswerItem:
@@ -96,7 +99,8 @@ def _as_item(x: AnswerItem | Mapping[str, Any]) -> AnswerItem:
     return AnswerItem(str(x["image_id"]), str(x["instruction_id"]), str(x["instruction"]), str(x["description"]))
 
 
-def pick_examples(item: AnswerItem, bank: Sequence[AnswerExample], seed: int, n: int = N_ANSWER_EXAMPLES) -> tuple[list[AnswerExample], int]:
+def pick_examples(item: AnswerItem, bank: Sequence[AnswerExample], seed: int,
+                  n: int = N_ANSWER_EXAMPLES) -> tuple[list[AnswerExample], int]:
     """(n distinct examples, the per-item seed). Prefers examples written for the item's instruction."""
     specific = sorted((e for e in bank if e.instruction_id == item.instruction_id), key=lambda e: e.id)
     general = sorted((e for e in bank if e.instruction_id is None), key=lambda e: e.id)
@@ -177,14 +181,16 @@ class FitJob:
 
 
 def fit_requests(
-    items: Iterable[AnswerItem | Mapping[str, Any]], *, params: SamplingParams = FIT_PARAMS, prompt: PromptTemplate | None = None
+    items: Iterable[AnswerItem | Mapping[str, Any]], *, params: SamplingParams = FIT_PARAMS,
+    prompt: PromptTemplate | None = None,
 ) -> list[FitJob]:
     """One greedy yes/no request per (image, instruction); tag is (image_id, instruction_id)."""
     prompt = prompt or load_prompt(FIT_CHECK)
     jobs = []
     for raw in items:
         item = _as_item(raw)
-        req = prompt.request(params=params, tag=(item.image_id, item.instruction_id), description=item.description, instruction=item.instruction)
+        req = prompt.request(params=params, tag=(item.image_id, item.instruction_id), description=item.description,
+                             instruction=item.instruction)
         jobs.append(FitJob(item, req, prompt))
     return jobs
 

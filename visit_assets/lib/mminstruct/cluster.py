@@ -11,8 +11,9 @@ so they do not depend on the library's internal numbering.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class ClusterInfo:
         return d
 
 
-def effective_k(n: int, k: int, n_distinct: int | None = None, min_per_cluster: int = MIN_PER_CLUSTER) -> tuple[int, str | None]:
+def effective_k(n: int, k: int, n_distinct: int | None = None,
+                min_per_cluster: int = MIN_PER_CLUSTER) -> tuple[int, str | None]:
     """(k actually used, what capped it). See the module docstring."""
     if n <= 0:
         return 0, None
@@ -172,9 +174,10 @@ def merge_requests(
     prompt = prompt or load_prompt(CLUSTER_MERGE)
     jobs = []
     for c in clusters:
-        shown = list(zip(c.member_ids, c.member_texts))[:max_examples]
+        shown = list(zip(c.member_ids, c.member_texts, strict=True))[:max_examples]
         seed = int(content_hash("mminstruct.merge", c.cluster_id)[:7], 16)  # < 2**28
-        request = prompt.request(params=replace(params, seed=seed), tag=c.cluster_id, examples=[{"text": t} for _, t in shown])
+        request = prompt.request(params=replace(params, seed=seed), tag=c.cluster_id,
+                                 examples=[{"text": t} for _, t in shown])
         jobs.append(MergeJob(c.cluster_id, c.label, c.member_ids, tuple(i for i, _ in shown), request, prompt))
     return jobs
 

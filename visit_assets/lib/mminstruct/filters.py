@@ -23,7 +23,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # reasons
 TRUNCATED = "truncated"  # stopped at max_tokens
@@ -100,7 +101,7 @@ def repetition(
     n-grams, the same word max_word_run+ times in a row, or the same line max_same_line+ times."""
     words = _WORD.findall((answer or "").lower())
     run = 1
-    for a, b in zip(words, words[1:]):
+    for a, b in zip(words, words[1:], strict=False):
         run = run + 1 if a == b else 1
         if run >= max_word_run:
             return REPETITION
@@ -124,9 +125,10 @@ def too_short(answer: str, *, min_words: int = MIN_WORDS) -> str | None:
 _REFUSAL = re.compile(
     r"\bas an ai\b|\bas a (?:large )?language model\b|\bi(?:'m| am) (?:just )?an ai\b"
     r"|\bi(?:'m| am) sorry,? but\b|\bi apologi[sz]e,? but\b"
-    r"|\bi (?:cannot|can't|can not|am unable to|am not able to|'m unable to|'m not able to|do not have the ability to|don't have the ability to)\s+"
-    r"(?:see|view|look at|access|process|analy[sz]e|describe|identify|determine|tell|provide|help(?!\s+but\b)|assist|fulfil|fulfill|comply|"
-    r"complete|create|write|generate|answer|do that|do this|perform|interpret)\b"
+    r"|\bi (?:cannot|can't|can not|am unable to|am not able to|'m unable to|'m not able to"
+    r"|do not have the ability to|don't have the ability to)\s+"
+    r"(?:see|view|look at|access|process|analy[sz]e|describe|identify|determine|tell|provide|help(?!\s+but\b)"
+    r"|assist|fulfil|fulfill|comply|complete|create|write|generate|answer|do that|do this|perform|interpret)\b"
     r"|\b(?:unable|not able) to (?:see|view|access) (?:the |this |any )?(?:image|picture|photo)",
     re.I,
 )

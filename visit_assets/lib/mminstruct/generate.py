@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.ids import content_hash
 from visit_assets.lib.llm.types import EMPTY as LLM_EMPTY
@@ -61,7 +62,8 @@ class InstructionJob:
     prompt: PromptTemplate
 
     def lineage(self) -> dict[str, Any]:
-        return {"image_id": self.image_id, "seed_ids": list(self.seed_ids), "rng_seed": self.rng_seed, **self.prompt.lineage()}
+        return {"image_id": self.image_id, "seed_ids": list(self.seed_ids), "rng_seed": self.rng_seed,
+                **self.prompt.lineage()}
 
 
 def _pairs(descriptions: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -122,8 +124,8 @@ _LABEL = re.compile(
 _PREAMBLE = re.compile(r"^(?:sure|okay|ok|certainly|of course|absolutely|here|below|great)\b[^:]{0,100}:\s*", re.I)
 _GENERIC = re.compile(
     r"^(?:please\s+|can you\s+|could you\s+)?"
-    r"(?:describe|explain|summari[sz]e|caption|tell me about|tell me what is in|what(?:'s| is)(?: in| happening in| shown in)?"
-    r"|what do you see in|what can you see in|what does)\s+"
+    r"(?:describe|explain|summari[sz]e|caption|tell me about|tell me what is in"
+    r"|what(?:'s| is)(?: in| happening in| shown in)?|what do you see in|what can you see in|what does)\s+"
     r"(?:what you see in\s+|what is in\s+)?(?:the|this)\s+(?:image|picture|photo|photograph|scene)"
     r"(?:\s+(?:in(?: as much| great| full)? detail|show|depict|about|of))?$"
 )
@@ -187,7 +189,8 @@ def _first_instruction(text: str) -> tuple[str, bool]:
     return "", True
 
 
-def parse_instruction(text: str | None, *, finish_reason: str | None = None, examples: Sequence[str] = ()) -> tuple[str | None, str]:
+def parse_instruction(text: str | None, *, finish_reason: str | None = None,
+                      examples: Sequence[str] = ()) -> tuple[str | None, str]:
     """(instruction, OK) or (None, reason). Takes the first instruction of the reply.
 
     Strips lead-ins ("Sure, here is..."), labels ("Instruction:", "New instruction 4:"),

@@ -20,8 +20,9 @@ the image, the instruction set and the base seed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,5 +146,6 @@ def match_images(
     for row, image_id in enumerate(image_ids):
         rng_seed = derive_seed(STAGE, [matcher, image_id], seed)
         j, p = sample_instruction(sims[row], t, np.random.default_rng(rng_seed), top_k=top_k)
-        out.append(Match(image_id, matcher, t, rng_seed, j, instruction_ids[j], float(sims[row, j]), float(p[j]), p, sims[row]))
+        out.append(Match(image_id, matcher, t, rng_seed, j, instruction_ids[j], float(sims[row, j]), float(p[j]), p,
+                         sims[row]))
     return out

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -119,7 +120,7 @@ def load_seed_file(path: str | Path | None = None) -> tuple[dict[str, str], list
 
 
 def load_seeds(path: str | Path | None = None) -> list[Seed]:
-    """The validated seeds, in file order (the shipped file when `path` is None)."""
+    """The validated seeds, in file order (when `path` is None: VISIT_SEEDS_FILE, else the shipped file)."""
     return load_seed_file(path)[1]
 
 

@@ -27,17 +27,18 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from visit_assets.lib.models.weights import cached_file_sha256, hub_offline
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
+from visit_assets.lib.models.weights import cached_file_sha256, hub_offline
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARCH = "ViT-B-32"
-LOADERS = ("threads", "dataloader")
+Loader = Literal["threads", "dataloader"]  # how images are decoded (ClipResource.loader)
+LOADERS: tuple[str, ...] = get_args(Loader)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from visit_assets.lib.models.weights import hub_offline, hub_snapshot_dir, weights_sha256
 from visit_assets.lib.models.identity import ModelIdentity
+from visit_assets.lib.models.weights import hub_offline, hub_snapshot_dir, weights_sha256
 
 DEFAULT_EMBEDDER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 

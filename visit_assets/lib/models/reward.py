@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from visit_assets.lib.models.weights import hub_offline, hub_snapshot_dir, weights_sha256
 from visit_assets.lib.models.identity import UNCONFIGURED, ModelIdentity
+from visit_assets.lib.models.weights import hub_offline, hub_snapshot_dir, weights_sha256
 
 
 class RewardModel:

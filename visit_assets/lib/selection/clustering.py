@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from visit_assets.lib.selection.ann_spectral import ann_spectral_embedding
 from visit_assets.lib.selection.landmark_spectral import (
-    NEAREST_LANDMARKS, default_landmarks, landmark_spectral_embedding,
+    NEAREST_LANDMARKS,
+    landmark_spectral_embedding,
 )
 
 EXACT_MAX = 10_000  # rows; "auto" clusters exactly up to here, with spectral-ann above (module docstring)
@@ -52,13 +53,15 @@ METHOD_LANDMARK = "spectral-landmark"
 METHOD_ANN = "spectral-ann"
 METHOD_KMEANS = "kmeans++"
 METHOD_TRIVIAL = "trivial"  # 0 rows, 1 row, or no more rows than clusters
-METHODS = ("auto", METHOD_EXACT, METHOD_ANN, METHOD_LANDMARK, METHOD_KMEANS)
+# The methods a caller may ask for (ImageClusterConfig.method: the run config offers these and refuses others).
+ClusterMethod = Literal["auto", "spectral-exact", "spectral-ann", "spectral-landmark", "kmeans++"]
+METHODS: tuple[str, ...] = get_args(ClusterMethod)
 # What is measured of each method's agreement with the exact one; every result names it.
 AGREEMENT = {
     METHOD_EXACT: "reference: scikit-learn SpectralClustering, as the paper's code",
     METHOD_TRIVIAL: "exact: nothing to approximate",
     METHOD_ANN: "meets the bar (ARI >= 0.9 vs exact on real text embeddings): 0.99 or more at 3k-20k rows; at 50k, "
-                "where exact does not run here, 0.98-0.99 vs its own algorithm on the exact k-NN graph: "
+                "where exact does not run here, 0.99 or more vs its own algorithm on the exact k-NN graph: "
                 "docs/benchmarks.md 'Clustering agreement on real text'",
     METHOD_LANDMARK: "below the bar (ARI >= 0.9 vs exact on real text embeddings): an explicit opt-in, "
                      "docs/benchmarks.md 'Clustering agreement on real text'",

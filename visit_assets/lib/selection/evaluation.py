@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ids import content_hash
-from .pairwise import example_pair_messages, pairwise_messages, EXAMPLE_PROMPT_ID, PAIRWISE_PROMPT_ID
+from .pairwise import EXAMPLE_PROMPT_ID, PAIRWISE_PROMPT_ID, example_pair_messages, pairwise_messages
 
 
 @dataclass(frozen=True)

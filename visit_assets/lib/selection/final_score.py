@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .scores import DEFAULT_WEIGHTS, scale_0_100
 
-SCALINGS = ("reference", "min-max")
+Scaling = Literal["reference", "min-max"]  # SelectionConfig.scaling
+SCALINGS: tuple[str, ...] = get_args(Scaling)
 # full_score.py's length score: 10 x characters / 1009 (shared/docs/reference.md)
 REFERENCE_LENGTH_FACTOR = 10.0 / 1009.0
 

@@ -62,7 +62,7 @@ def _turns(item: dict[str, Any]) -> list[dict[str, str]] | str:
         turns = [{"from": "human", "value": item["instruction"]}, {"from": "gpt", "value": item["answer"]}]
     else:
         return "no_turns"
-    if turns[0]["from"] != "human" or any(a["from"] == b["from"] for a, b in zip(turns, turns[1:])):
+    if turns[0]["from"] != "human" or any(a["from"] == b["from"] for a, b in zip(turns, turns[1:], strict=False)):
         return "turns_not_alternating"
     if not any(t["from"] == "gpt" and t["value"].strip() for t in turns):
         return "no_answer"

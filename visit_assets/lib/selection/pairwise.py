@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from visit_assets.lib.prompts import load_prompt, prompt_dir
 
@@ -65,7 +65,8 @@ def example_pair_messages(instruction_a: str, answer_a: str, instruction_b: str,
 _VERDICT_RE = re.compile(
     r"\bverdict\s*(?:is\s+)?[:=-]?\s*(?:(?:answer|response|assistant)\s+)?((?-i:A|B)|(?:a\s+)?tie)\b", re.I)
 _BRACKETED_RE = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.I)  # "[[A]]" style; C = tie
-_BETTER_RE = re.compile(r"\b(?:answer|response|assistant)\s+((?-i:A|B))\s+is\s+(?:better|superior|preferable|the\s+better)", re.I)
+_BETTER_RE = re.compile(r"\b(?:answer|response|assistant)\s+((?-i:A|B))\s+is\s+(?:better|superior|preferable|the\s+better)",
+                        re.I)
 _TIE_WORDS = re.compile(r"^(?:tie|a\s+tie|draw|equal|equally\s+good|both\s+equally\s+good|same)$", re.I)
 _EMPHASIS_RE = re.compile(r"[*_`#]")
 _MARKUP_RE = re.compile(r"[>\"'.!]")
@@ -107,7 +108,8 @@ def parse_preference(text: str | None) -> Preference | None:
 
 
 WIN, TIE, LOSE, INVALID = "win", "tie", "lose", "invalid"
-RULES = ("paper", "strict")
+Rule = Literal["paper", "strict"]  # EvaluationConfig.rule
+RULES: tuple[str, ...] = get_args(Rule)
 
 
 def _points(verdict: str | None, ours: str) -> int | None:
@@ -133,7 +135,7 @@ def win_tie_lose(verdicts_ab: Sequence[str | None], verdicts_ba: Sequence[str | 
     if len(verdicts_ab) != len(verdicts_ba):
         raise ValueError(f"{len(verdicts_ab)} verdicts in order AB but {len(verdicts_ba)} in order BA")
     outcomes: list[str] = []
-    for ab, ba in zip(verdicts_ab, verdicts_ba):
+    for ab, ba in zip(verdicts_ab, verdicts_ba, strict=True):
         p1, p2 = _points(ab, "A"), _points(ba, "B")
         if p1 is None or p2 is None:
             outcomes.append(INVALID)

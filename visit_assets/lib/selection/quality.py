@@ -30,7 +30,7 @@ def merge_score(frame: pl.DataFrame, name: str, computed: np.ndarray | None, mod
         else [None] * n
     values = np.where(np.isfinite(imported), imported, computed if computed is not None else np.nan)
     models = [m if np.isfinite(i) else (model if np.isfinite(v) else None)
-              for i, m, v in zip(imported, imported_models, values)]
+              for i, m, v in zip(imported, imported_models, values, strict=True)]
     return values, models
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
 
 from .imported import RECIPE as IMPORTED
 
-POOLS = ("all", "generated")
+Pool = Literal["all", "generated"]  # SelectionConfig.pool
+POOLS: tuple[str, ...] = get_args(Pool)
 
 
 def pool_rows(frame: pl.DataFrame, pool: str) -> pl.DataFrame:

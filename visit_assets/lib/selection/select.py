@@ -29,14 +29,16 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
 
-
-RULES = ("paper", "reference")
-METHODS = ("per-cluster", "global", "random")
+# The choices of SelectionConfig (quota_rule, method): its run config offers these and refuses others.
+QuotaRule = Literal["paper", "reference"]
+RULES: tuple[str, ...] = get_args(QuotaRule)
+SelectMethod = Literal["per-cluster", "global", "random"]
+METHODS: tuple[str, ...] = get_args(SelectMethod)
 REFERENCE_OVERSAMPLE = Fraction(204, 200)  # the public code's int(204 * |D_i| / |D|) for alpha 200
 
 

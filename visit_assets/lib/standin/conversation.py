@@ -25,12 +25,14 @@ def candidate_pairs(s: Scene) -> list[Pair]:
         while P.CAPTION_QUESTIONS[k % len(P.CAPTION_QUESTIONS)] in used and len(used) < len(P.CAPTION_QUESTIONS):
             k += 1  # never the same question twice in one reply
         used.add(P.CAPTION_QUESTIONS[k % len(P.CAPTION_QUESTIONS)])
-        out.append(Pair(P.CAPTION_QUESTIONS[k % len(P.CAPTION_QUESTIONS)], f"The image shows {P.lower_first(P.sentence(c))}"))
+        out.append(Pair(P.CAPTION_QUESTIONS[k % len(P.CAPTION_QUESTIONS)],
+                        f"The image shows {P.lower_first(P.sentence(c))}"))
     for t in s.things:
         if t.count is None:
             out.append(Pair(P.MANY_Q.format(p=P.plural(t.label)), P.MANY_A.format(p=P.plural(t.label), w=P.where_phrase(t))))
         elif t.count > 1:
-            out.append(Pair(P.COUNT_Q.format(p=P.plural(t.label)), P.COUNT_A.format(n=P.number(t.count), p=P.plural(t.label))))
+            out.append(Pair(P.COUNT_Q.format(p=P.plural(t.label)),
+                            P.COUNT_A.format(n=P.number(t.count), p=P.plural(t.label))))
         elif t.where:
             out.append(Pair(P.WHERE_Q.format(l=t.label), P.WHERE_A.format(l=t.label, w=P.where_phrase(t), z=t.size)))
     for q, a in s.qa:

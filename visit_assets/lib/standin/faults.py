@@ -9,8 +9,8 @@ unclear verdict from a checker).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .phrasing import digest
 
@@ -54,7 +54,7 @@ class FaultPlan:
             raise ValueError("fault rates must be in [0, 1] and the content faults must sum to at most 1")
 
     @classmethod
-    def parse(cls, text: str, seed: int = 0, slow_s: float = 1.0) -> "FaultPlan":
+    def parse(cls, text: str, seed: int = 0, slow_s: float = 1.0) -> FaultPlan:
         """From "unsupported=0.1,empty=0.05" (the CLI form)."""
         rates = {}
         for part in filter(None, (p.strip() for p in text.split(","))):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.prompts import load_prompts, prompt_dir

@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conversation, faults as F, tasks
+from . import conversation, tasks
+from . import faults as F
 from .phrasing import digest
 from .recognise import GENERATE, UnknownPrompt, recognise
 

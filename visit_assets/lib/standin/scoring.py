@@ -15,7 +15,8 @@ grading claims the stand-in planted.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from . import faults as F
 
@@ -61,7 +62,8 @@ def _pairs_by_image(conversations: Sequence[Mapping]) -> set[tuple[str, str, str
     out = set()
     for c in conversations:
         turns = c.get("turns") or []
-        out.update((c["image_id"], _text(h["value"]), _text(g["value"])) for h, g in zip(turns[::2], turns[1::2]))
+        out.update((c["image_id"], _text(h["value"]), _text(g["value"]))
+                   for h, g in zip(turns[::2], turns[1::2], strict=False))
     return out
 
 
@@ -93,10 +95,13 @@ def instructify_report(log: Sequence[Mapping], attempts: Sequence[Mapping], gene
         judged = _judged_pairs(a, e, verified, unclear, facts_digest.get(a["image_id"]))
         first_unclear = bool(judged) and judged[0][0] == UNCLEAR  # the product's first pair: after repeats are dropped
         outcomes[f"{fault or 'clean'}{' (first verdict unclear)' if first_unclear else ''} -> {where}"] += 1
-        said = {a.get("reason"), reject_reason.get(cid)} | ({"reply truncated"} if "reply truncated" in (a.get("detail") or "") else set())
+        said = {a.get("reason"), reject_reason.get(cid)}
+        if "reply truncated" in (a.get("detail") or ""):
+            said.add("reply truncated")
         for name, (faults, reasons) in INSTRUCTIFY_CHECKS.items():
             if name in FILTER_STAGE and not (a["status"] == "accepted" and all(
-                    (a["image_id"], _text(p["question"]), _text(p["answer"])) in verified for p in e["pairs"] if p["planted"])):
+                    (a["image_id"], _text(p["question"]), _text(p["answer"])) in verified
+                    for p in e["pairs"] if p["planted"])):
                 continue  # rejected before the filters ran, or the faulty pair was already dropped
             checks[name].append((fault in faults, bool(said & reasons)))
         if fault is None and not first_unclear and where == "rejected: all_duplicates":
@@ -161,11 +166,13 @@ def mminstruct_report(log: Sequence[Mapping], attempts: Sequence[Mapping], gener
             unclear_fit.append((True, got == "fit_check_unclear"))
         elif fault is None and fit != NOT_ASKED:
             fit_pairs.append((not fit, got == "instruction_does_not_fit"))
-        if fault is None and got is not None and (got, fit) not in (("instruction_does_not_fit", False), ("fit_check_unclear", None)):
+        if fault is None and got is not None and (got, fit) not in (("instruction_does_not_fit", False),
+                                                                     ("fit_check_unclear", None)):
             clean_lost[got] += 1
     return {"outcomes": dict(sorted(outcomes.items())), "clean_answers_not_kept": dict(clean_lost),
             "empty_replies": sum(1 for e in answers if e.get("fault") == F.EMPTY),
-            "empty_attempt_rows": sum(1 for a in attempts if a.get("recipe") == "mm-instruct" and a.get("reason") == "llm_empty"),
+            "empty_attempt_rows": sum(1 for a in attempts
+                                      if a.get("recipe") == "mm-instruct" and a.get("reason") == "llm_empty"),
             "checks": {**{k: confusion(v) for k, v in checks.items()}, "fit check": confusion(fit_pairs),
                        "unclear fit verdict (answer dropped)": confusion(unclear_fit)}}
 

@@ -69,7 +69,7 @@ class StandInServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> "StandInServer":
+    def start(self) -> StandInServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -78,7 +78,7 @@ class StandInServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "StandInServer":
+    def __enter__(self) -> StandInServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -120,7 +120,8 @@ class StandInServer:
             attempt = self.attempts[key]
         if not is_stand_in(body.get("model")):  # its replies must never be recorded under a real model's name
             self._record({"key": key, "status": 400, "error": f"model {body.get('model')!r}"})
-            return 400, {"error": {"message": f"stand-in: this test instrument serves only {STAND_IN_MODEL!r} or {STAND_IN_MODEL + '/<role>'!r} "
+            return 400, {"error": {"message": f"stand-in: this test instrument serves only {STAND_IN_MODEL!r} or "
+                                   f"{STAND_IN_MODEL + '/<role>'!r} "
                                    f"(set VISIT_LLM_SERVED_MODEL={STAND_IN_MODEL}), not {body.get('model')!r}",
                                    "type": "invalid_request_error"}}
         transport = self.plan.transport(key)

@@ -73,7 +73,8 @@ def answer(values: dict[str, str]) -> str:
     caps = [P.sentence(c) for c in s.captions] or [f"The picture shows a {sub}."]
     kind = kind_of(values["instruction"])
     if kind == "post":
-        return f"{caps[0]} {caps[-1]} Some moments are worth stopping for, and this is one of them. #{sub.replace(' ', '')} #photography"
+        return (f"{caps[0]} {caps[-1]} Some moments are worth stopping for, and this is one of them. "
+                f"#{sub.replace(' ', '')} #photography")
     if kind == "poem":
         return "\n".join([caps[0].rstrip("."), f"the {sub} holds the eye a while,", "a quiet moment caught in light,",
                           "a picture worth a second look."])

@@ -36,7 +36,7 @@ import gc
 import pathlib
 import re
 from operator import attrgetter
-from typing import Any, Optional
+from typing import Any
 
 import msgspec
 import polars as pl
@@ -56,23 +56,23 @@ _DETAIL_MAX = 200  # reject_detail is short; long paths/snippets are cut to this
 
 
 class _Image(msgspec.Struct, gc=False):
-    id: Optional[int] = None
-    file_name: Optional[str] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
+    id: int | None = None
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 class _Annotation(msgspec.Struct, gc=False):
-    id: Optional[int] = None
-    image_id: Optional[int] = None
-    category_id: Optional[int] = None
-    bbox: Optional[list[float]] = None
-    caption: Optional[str] = None
+    id: int | None = None
+    image_id: int | None = None
+    category_id: int | None = None
+    bbox: list[float] | None = None
+    caption: str | None = None
 
 
 class _Category(msgspec.Struct, gc=False):
-    id: Optional[int] = None
-    name: Optional[str] = None
+    id: int | None = None
+    name: str | None = None
 
 
 class _Coco(msgspec.Struct, gc=False):
