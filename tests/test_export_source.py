@@ -17,6 +17,7 @@ import pytest
 
 from visit_assets.definitions import build_defs
 from visit_assets.defs.llm.resources import LLMResource
+from visit_assets.defs.resources import StoreResource
 from visit_assets.lib.instructify.export import read_export
 from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.llm import LLMCache, LLMClient
@@ -133,6 +134,12 @@ def test_export_source_filtered_holds_every_filtered_conversation_and_selected_t
         assert sorted(i["id"] for i in selected_items) == sorted(subset["conversation_id"])
         assert selected_manifest["version"] != manifest["version"]
         assert (home / "exports" / "sample" / manifest["version"]).is_dir()  # the filtered export stays
+
+        # the store resource says where exports go (a cluster's bucket mount), not the settings module
+        elsewhere = build_defs(llm=ScriptedLLM(), store=StoreResource(exports_root=str(home / "bucket")))
+        run_dataset(elsewhere, "sample", instance, only=["visit_export"], log=lambda _: None)
+        moved_items, moved = read_export(home / "bucket" / "sample" / selected_manifest["version"])
+        assert moved["version"] == selected_manifest["version"] and moved_items == selected_items
 
         # the added dependency leaves the regeneration waves with nothing to do
         assert regenerate(defs, "sample", instance, log=lambda _: None) == []

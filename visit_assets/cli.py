@@ -123,7 +123,7 @@ def _summary(catalog: Path, assets: list[str], dagster_home: Path, dataset: str 
     con = duckdb.connect(str(catalog), read_only=True)
     counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0] for v in assets}
     con.close()
-    exports = sorted((settings.home() / "exports").glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    exports = sorted(settings.exports_root().glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",
              "LLaVA export (JSON + Parquet + manifest; a new folder per content version):",
              f"  {exports[-1].parent if exports else '(none)'}",

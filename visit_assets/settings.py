@@ -21,6 +21,11 @@ def store_root() -> Path:
     return Path(env("VISIT_STORE") or home() / "store").resolve()
 
 
+def exports_root() -> Path:
+    """Where `visit_export` writes its folders (StoreResource.exports_root overrides it)."""
+    return home() / "exports"
+
+
 def datasets_root() -> Path:
     return Path(env("VISIT_DATASETS") or home() / "datasets").resolve()
 

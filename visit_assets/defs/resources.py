@@ -15,9 +15,13 @@ class StoreResource(dg.ConfigurableResource):
     """Root of the Parquet store (a local folder here; a mounted bucket on a cluster)."""
 
     root: str | None = None  # default: $VISIT_STORE, else $VISIT_HOME/store, else ./visit_data/store
+    exports_root: str | None = None  # the export folders (LLaVA JSON, manifest); default: $VISIT_HOME/exports
 
     def store(self) -> ParquetStore:
         return ParquetStore(self.root or settings.store_root())
+
+    def exports(self) -> Path:
+        return Path(self.exports_root or settings.exports_root())
 
 
 class DatasetsResource(dg.ConfigurableResource):

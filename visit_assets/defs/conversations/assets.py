@@ -11,7 +11,6 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
-from ... import settings
 from ...lib import versions as versions_mod
 from ...lib.code_version import code_version
 from ...lib.frames import rows_frame
@@ -305,14 +304,14 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
               **export_mod.export_summary(conversations)}
     table = io.BytesIO()
     frame.write_parquet(table)  # the full rows (scores and lineage included) beside the LLaVA JSON
-    manifest = export_mod.write_export(items, settings.home() / "exports" / dataset, fields,
+    manifest = export_mod.write_export(items, store.exports() / dataset, fields,
                                        extra_files={"conversations.parquet": table.getvalue()})
     rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},
                         schema={"conversation_id": pl.String, "image": pl.String})
     parquet.write("visit_export", dataset, manifest["version"], rows.with_columns(
         pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version")),
         export_version=manifest["version"])
-    folder = settings.home() / "exports" / dataset / manifest["version"]
+    folder = store.exports() / dataset / manifest["version"]
     if manifest["not_real_models"]:
         context.log.warning(f"export {manifest['version']} holds text or scores of models without real weights: "
                             f"{manifest['not_real_models']} (manifest field not_real_models)")
