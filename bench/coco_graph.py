@@ -347,7 +347,26 @@ def _against_command_line(r: dict, results: list[dict]) -> str:
     w = whole[-1]
     return (f" That is {r['total']['wall_s'] / w['total']['wall_s']:.2f}x the wall time of one `visit-assets run` on "
             f"the same set ({w['total']['wall_s']:.0f} s, bench/results/{_result_name(w)}); the runs "
-            f"by sensor: {', '.join(f'{k} {v}' for k, v in sorted(r['total'].get('runs_by_sensor', {}).items()))}.")
+            f"by sensor: {', '.join(f'{k} {v}' for k, v in sorted(r['total'].get('runs_by_sensor', {}).items()))}."
+            + _daemon_projection(r, results))
+
+
+def _daemon_projection(r: dict, results: list[dict]) -> str:
+    """A daemon run projected to COCO's size: its ratio to the per-stage run of the same set, applied
+    to the complete per-stage run at COCO's size (marked as a projection)."""
+    def complete_stages(n: int) -> list[dict]:
+        return [s for s in results if s.get("mode") == "stages" and s["images"] == n and not s.get("first_stages")
+                and not isinstance(s.get("server"), dict)]
+
+    same, coco = complete_stages(r["images"]), complete_stages(COCO_IMAGES)
+    if r["images"] >= COCO_IMAGES or not same or not coco:
+        return ""
+    ratio = r["total"]["wall_s"] / same[-1]["total"]["wall_s"]
+    hours = ratio * coco[-1]["total"]["wall_s"] / 3600
+    return (f" Through the daemon at {COCO_IMAGES:,} images (**projected, not measured**: this run's "
+            f"{ratio:.2f}x the per-stage run of the same set, bench/results/{_result_name(same[-1])}, applied to the "
+            f"per-stage run at that size, bench/results/{_result_name(coco[-1])}): {hours:.1f} h, more than a "
+            "working session of this 2-core machine, so not run; the per-stage run at that size is the measurement.")
 
 
 def _linear_hours(stage_processes: dict, scale: float) -> float:

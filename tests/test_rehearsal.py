@@ -80,6 +80,19 @@ def test_no_clean_reply_is_lost(report):
     assert report["mminstruct"]["empty_attempt_rows"] == report["mminstruct"]["empty_replies"]
 
 
+def test_stage_one_examples_are_filtered_and_shown_to_stage_two(report):
+    """The teacher's answers (MM-Instruct's stage 1) pass the answers' filters before they become
+    examples: each planted fault is left out with its reason, no clean one is lost, and stage 2
+    answers show the kept ones (instruction-specific, ids "ex-...")."""
+    ex = report["mminstruct"]["examples"]
+    assert not {n: c for n, c in ex["checks"].items() if c["fn"] or c["fp"]}, ex["outcomes"]
+    assert ex["clean_examples_not_kept"] == {} and ex["empty_example_rows"] == ex["empty_replies"], ex["outcomes"]
+    assert "no example row" not in str(ex["outcomes"])
+    mm = report["mminstruct"]
+    assert mm["answers_with_instruction_examples"] == mm["answers_that_should_show_them"], ex
+    assert ex["kept"] >= 2, ex
+
+
 def test_no_answered_request_is_sent_again(report):
     t = report["transport"]
     assert t["answered_more_than_once"] == 0 and t["refused"] == 0 and t["answered"] > 200
@@ -96,6 +109,8 @@ def test_every_prompt_type_is_accepted_and_conversations_are_well_formed(every_t
     assert set(ins["accepted_by_prompt"]) == set(load_registry().ids), ins["outcomes"]
     assert ins["image_token_only_first"] == ins["conversations"]
     assert max(int(k) for k in ins["pairs_per_conversation"]) >= 2  # multi-turn conversations come out
+    mm = every_type["mminstruct"]  # no faults: every teacher answer kept, so every answer shows its instruction's own
+    assert mm["answers"] >= 10 and mm["answers_with_instruction_examples"] == mm["answers"], mm["examples"]["outcomes"]
     assert all(1 <= int(k) <= 5 for k in ins["pairs_per_conversation"])
 
 
@@ -125,7 +140,7 @@ def test_selection_pairwise_and_export_say_what_made_them(report):
 def test_each_role_is_answered_by_its_own_model_and_its_rows_name_it(report):
     """The rehearsal serves each role under its own name (VISIT_<ROLE>_LLM_SERVED_MODEL): requests
     reach the role's model, and the rows each role makes name that model, not the generator."""
-    expected = {"generator": [STAND_IN_MODEL], **{r: [role_model(r)] for r in ("checker", "judge", "pairwise")}}
+    expected = {"generator": [STAND_IN_MODEL], **{r: [role_model(r)] for r in ("checker", "judge", "pairwise", "teacher")}}
     assert report["models_by_role"]["requests"] == expected
     assert report["models_by_role"]["rows"] == expected
     manifest = read_export(report["export"]["folder"])[1]

@@ -15,6 +15,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # run lo
 # The sample runs on a 135M-parameter CPU model: fewer, shorter sampling rounds than the reference's
 # (10 iterations, 1000 tokens), so the whole graph finishes in minutes. Same code, smaller knobs.
 LAPTOP = {"generated_conversations": {"max_iterations": 2, "max_tokens": 192, "answer_max_tokens": 256},
+          "instruction_examples": {"max_tokens": 256},
           # 16 images: keep half of what is scored (the paper's alpha=200 would keep everything here)
           "selected_subset": {"alpha_fraction": 0.5}}
 

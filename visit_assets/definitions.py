@@ -11,6 +11,8 @@ from .defs.ingest import sensors as ingest_sensors
 from .defs.instructify import assets as instructify_assets
 from .defs.llm.resources import LLMResource
 from .defs.mminstruct import assets as mminstruct_assets
+from .defs.mminstruct import descriptions as mminstruct_descriptions
+from .defs.mminstruct import examples as mminstruct_examples
 from .defs.mminstruct import sensors as mminstruct_sensors
 from .defs.models import assets as model_assets
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
@@ -26,8 +28,8 @@ def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
     }
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, conversation_assets,
-             selection_assets]),
+            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, mminstruct_descriptions,
+             mminstruct_examples, conversation_assets, selection_assets]),
         sensors=[ingest_sensors.dataset_folder_sensor, automation.regenerate_downstream,
                  mminstruct_sensors.seed_file_sensor],
         schedules=[ingest_sensors.nightly_reingest],

@@ -36,8 +36,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 # Which product role (LLMResource.role) sends each stand-in prompt role; the rest are the generator's.
 ROLE_OF_PROMPT = {"verify": "checker", "fit": "checker", "judge": "judge", "pairwise": "pairwise",
-                  "pairwise_example": "pairwise"}
-OTHER_ROLES = ("checker", "judge", "pairwise")
+                  "pairwise_example": "pairwise", "example_answer": "teacher"}
+OTHER_ROLES = ("checker", "judge", "pairwise", "teacher")
 
 
 def _rehearsal_env(home: Path, base_url: str) -> dict[str, str]:
@@ -195,6 +195,7 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
             "answers": sum(1 for c in generated if c["recipe"] == "mm-instruct"),
             "kept": sum(1 for c in kept if c["recipe"] == "mm-instruct"),
             **scoring.mminstruct_report(log, attempts, generated, kept, rejects),
+            **_stage_one_use(log, _rows(store, "instruction_examples", "sample", None), generated),
         },
         "rejects_by_reason": dict(sorted(Counter(r.get("reason") for r in rejects).items())),
         "selection": {"selected": len(_rows(store, "selected_subset", "sample", None)),
@@ -204,6 +205,21 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
                    "models": manifest.get("models"), "not_real_models": manifest.get("not_real_models")},
         "models_by_role": _models_by_role(store, shards, log, ins, kept, pairwise),
     }
+
+
+def _stage_one_use(log: list[dict], examples: list[dict], generated: list[dict]) -> dict[str, Any]:
+    """The teacher's examples, and the answers that showed them: an answer shows its instruction's
+    own examples exactly when at least two were kept for other images than its own."""
+    kept = [e for e in examples if e["kept"]]
+    answers = [c for c in generated if c["recipe"] == "mm-instruct"]
+    others = {(c["image_id"], c["instruction_id"]): sum(1 for e in kept if e["instruction_id"] == c["instruction_id"]
+                                                        and e["image_id"] != c["image_id"]) for c in answers}
+    kept_ids = {e["example_id"] for e in kept}
+    from .lib.standin import scoring
+
+    return {"examples": scoring.examples_report(log, examples),
+            "answers_with_instruction_examples": sum(1 for c in answers if set(c["example_ids"]) <= kept_ids),
+            "answers_that_should_show_them": sum(1 for n in others.values() if n >= 2)}
 
 
 def _models_by_role(store, shards: list[int], log: list[dict], instructify: list[dict], kept: list[dict],
@@ -222,6 +238,7 @@ def _models_by_role(store, shards: list[int], log: list[dict], instructify: list
         "judge": {r["judge_model"] for r in scores
                   if r.get("judge_raw") is not None and r.get("judge_status") != "imported"},
         "pairwise": {r["judge_model"] for r in pairwise},
+        "teacher": {r["model"] for r in _rows(store, "instruction_examples", "sample", None)},
     }
     return {"requests": {k: sorted(v) for k, v in sorted(served.items())},
             "rows": {k: sorted(m.split("@", 1)[0] for m in v) for k, v in named.items()}}
@@ -235,12 +252,14 @@ def summary(report: dict[str, Any], home: Path) -> str:
     """What a user reads after `visit-assets rehearse`: the mix, each check, where the rows are."""
     ins, mm = report["instructify"], report["mminstruct"]
     checks = {**{f"instructify: {k}": v for k, v in ins["checks"].items()},
-              **{f"mm-instruct: {k}": v for k, v in mm["checks"].items()}}
+              **{f"mm-instruct: {k}": v for k, v in mm["checks"].items()},
+              **{f"mm-instruct examples: {k}": v for k, v in mm["examples"]["checks"].items()}}
     lines = ["", f"Rehearsal with the stand-in ({report['model']}: a test instrument, its rows are marked not real)",
              f"Instructify conversations accepted by prompt type: {ins['accepted_by_prompt']}",
              f"MM-Instruct: {mm['generated_instructions_ok']} instructions, {mm['merged_ok']} merged, "
              f"{mm['matches']} matched, "
-             f"{mm['answers']} answers, {mm['kept']} kept",
+             f"{mm['examples']['kept']} stage-1 examples kept, {mm['answers']} answers "
+             f"({mm['answers_with_instruction_examples']} shown stage-1 examples), {mm['kept']} kept",
              f"Planted faults: {report['planted']}", "", f"{'check':62} {'tp':>4} {'fp':>4} {'fn':>4}  precision  recall"]
     lines += [f"{n:62} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4}  {str(c['precision']):>9}  {str(c['recall']):>6}"
               for n, c in checks.items()]

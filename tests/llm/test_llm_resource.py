@@ -136,8 +136,8 @@ def no_role_env(monkeypatch):
 
 def test_every_role_is_the_generator_unless_configured(no_role_env, tmp_path):
     llm = LLMResource(backend="echo", cache_path=str(tmp_path / "c.sqlite"))
-    for role in ("generator", "checker", "judge", "pairwise"):
-        assert llm.role(role).get_client() is llm.get_client()  # one model loaded, not four
+    for role in ("generator", "checker", "judge", "pairwise", "teacher"):
+        assert llm.role(role).get_client() is llm.get_client()  # one model loaded, not five
     with pytest.raises(ValueError, match="unknown LLM role"):
         llm.role("critic")
 
@@ -195,6 +195,7 @@ def test_identity_is_kept_for_the_same_model_and_pairwise_follows_the_judge(no_r
     assert llm.role("checker").get_client().identity == llm.get_client().identity  # its answers stay cached
     monkeypatch.setenv("VISIT_JUDGE_LLM_SERVED_MODEL", "big-70b")
     assert llm.role("pairwise").get_client().identity.name == "big-70b"  # unset: the judge's model
+    assert llm.role("teacher").get_client().identity.name == "big-70b"  # the stronger model, as the paper's stage 1
 
 
 def test_role_batches_count_requests_as_llm_and_name_the_role_model(no_role_env, monkeypatch, tmp_path):

@@ -9,12 +9,16 @@ EXPECTED = {
     "cluster_merge": 1,
     "answer_generation": 1,
     "fit_check": 1,
+    "example_answer": 1,
+    "image_description": 1,
 }
 FINGERPRINTS = {
     ("instruction_generation", 1): "c59e8f0dcdeec2f2",
     ("cluster_merge", 1): "77d1fcff7b5927ec",
     ("answer_generation", 1): "c568024b49c4571d",
     ("fit_check", 1): "3ea5dad6c78abda8",
+    ("example_answer", 1): "7f8748085041b791",
+    ("image_description", 1): "2c80a97e36a7875b",
 }
 
 

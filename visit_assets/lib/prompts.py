@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from visit_assets.lib.ids import content_hash
-from visit_assets.lib.llm.types import LLMRequest, SamplingParams
+from visit_assets.lib.llm.types import ImageInput, LLMRequest, SamplingParams
 
 PROMPTS_ROOT = Path(__file__).resolve().parents[1] / "prompts"
 
@@ -134,8 +134,11 @@ class PromptTemplate:
         user = self.render_values(values, strip=strip)
         return ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": user}]
 
-    def request(self, *, params: SamplingParams | None = None, tag: Any = None, **values: Any) -> LLMRequest:
-        return LLMRequest.chat(self.render(**values), system=self.system or None, params=params, tag=tag)
+    def request(self, *, params: SamplingParams | None = None, tag: Any = None, images: Sequence[ImageInput] = (),
+                **values: Any) -> LLMRequest:
+        """The chat request; `images` go with the user message (for a vision-language model)."""
+        return LLMRequest.chat(self.render(**values), system=self.system or None, params=params, tag=tag,
+                               images=images)
 
 
 def parse_prompt(raw: Any, name: str, path: str = "", *, id_prefix: str | None = None) -> PromptTemplate:

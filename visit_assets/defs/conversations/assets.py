@@ -24,6 +24,7 @@ from ...lib.llm import SamplingParams
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import answer as answer_mod
 from ...lib.mminstruct import diversity as diversity_mod
+from ...lib.mminstruct import examples as examples_mod
 from ...lib.mminstruct import filters as filters_mod
 from ...lib.models import identity as identity_mod
 from ...lib.storage import safe_name
@@ -32,12 +33,12 @@ from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..llm.rounds import LLMRounds
 from ..metadata import counts_by, preview, viewer_link
-from ..partitions import dataset_and_shard, dataset_partitions, image_partitions, shard_partitions
+from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
 from ..waves import REGENERATED
 from . import checks
 
-GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, files=(
+GENERATION_VERSION = code_version(sampling_mod, parse_mod, registry_mod, facts_mod, answer_mod, examples_mod, files=(
     "prompts/instructify/*", "prompts/instructify_checks/verify.yaml", "prompts/mminstruct/answer_generation.yaml",
     "data/answer_examples.yaml"))
 FILTER_VERSION = code_version(filters_mod, answer_mod, files=("prompts/mminstruct/fit_check.yaml",))
@@ -93,7 +94,8 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
     described = parquet.read("image_descriptions", dataset, shard).select("image_id", "image_key", "description")
     items = matches.select("image_id", "instruction_id", "instruction").join(described, on="image_id")
     params = replace(answer_mod.ANSWER_PARAMS, max_tokens=config.answer_max_tokens)
-    jobs = answer_mod.answer_requests(items.to_dicts(), answer_mod.load_answer_examples(), config.seed, params=params)
+    bank = answer_mod.load_answer_examples() + _stage_one_examples(parquet, dataset)
+    jobs = answer_mod.answer_requests(items.to_dicts(), bank, config.seed, params=params)
     keys = dict(zip(items["image_id"], items["image_key"], strict=True))
     conversations, attempts = [], []
     for job, result in zip(jobs, generate([j.request for j in jobs]), strict=True):
@@ -107,12 +109,23 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
     return conversations, attempts
 
 
+def _stage_one_examples(parquet, dataset: str) -> list[answer_mod.AnswerExample]:
+    """The teacher's kept answers (instruction_examples): each instruction's own in-context examples."""
+    if parquet.current("instruction_examples", dataset) is None:
+        return []
+    return examples_mod.bank_from_rows(parquet.read("instruction_examples", dataset).to_dicts())
+
+
+GENERATION_DEPS = ["image_facts", "instruction_matches", "image_descriptions",
+                   dg.AssetDep("instruction_examples", partition_mapping=from_dataset)]
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("generated_conversations", deps=["image_facts", "instruction_matches", "image_descriptions"],
+        dg.AssetSpec("generated_conversations", deps=GENERATION_DEPS,
                      description="Conversations of both recipes in LLaVA turns, one row each: recipe, prompt, model, seed.",
                      tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
-        dg.AssetSpec("conversation_attempts", deps=["image_facts", "instruction_matches", "image_descriptions"],
+        dg.AssetSpec("conversation_attempts", deps=GENERATION_DEPS,
                      description="Every generation attempt per image (accepted / rejected and why), plus one "
                                  "'stopped' row per image naming Instructify's stop rule.",
                      tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
@@ -146,7 +159,9 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     if "recipe" in attempt_frame.columns:
         attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
     matches = parquet.current("instruction_matches", dataset, shard)
-    version = content_hash(parent["data_version"], matches and matches["data_version"], GENERATION_VERSION,
+    stage_one = parquet.current("instruction_examples", dataset)
+    version = content_hash(parent["data_version"], matches and matches["data_version"],
+                           *([stage_one["data_version"]] if stage_one else []), GENERATION_VERSION,
                            model.as_dict(), checker.get_client().identity.as_dict(), config.model_dump(exclude={"lanes"}))
     for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
         parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],

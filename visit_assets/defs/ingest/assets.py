@@ -12,6 +12,7 @@ from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import coco, llava, records_format
+from ...lib.mminstruct import describe as vlm_mod
 from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -104,29 +105,47 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     yield checks.reject_rate_bounded(records.height, rejects, config.max_reject_rate)
 
 
-@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=DESCRIBE_VERSION,
-          group_name="ingest", tags=REGENERATED, kinds={"parquet"},
+def _vlm_descriptions(parquet, dataset: str, shard: int) -> tuple[dict[str, tuple[str, str]], str | None]:
+    """The kept VLM descriptions of a shard, {image id: (text, model)}, and their data version."""
+    at = parquet.current("vlm_descriptions", dataset, shard)
+    if at is None:
+        return {}, None
+    kept = parquet.read("vlm_descriptions", dataset, shard)
+    kept = kept.filter(pl.col("kept")) if "kept" in kept.columns else kept.clear()
+    return {r["image_id"]: (r["vlm_description"], r["model"]) for r in kept.iter_rows(named=True)}, at["data_version"]
+
+
+@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "vlm_descriptions"],
+          code_version=DESCRIBE_VERSION, group_name="ingest", tags=REGENERATED, kinds={"parquet"},
           check_specs=checks.description_check_specs)
 def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
-    """Each grouped image rendered as plain text (captions, objects with coarse positions, QA facts, OCR)."""
+    """Each grouped image rendered as plain text (captions, objects with coarse positions, QA facts,
+    OCR), after a vision-language model's description where vlm_descriptions has one (`source`)."""
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
     parent = parquet.current("grouped_metadata", dataset, shard)
     grouped = parquet.read("grouped_metadata", dataset, shard)
-    rows = [{"image_id": r["image_id"], "image_key": r["image_key"], "shard": shard,
-             "description": describe(r), "n_facts": fact_count(r)} for r in grouped.iter_rows(named=True)]
+    seen, vlm_version = _vlm_descriptions(parquet, dataset, shard)
+    rows = []
+    for r in grouped.iter_rows(named=True):
+        text, vlm = describe(r), seen.get(r["image_id"])
+        rows.append({"image_id": r["image_id"], "image_key": r["image_key"], "shard": shard,
+                     "description": vlm_mod.combined(vlm[0], text) if vlm else text, "n_facts": fact_count(r),
+                     "source": f"vlm:{vlm[1]} + metadata" if vlm else "metadata"})
     schema = {"image_id": pl.String, "image_key": pl.String, "shard": pl.Int32, "description": pl.String,
-              "n_facts": pl.Int64}
+              "n_facts": pl.Int64, "source": pl.String}
     described = pl.DataFrame(rows, schema=schema).with_columns(
         *pipeline.lineage_columns(dataset, parent["dataset_version"], DESCRIBE_VERSION),
         pl.lit(parent["data_version"]).alias("grouped_data_version"),
     )
-    data_version = content_hash(parent["data_version"], DESCRIBE_VERSION)
+    # unchanged when no VLM description is used, so turning the describer off keeps every version below
+    data_version = content_hash(parent["data_version"], DESCRIBE_VERSION, *([vlm_version] if seen else []))
     parquet.write("image_descriptions", dataset, data_version, described, shard,
                   dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION)
     yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
         "dataset_version": parent["dataset_version"], "dagster/row_count": described.height,
         "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),
+        "by_source": counts_by(described, "source") if rows else {},
         "example": dg.MetadataValue.md("```\n" + (rows[0]["description"] if rows else "(no images)") + "\n```"),
     })
     yield checks.one_description_per_image(grouped, described)

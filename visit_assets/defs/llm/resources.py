@@ -27,8 +27,10 @@ far it got, and the next run continues from the cache. The run's spend is kept i
 
 One model per role (the papers judge with a stronger model than the one that generates). The
 generator is the settings above; `checker` (Instructify's verifier, MM-Instruct's fit check),
-`judge` (InstructionGPT-4's quality score) and `pairwise` (the pairwise evaluation) each take the
-model fields of `LLMRoleConfig`, from the resource's field of that name, else from
+`judge` (InstructionGPT-4's quality score), `pairwise` (the pairwise evaluation) and `teacher`
+(MM-Instruct's stage-1 answers, the in-context examples of stage 2) and `describer` (a
+vision-language model describing images whose metadata is thin; unset, none is: a text model cannot
+see) each take the model fields of `LLMRoleConfig`, from the resource's field of that name, else from
 VISIT_<ROLE>_LLM_<FIELD> (e.g. VISIT_JUDGE_LLM_SERVED_MODEL), else the generator's. Endpoint pool
 limits and the answer cache are shared; cache keys name the model, so roles never share answers.
 """
@@ -55,12 +57,14 @@ _clients: dict[tuple[int, str], LLMClient] = {}
 _clients_lock = threading.Lock()
 
 GENERATOR = "generator"
-ROLES = (GENERATOR, "checker", "judge", "pairwise")
+ROLES = (GENERATOR, "checker", "judge", "pairwise", "teacher", "describer")
 # The fields a role may set, with the suffix of their VISIT_<ROLE>_LLM_* variables.
 ROLE_FIELDS = {"backend": "BACKEND", "model_path": "MODEL_PATH", "model_name": "MODEL_NAME",
                "model_weights": "MODEL_WEIGHTS", "base_urls": "BASE_URLS", "served_model": "SERVED_MODEL",
                "api_key_env": "API_KEY_ENV"}
-ROLE_FALLBACK = {"pairwise": "judge"}  # unset, the pairwise judge is the quality judge's model
+# unset, the pairwise judge and the teacher (MM-Instruct's stage-1 examples) are the quality judge's model:
+# the papers' stronger model
+ROLE_FALLBACK = {"pairwise": "judge", "teacher": "judge"}
 NO_KEY = "none"  # a role's api_key_env: its endpoints take no key
 # The role fields each backend reads; a role setting another is refused (it would be ignored).
 BACKEND_READS = {"openai": {"base_urls", "served_model", "api_key_env", "model_name", "model_weights"},
@@ -132,6 +136,8 @@ class LLMResource(dg.ConfigurableResource):
     checker: LLMRoleConfig | None = None
     judge: LLMRoleConfig | None = None
     pairwise: LLMRoleConfig | None = None
+    teacher: LLMRoleConfig | None = None
+    describer: LLMRoleConfig | None = None  # a vision-language model; unset, no image is described
 
     def role_overrides(self, role: str) -> dict[str, str]:
         """The model fields `role` sets itself (its config field, else VISIT_<ROLE>_LLM_*), over

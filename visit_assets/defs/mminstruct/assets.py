@@ -143,6 +143,23 @@ def _instruction_statistics(parquet, generated: pl.DataFrame, merged_rows: list[
     }
 
 
+def merged_instructions(parquet, dataset: str) -> pl.DataFrame:
+    """The usable merged instructions of `dataset` (status ok)."""
+    merged = parquet.read("clustered_instructions", dataset)
+    return merged.filter(pl.col("status") == "ok") if "status" in merged.columns else merged.clear()
+
+
+def instruction_vectors(space: str, merged: pl.DataFrame, clip: ClipResource, embedder: EmbedderResource) -> np.ndarray:
+    """The merged instructions in the images' vector space: CLIP text vectors beside CLIP image
+    vectors, else the sentence embedder's (the vectors clustering stored, when the same embedder)."""
+    texts = merged["instruction"].to_list()
+    if space == match_mod.CLIP_IMAGE:
+        return clip.get().encode_texts(texts)
+    if set(merged["embedder"]) == {embedder.get().identity.label()}:
+        return np.stack(merged["embedding"].to_numpy())  # embedded at clustering: reuse
+    return embedder.get().encode(texts)
+
+
 class MatchConfig(dg.Config):
     seed: int = 0
     temperature: float | None = None  # None: the matcher's default (see lib.mminstruct.match)
@@ -163,19 +180,13 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
     images = parquet.read("image_embeddings", dataset, shard).filter(pl.col("error").is_null())
-    merged = parquet.read("clustered_instructions", dataset)
-    merged = merged.filter(pl.col("status") == "ok") if "status" in merged.columns else merged.clear()
+    merged = merged_instructions(parquet, dataset)
     space = images["embedding_space"][0] if images.height else match_mod.DESCRIPTION_TEXT
     texts = merged["instruction"].to_list() if merged.height else []
     rows: list[dict] = []
     if images.height and texts:
-        if space == match_mod.CLIP_IMAGE:
-            instruction_vecs = clip.get().encode_texts(texts)
-        elif set(merged["embedder"]) == {embedder.get().identity.label()}:
-            instruction_vecs = np.stack(merged["embedding"].to_numpy())  # embedded at clustering: reuse
-        else:
-            instruction_vecs = embedder.get().encode(texts)
-        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()), instruction_vecs)
+        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()),
+                                    instruction_vectors(space, merged, clip, embedder))
         ids = merged["instruction_id"].to_list()
         matches = match_mod.match_images(images["image_id"].to_list(), sims, ids, matcher=space, seed=config.seed,
                                          temperature=config.temperature)

@@ -2,6 +2,8 @@
 
 It answers "echo: <last user message>" cut to max_tokens words (one word = one token), so the
 accounting, truncation and caching paths behave as with a real model. Never use it for data.
+Requests with images are taken (trivially: it looks at nothing) and the answer ends with
+"[image <media type> <first 12 hex of its hash>]" per image, so a dry run tells images apart.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class EchoBackend:
     def answer(self, request: LLMRequest):
         user = [m["content"] for m in request.messages if m["role"] == "user"]
         words = ("echo: " + (user[-1] if user else "")).split()
+        words += [f"[image {img.media_type} {img.sha256[:12]}]" for img in request.images]
         prompt_tokens = sum(len(m["content"].split()) for m in request.messages)
         n = request.params.max_tokens
         finish = "length" if len(words) > n else "stop"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from visit_assets.lib.ids import stable_json
-from visit_assets.lib.llm.types import LLMRequest, error_result, finish_result
+from visit_assets.lib.llm.types import LLMRequest, error_result, finish_result, refuse_images
 from visit_assets.lib.models.identity import ModelIdentity
 from visit_assets.lib.models.weights import cached_file_sha256
 
@@ -137,6 +137,7 @@ class LlamaCppBackend:
         return g
 
     def complete_one(self, request: LLMRequest):
+        refuse_images([request], self.kind)
         p = request.params
         kwargs: dict[str, Any] = dict(
             messages=request.message_list(),
@@ -168,6 +169,9 @@ class LlamaCppBackend:
         )
 
     def complete(self, requests: Sequence[LLMRequest], on_result) -> None:
+        # Images: llama-cpp-python takes them only through a model-specific chat handler with a CLIP
+        # projector (Llava15ChatHandler & co.), not with this backend's plain GGUF: refused, not dropped.
+        refuse_images(requests, self.kind)
         order = prompt_order(requests) if self.reorder else list(range(len(requests)))
         with self._lock:
             if self.n_parallel > 1 and len(requests) > 1 and self.llm.chat_format == "chat_template.default":

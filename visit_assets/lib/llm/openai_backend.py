@@ -56,11 +56,12 @@ def openai_body(
     regex_style: str = "structured_outputs",
     extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of one /chat/completions call."""
+    """The JSON body of one /chat/completions call. A request's images go as OpenAI content parts
+    (base64 data URIs) of its last user message, as vLLM and llama.cpp's server take them for a VLM."""
     p = request.params
     body: dict[str, Any] = {
         "model": served_model,
-        "messages": request.message_list(),
+        "messages": request.openai_messages(),
         "temperature": p.temperature,
         "top_p": p.top_p,
         "max_tokens": p.max_tokens,

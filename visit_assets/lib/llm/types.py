@@ -6,10 +6,14 @@ so statuses mean the same thing whatever produced the text.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from visit_assets.lib.ids import content_hash, stable_json
@@ -30,6 +34,75 @@ FAILURE_KINDS = (EMPTY, TRUNCATED, UNPARSEABLE, ERROR)
 FINISHED_STATUSES = frozenset({OK, EMPTY, TRUNCATED, UNPARSEABLE})
 
 ROLES = ("system", "user", "assistant")
+
+# Image formats a vision-language model endpoint takes (vLLM, llama.cpp's server, OpenAI), by media type.
+IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+_MEDIA_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+          (b"GIF89a", "image/gif"))
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The image media type from the first bytes (PNG, JPEG, GIF, WebP), None when none of them."""
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image sent with a request: its encoded bytes (PNG/JPEG/WebP/GIF) and media type.
+
+    The cache key holds `sha256` (the bytes' content hash), never the bytes or a path; `name` is
+    for messages and logs only (it is not compared or hashed).
+    """
+
+    data: bytes = field(repr=False)
+    media_type: str
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        label = f"image {self.name!r}" if self.name else "image"
+        if not isinstance(self.data, bytes | bytearray | memoryview):
+            raise TypeError(f"{label}: data must be bytes, got {type(self.data).__name__}")
+        object.__setattr__(self, "data", bytes(self.data))
+        if not self.data:
+            raise ValueError(f"{label} is empty (0 bytes)")
+        media_type = str(self.media_type or "").strip().lower()
+        media_type = _MEDIA_ALIASES.get(media_type, media_type)
+        if media_type not in IMAGE_MEDIA_TYPES:
+            raise ValueError(f"{label}: unknown image media type {self.media_type!r}; use one of {IMAGE_MEDIA_TYPES}")
+        object.__setattr__(self, "media_type", media_type)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "", media_type: str | None = None) -> ImageInput:
+        """An image whose media type is read from its bytes unless given."""
+        if media_type is None:
+            media_type = sniff_media_type(bytes(data[:16]))
+            if media_type is None and data:
+                raise ValueError(f"image {name!r}: not a PNG, JPEG, WebP or GIF file (give media_type)")
+        return cls(data, media_type or "", name)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, media_type: str | None = None) -> ImageInput:
+        """An image read from a file; the path becomes its display name only (never part of a key)."""
+        p = Path(path)
+        return cls.from_bytes(p.read_bytes(), name=p.name, media_type=media_type)
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content hash of the bytes: what the cache key holds for this image."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def data_uri(self) -> str:
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    def content_part(self) -> dict[str, Any]:
+        """The OpenAI chat content part for this image (vLLM and llama.cpp's server take it too)."""
+        return {"type": "image_url", "image_url": {"url": self.data_uri()}}
 
 
 class LLMUnavailableError(RuntimeError):
@@ -83,13 +156,19 @@ class SamplingParams:
 
 @dataclass(frozen=True, eq=True)
 class LLMRequest:
-    """One chat request. `tag` is the caller's bookkeeping (e.g. a row id) and never part of the key."""
+    """One chat request. `tag` is the caller's bookkeeping (e.g. a row id) and never part of the key.
+
+    `images` go with the last user message (for a vision-language model); message contents stay
+    plain strings. Only backends that can send images take such a request (the openai backend as
+    content parts, vllm); the others refuse it (`refuse_images`).
+    """
 
     messages: tuple[Mapping[str, str], ...]
     params: SamplingParams = field(default_factory=SamplingParams)
     json_schema: Mapping[str, Any] | None = None
     regex: str | None = None
     tag: Any = field(default=None, compare=False)
+    images: tuple[ImageInput, ...] = ()
 
     __hash__ = None  # holds dicts; dedup goes through cache_key, not hashing
 
@@ -109,6 +188,13 @@ class LLMRequest:
             raise ValueError("give json_schema or regex, not both")
         if self.regex is not None:
             re.compile(self.regex)
+        images = (self.images,) if isinstance(self.images, ImageInput) else tuple(self.images or ())
+        for img in images:
+            if not isinstance(img, ImageInput):
+                raise TypeError(f"images must be ImageInput values, got {type(img).__name__}")
+        if images and not any(m["role"] == "user" for m in msgs):
+            raise ValueError("a request with images needs a user message to attach them to")
+        object.__setattr__(self, "images", images)
 
     @classmethod
     def chat(
@@ -120,12 +206,25 @@ class LLMRequest:
         json_schema: Mapping[str, Any] | None = None,
         regex: str | None = None,
         tag: Any = None,
+        images: Sequence[ImageInput] = (),
     ) -> LLMRequest:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        return cls(tuple(msgs), params or SamplingParams(), json_schema, regex, tag)
+        return cls(tuple(msgs), params or SamplingParams(), json_schema, regex, tag, tuple(images))
 
     def message_list(self) -> list[dict[str, str]]:
+        """The messages as text (without the images: see `openai_messages`)."""
         return [dict(m) for m in self.messages]
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        """The messages in the OpenAI chat format: as `message_list()` without images; with images,
+        the last user message's content is a list of parts, the images first (as vision-language
+        models are trained: image, then the instruction), then the text."""
+        msgs: list[dict[str, Any]] = self.message_list()
+        if self.images:
+            last = max(i for i, m in enumerate(msgs) if m["role"] == "user")
+            parts = [img.content_part() for img in self.images]
+            msgs[last]["content"] = parts + [{"type": "text", "text": msgs[last]["content"]}]
+        return msgs
 
     def key_payload(self, model: ModelIdentity) -> list[Any]:
         return [
@@ -135,6 +234,8 @@ class LLMRequest:
             self.params.key_dict(),
             self.json_schema,
             self.regex,
+            # images by content hash only, and only when there are some: a text-only key is what it always was
+            *([[["image", img.media_type, img.sha256] for img in self.images]] if self.images else []),
         ]
 
     def cache_key(self, model: ModelIdentity) -> str:
@@ -207,6 +308,20 @@ class LLMResult:
 
     def with_run_fields(self, *, cached: bool, tag: Any) -> LLMResult:
         return replace(self, cached=cached, tag=tag)
+
+
+class ImagesNotSupportedError(ValueError):
+    """A backend that cannot send images was given a request with images."""
+
+
+def refuse_images(requests: Sequence[LLMRequest], backend: str) -> None:
+    """Raise before anything is sent when a request carries images the backend cannot send."""
+    n = sum(1 for r in requests if r.images)
+    if n:
+        raise ImagesNotSupportedError(
+            f"the {backend} backend cannot send images ({n} request(s) carry some); use a vision-language model "
+            "behind an OpenAI-compatible endpoint: backend 'openai' with base_urls of e.g. `vllm serve <VLM>` "
+            "or llama.cpp's `llama-server --mmproj ...`")
 
 
 def error_result(request: LLMRequest, message: str, *, model: ModelIdentity | None = None) -> LLMResult:

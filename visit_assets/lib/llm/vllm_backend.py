@@ -149,13 +149,15 @@ class VLLMBackend:
         for start in range(0, len(requests), self.chunk_size):
             chunk = requests[start : start + self.chunk_size]
             params = [self._make_params(vllm_sampling_kwargs(r, self.seed)) for r in chunk]
+            # Images are trivial here: `LLM.chat` parses OpenAI content parts (data URIs) with the same code
+            # as `vllm serve`; a text-only model rejects them, recorded as an error row by the fallback below.
             try:
-                outputs = llm.chat([r.message_list() for r in chunk], sampling_params=params, use_tqdm=False)
+                outputs = llm.chat([r.openai_messages() for r in chunk], sampling_params=params, use_tqdm=False)
             except (ValueError, TypeError):  # a bad request rejects the whole call: retry one by one
                 outputs = []
                 for r, sp in zip(chunk, params, strict=True):
                     try:
-                        outputs.append(llm.chat([r.message_list()], sampling_params=[sp], use_tqdm=False)[0])
+                        outputs.append(llm.chat([r.openai_messages()], sampling_params=[sp], use_tqdm=False)[0])
                     except (ValueError, TypeError) as one_exc:
                         outputs.append(error_result(r, f"{type(one_exc).__name__}: {one_exc}", model=self._identity))
             for j, (r, out) in enumerate(zip(chunk, outputs, strict=True)):

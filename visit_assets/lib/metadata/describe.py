@@ -1,7 +1,10 @@
 """Deterministic text rendering of a grouped image record: what later stages feed the LLM.
 
 Positions are coarse on purpose (thirds of the image): text LLMs reason well about
-"top left" and poorly about raw coordinates. Counts above 8 become "many" (Instructify's rule).
+"top left" and poorly about raw coordinates. A label with more than 8 boxes is one line "many
+<label>s (n) spread across the image": "many" after Instructify's rule, the count kept in brackets
+because this text grounds MM-Instruct's answers, which may count. Instructify's own layout facts
+(instructify/facts.py) drop the number, as its rule does.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 in-context examples (MM-Instruct section 2.2), and the LLM fit check (section 2.3).
 
 The paper's examples come from a stronger model per instruction (stage 1 of its two-stage
-scheme). Here the example bank is `visit_assets/data/answer_examples.yaml` (hand-written, general)
-and may be extended in code with examples tied to an instruction (`AnswerExample.instruction_id`):
-when the bank holds at least n examples for the item's instruction, those are used, otherwise the
-general ones. The n examples are drawn without replacement with an rng seeded by
-(image id, instruction id, base seed), which is also the LLM's sampling seed.
+scheme: examples.py, the `instruction_examples` asset). The bank is those instruction-specific
+examples (`AnswerExample.instruction_id`) plus `visit_assets/data/answer_examples.yaml`
+(hand-written, general): when the bank holds at least n examples for the item's instruction (other
+than its own image's), those are used, otherwise the general ones. The n examples are drawn without
+replacement with an rng seeded by (image id, instruction id, base seed), also the LLM's sampling seed.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class AnswerExample:
     description: str
     answer: str
     instruction_id: str | None = None  # set for examples written for one specific instruction
+    image_id: str | None = None  # the image a stage-1 example answers (examples.py)
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ def _as_item(x: AnswerItem | Mapping[str, Any]) -> AnswerItem:
 
 def pick_examples(item: AnswerItem, bank: Sequence[AnswerExample], seed: int,
                   n: int = N_ANSWER_EXAMPLES) -> tuple[list[AnswerExample], int]:
-    """(n distinct examples, the per-item seed). Prefers examples written for the item's instruction."""
-    specific = sorted((e for e in bank if e.instruction_id == item.instruction_id), key=lambda e: e.id)
+    """(n distinct examples, the per-item seed). Prefers examples written for the item's instruction,
+    never one that answers the item's own image (it would hand the model an answer to copy)."""
+    specific = sorted((e for e in bank if e.instruction_id == item.instruction_id and e.image_id != item.image_id),
+                      key=lambda e: e.id)
     general = sorted((e for e in bank if e.instruction_id is None), key=lambda e: e.id)
     pool = specific if len(specific) >= n else general if len(general) >= n else sorted(bank, key=lambda e: e.id)
     if len(pool) < n:

@@ -18,6 +18,7 @@ from visit_assets.lib.prompts import PromptError, PromptTemplate, prompt_dir, te
 
 __all__ = [
     "PROMPTS_DIR", "ID_PREFIX", "INSTRUCTION_GENERATION", "CLUSTER_MERGE", "ANSWER_GENERATION", "FIT_CHECK",
+    "EXAMPLE_ANSWER", "IMAGE_DESCRIPTION",
     "PROMPT_NAMES", "PromptError", "PromptTemplate", "template_fields", "parse_prompt", "load_prompt", "load_prompts",
 ]
 
@@ -28,7 +29,10 @@ INSTRUCTION_GENERATION = "instruction_generation"
 CLUSTER_MERGE = "cluster_merge"
 ANSWER_GENERATION = "answer_generation"
 FIT_CHECK = "fit_check"
-PROMPT_NAMES = (INSTRUCTION_GENERATION, CLUSTER_MERGE, ANSWER_GENERATION, FIT_CHECK)
+EXAMPLE_ANSWER = "example_answer"  # stage 1 of the two-stage answering (examples.py)
+IMAGE_DESCRIPTION = "image_description"  # the paper's description of an image by a VLM (sent with LLMRequest.images)
+PROMPT_NAMES = (INSTRUCTION_GENERATION, CLUSTER_MERGE, ANSWER_GENERATION, FIT_CHECK, EXAMPLE_ANSWER,
+                IMAGE_DESCRIPTION)
 
 
 def parse_prompt(raw: Any, name: str, path: str = "") -> PromptTemplate:

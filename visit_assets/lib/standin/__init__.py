@@ -8,12 +8,14 @@ backend records its output with weights `stand-in`, which counts as not real eve
     recognise.py  which of the product's prompts a request is (read from the prompt files)
     scene.py      the facts / description a prompt carries, parsed into a small scene model
     replies.py    competent, grounded replies per prompt role
+    vision.py     the images a request carries, decoded and described from their pixels
     faults.py     planted faults: which request gets which, deterministically
     server.py     the HTTP server: replies, faults, serving-speed emulation, the fault log
     scoring.py    the log against the product's outputs: precision and recall per filter
 """
 
 STAND_IN_MODEL = "visit-stand-in-NOT-A-MODEL"
+ROLE_MODELS = ("checker", "judge", "pairwise", "teacher", "describer")  # the product's roles besides the generator
 
 
 def role_model(role: str) -> str:

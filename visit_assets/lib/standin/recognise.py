@@ -24,7 +24,9 @@ ROLES = {
     ("mminstruct", "instruction_generation"): "instruction",
     ("mminstruct", "cluster_merge"): "merge",
     ("mminstruct", "answer_generation"): "answer",
+    ("mminstruct", "example_answer"): "example_answer",  # stage 1: the teacher's answers, answered alike
     ("mminstruct", "fit_check"): "fit",
+    ("mminstruct", "image_description"): "describe",
     ("selection", "judge_score"): "judge",
     ("selection", "pairwise"): "pairwise",
     ("selection", "pairwise_example"): "pairwise_example",
@@ -49,6 +51,7 @@ class Recognised:
     role: str
     prompt_id: str
     values: dict[str, str]
+    images: tuple[str, ...] = ()  # the image URLs (data URIs) of the user message, in order
 
 
 def template_pattern(template: str) -> re.Pattern:
@@ -73,13 +76,34 @@ def known_prompts() -> tuple[Known, ...]:
     return tuple(known)
 
 
+def text_of(content: Any) -> str:
+    """A message's text: a string as it is; OpenAI content parts: the text parts joined by newlines
+    (as vLLM joins them)."""
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text") or "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    return str(content or "")
+
+
+def images_of(content: Any) -> tuple[str, ...]:
+    """The image URLs of a message's OpenAI content parts (`image_url` parts; none for a string)."""
+    if not isinstance(content, list):
+        return ()
+    out = []
+    for p in content:
+        if isinstance(p, Mapping) and p.get("type") == "image_url":
+            ref = p.get("image_url")
+            out.append(str((ref.get("url") if isinstance(ref, Mapping) else ref) or ""))
+    return tuple(out)
+
+
 def recognise(messages: Sequence[Mapping[str, Any]]) -> Recognised:
-    system = next((str(m.get("content") or "") for m in messages if m.get("role") == "system"), "").strip()
-    user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    system = next((text_of(m.get("content")) for m in messages if m.get("role") == "system"), "").strip()
+    last = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    user, images = text_of(last), images_of(last)
     for k in known_prompts():
         if k.system != system:
             continue
         m = k.pattern.fullmatch(user.strip()) or k.pattern.fullmatch(user)
         if m:
-            return Recognised(k.role, k.prompt_id, {n: v for n, v in m.groupdict().items()})
+            return Recognised(k.role, k.prompt_id, {n: v for n, v in m.groupdict().items()}, images)
     raise UnknownPrompt(f"not one of the product's prompts (system starts {system[:60]!r})")

@@ -9,10 +9,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conversation, tasks
+from . import conversation, tasks, vision
 from . import faults as F
 from .phrasing import digest
 from .recognise import GENERATE, UnknownPrompt, recognise
+from .vision import BadImage
+
+DESCRIBE = "describe"  # the description prompt: answered from the request's images (vision.py)
 
 
 @dataclass
@@ -63,7 +66,7 @@ def _competent(role: str, prompt_id: str, values: dict, h: int, fault: str | Non
         return tasks.instruction(values, h)
     if role == "merge":
         return tasks.merge(values)
-    if role == "answer":
+    if role in ("answer", "example_answer"):
         entry["kind"] = tasks.kind_of(values["instruction"])
         entry["scene"] = digest(values["description"])
         return tasks.answer(values)
@@ -86,7 +89,10 @@ def reply(body: dict, plan: F.FaultPlan) -> Reply:
     h = digest(key)
     entry: dict[str, Any] = {"key": key, "role": found.role, "prompt_id": found.prompt_id, "seed": body.get("seed"),
                              "fault": fault}
-    text = _competent(found.role, found.prompt_id, found.values, h, fault, entry)
+    if found.role == DESCRIBE:
+        text = vision.describe(found.images, entry)
+    else:
+        text = _competent(found.role, found.prompt_id, found.values, h, fault, entry)
     finish = "stop"
     if fault == F.EMPTY:
         text = ""
@@ -110,4 +116,4 @@ def reply(body: dict, plan: F.FaultPlan) -> Reply:
     return Reply(text, finish, entry)
 
 
-__all__ = ["Reply", "UnknownPrompt", "reply", "request_key", "tokens"]
+__all__ = ["BadImage", "Reply", "UnknownPrompt", "reply", "request_key", "tokens"]

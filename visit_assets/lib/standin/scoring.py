@@ -177,6 +177,30 @@ def mminstruct_report(log: Sequence[Mapping], attempts: Sequence[Mapping], gener
                        "unclear fit verdict (answer dropped)": confusion(unclear_fit)}}
 
 
+def examples_report(log: Sequence[Mapping], examples: Sequence[Mapping]) -> dict[str, Any]:
+    """Stage-1 answers (the teacher's in-context examples, `instruction_examples` rows) under the
+    answers' filters: a planted fault must leave its reply out of the example bank with the right
+    reason, a clean one must stay in. Replies meet their row by text."""
+    replies = [e for e in log if e.get("role") == "example_answer" and e.get("status") == 200]
+    rows = {_text(r.get("raw_text") or ""): r for r in examples}
+    checks, outcomes, clean_lost = defaultdict(list), Counter(), Counter()
+    for e in replies:
+        row, fault = rows.get(_text(e.get("reply") or "")), _fault(e)
+        got = "no example row" if row is None else None if row["kept"] else row["filter_reason"]
+        outcomes[f"{fault or 'clean'} -> {got or 'kept'}"] += 1
+        if fault is None and got is not None:
+            clean_lost[got] += 1
+        if fault == F.EMPTY:
+            continue
+        for name, (faults, reasons) in MM_CHECKS.items():
+            checks[name].append((fault in faults, got in reasons))
+    return {"outcomes": dict(sorted(outcomes.items())), "clean_examples_not_kept": dict(clean_lost),
+            "empty_replies": sum(1 for e in replies if e.get("fault") == F.EMPTY),
+            "empty_example_rows": sum(1 for r in examples if r.get("filter_reason") == "empty"),
+            "kept": sum(1 for r in examples if r.get("kept")),
+            "checks": {k: confusion(v) for k, v in checks.items()}}
+
+
 def transport_report(log: Sequence[Mapping], answered: Mapping[str, int]) -> dict[str, Any]:
     """Planted 5xx and slow replies, and whether any answered request was sent again."""
     return {"server_errors": sum(1 for e in log if e.get("transport") == F.SERVER_ERROR and e.get("status") == 503),

@@ -23,9 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import STAND_IN_MODEL, is_stand_in, role_model
+from . import ROLE_MODELS, STAND_IN_MODEL, is_stand_in, role_model
 from .faults import SERVER_ERROR, SLOW, FaultPlan
-from .replies import UnknownPrompt, reply, request_key, tokens
+from .recognise import images_of, text_of
+from .replies import BadImage, UnknownPrompt, reply, request_key, tokens
+
+IMAGE_TOKENS = 576  # prompt tokens counted per image (LLaVA-1.5's 24 x 24 patches at 336 px)
 
 
 def pace(n_tokens: int, now: float, next_free: float, tokens_per_s: float, total_tokens_per_s: float) -> tuple[float, float]:
@@ -130,7 +133,7 @@ class StandInServer:
             return 503, {"error": {"message": "stand-in: planted server error", "type": "server_error"}}
         try:
             r = reply(body, self.plan)
-        except UnknownPrompt as exc:
+        except (UnknownPrompt, BadImage) as exc:  # BadImage: an image it cannot load, a 400 as from vLLM
             self._record({"key": key, "status": 400, "error": str(exc)})
             return 400, {"error": {"message": f"stand-in: {exc}", "type": "invalid_request_error"}}
         except Exception as exc:  # a bug in the instrument: say so, never drop the connection silently
@@ -145,7 +148,8 @@ class StandInServer:
         finally:
             if self._slots:
                 self._slots.release()
-        prompt_tokens = sum(tokens(str(m.get("content") or "")) for m in body.get("messages") or [])
+        prompt_tokens = sum(tokens(text_of(m.get("content"))) + IMAGE_TOKENS * len(images_of(m.get("content")))
+                            for m in body.get("messages") or [])
         with self._lock:
             self.answered[key] += 1
             self.last_reply_at = time.time()
@@ -177,7 +181,7 @@ class StandInServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    names = [STAND_IN_MODEL, *(role_model(r) for r in ("checker", "judge", "pairwise"))]
+                    names = [STAND_IN_MODEL, *(role_model(r) for r in ROLE_MODELS)]
                     self._send(200, {"object": "list", "data": [
                         {"id": name, "object": "model", "owned_by": "visit-assets test instrument"} for name in names]})
                 elif self.path.rstrip("/") == "/stand-in/log":
