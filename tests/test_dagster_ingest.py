@@ -19,7 +19,7 @@ from visit_assets.lib.catalog import build_catalog
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
 
-INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]
+INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions"]
 
 
 @pytest.fixture

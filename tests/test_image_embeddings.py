@@ -11,7 +11,8 @@ from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
 
 pytestmark = pytest.mark.slow
-EMBEDDING_STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings"]
+EMBEDDING_STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions",
+                   "image_embeddings"]
 
 
 def _embeddings(home):

@@ -2,9 +2,10 @@
 
 No cluster, no Docker engine, no Helm chart: the instance config is validated with Dagster's own
 schemas, step pods are built with dagster-k8s's own job construction, manifests are parsed into the
-`kubernetes` client's API models (unknown fields fail), the settings file is loaded by kubectl's
-client-side dry run, and the definitions are built and validated with the cluster settings. The
-files are also checked against each other and against the code, so that the page cannot drift.
+`kubernetes` client's API models (unknown fields fail), the settings file is read as kubectl reads it
+(and by kubectl's client-side dry run as well where kubectl is installed: nothing here skips without
+it), and the definitions are built and validated with the cluster settings. The files are also
+checked against each other and against the code, so that the page cannot drift.
 """
 
 from __future__ import annotations
@@ -507,12 +508,38 @@ def test_settings_file_sets_the_cluster_backend():
     assert all(v for v in env.values())
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_settings_file_loads_with_kubectl():
-    out = subprocess.run(
-        ["kubectl", "create", "configmap", "visit-assets-env", "--from-env-file", str(K8S / "visit-assets.env.example"),
-         "--dry-run=client", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
-    assert json.loads(out.stdout)["data"] == _env_file()
+def _kubectl_env_file(path: Path) -> dict[str, str]:
+    """`kubectl create configmap --from-env-file` in Python, as kubectl 1.x reads the file
+    (k8s.io/kubectl/pkg/cmd/util/env_file.go, then the ConfigMap's key checks): leading whitespace
+    trimmed, blank and `#` lines skipped, split at the first `=`, the value kept verbatim (quotes and
+    trailing text included), a key without `=` taken from the environment; keys must be valid env var
+    and ConfigMap key names, each once."""
+    data: dict[str, str] = {}
+    for i, line in enumerate(path.read_bytes().decode("utf-8").splitlines()):  # invalid UTF-8 fails here too
+        line = (line.removeprefix("\ufeff") if i == 0 else line).lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", key), f"kubectl: {key!r} is not a valid key name"
+        assert len(key) <= 253 and key not in data, f"kubectl: cannot add key {key!r}"
+        data[key] = value if sep else os.environ.get(key, "")
+    return data
+
+
+def test_settings_file_loads_as_a_configmap():
+    """The settings file gives kubectl's ConfigMap exactly the values the tests read (`_env_file`), and that
+    ConfigMap is a valid API object. Runs without kubectl; where kubectl is installed, its client-side dry
+    run must agree too (the one part that needs it, and it only cross-checks `_kubectl_env_file`)."""
+    path = K8S / "visit-assets.env.example"
+    data = _kubectl_env_file(path)
+    assert data == _env_file()
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "visit-assets-env"}, "data": data}
+    model = _k8s_model(configmap)  # unknown fields fail
+    assert model.data == data and sum(len(k) + len(v) for k, v in data.items()) < 1024 * 1024  # ConfigMap limit
+    if shutil.which("kubectl"):
+        out = subprocess.run(["kubectl", "create", "configmap", "visit-assets-env", "--from-env-file", str(path),
+                              "--dry-run=client", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(out.stdout)["data"] == data
 
 
 def _code_text() -> str:

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 # the real model by tests/test_instructify_assets.py and tests/instructify/test_instructify_llama_slow.py,
 # and through a competent stand-in, MM-Instruct's included, by tests/test_rehearsal.py. Generating
 # them here with the 135M model took minutes and checked nothing those do not.
-STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings",
-         "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches"]
+STEPS = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions",
+         "image_embeddings", "seed_instructions", "generated_instructions", "clustered_instructions", "instruction_matches"]
 
 
 def _meta(instance, key):

@@ -411,8 +411,16 @@ def test_a_hostile_partition_added_in_the_ui_fails_its_run_and_writes_nothing(ho
     assert not (home / "x").exists() and not (home / "datasets" / "x").exists()
 
 
+def _grouped_rows(dataset: str, image_id: str) -> pl.DataFrame:
+    """One grouped_metadata row with every column the catalog's views read (a view that does not bind raises)."""
+    row = {"dataset": dataset, "image_id": image_id, "dataset_version": "v1", "image_key": image_id, "width": 1,
+           "height": 1, "image_mode": "RGB", "image_checked": True, "captions": ["c"], "boxes": ["b"], "qa": ["q"],
+           "ocr": ["o"], "sources": ["s"], "source_record_ids": ["r"], "code_version": "k"}
+    return pl.DataFrame([row])
+
+
 def _store_with_data(root: Path) -> None:
-    ParquetStore(root).write("grouped_metadata", "d1", "v1", pl.DataFrame({"dataset": ["d1"], "image_id": ["i1"]}))
+    ParquetStore(root).write("grouped_metadata", "d1", "v1", _grouped_rows("d1", "i1"))
 
 
 def test_catalog_refuses_a_store_path_with_a_quote(tmp_path):
@@ -452,7 +460,7 @@ def test_catalog_treats_dataset_names_as_data_not_sql(tmp_path):
     # A partition written around ParquetStore (which would refuse the name): pointer + file by hand.
     folder = tmp_path / "grouped_metadata" / "dataset=evil" / "v9"
     folder.mkdir(parents=True)
-    pl.DataFrame({"dataset": ["evil"], "image_id": [hostile]}).write_parquet(folder / "all.parquet")
+    _grouped_rows("evil", hostile).write_parquet(folder / "all.parquet")
     pointer = tmp_path / "_current" / "grouped_metadata" / "evil" / "all.json"
     pointer.parent.mkdir(parents=True)
     pointer.write_text(json.dumps({"asset": "grouped_metadata", "dataset": hostile, "shard": None, "data_version": "v9",

@@ -30,7 +30,8 @@ from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import regenerate, run_dataset
 
 pytestmark = pytest.mark.slow
-UPSTREAM = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings"]
+UPSTREAM = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions",
+            "image_embeddings"]
 SELECTION = ["imported_conversations", "imported_rejects", "quality_scores", "image_clusters", "selected_subset",
              "selection_ranking"]
 SHARDS = range(4)

@@ -7,9 +7,16 @@ import pytest
 from visit_assets.lib.catalog import build_catalog, view_names
 from visit_assets.lib.storage import ParquetStore
 
+# Every column the catalog's derived views read from grouped_metadata (sql/version_diff.sql), as the asset writes them.
+GROUPED_COLUMNS = {"image_key": pl.String, "width": pl.Int64, "height": pl.Int64, "image_mode": pl.String,
+                   "image_checked": pl.Boolean, "captions": pl.List(pl.String), "boxes": pl.List(pl.String),
+                   "qa": pl.List(pl.String), "ocr": pl.List(pl.String), "sources": pl.List(pl.String),
+                   "source_record_ids": pl.List(pl.String), "code_version": pl.String}
+
 
 def frame(version, n):
-    return pl.DataFrame({"image_id": [f"i{k}" for k in range(n)], "dataset": "d1", "dataset_version": version})
+    ids = pl.DataFrame({"image_id": [f"i{k}" for k in range(n)], "dataset": "d1", "dataset_version": version})
+    return ids.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in GROUPED_COLUMNS.items())
 
 
 def test_versions_are_kept_and_current_moves(tmp_path):
@@ -80,22 +87,52 @@ def test_embedding_matrix_reads_vectors_without_python_floats():
     assert fixed.shape == (3, 3) and fixed[2].tolist() == [0.5, -1.0, 2.5]
 
 
-def test_a_catalog_statement_that_breaks_fails_loudly(tmp_path):
-    """A statement reading an asset with no data yet is skipped (its stub stays); a broken one is raised,
-    and one that does not bind to the stored columns is warned about by name."""
-    from visit_assets.lib.catalog import SQL_DIR
+def test_a_catalog_view_that_cannot_be_built_raises_with_its_name(tmp_path):
+    """A view that does not bind to the stored columns (a store of an older layout) or a broken statement
+    is an error naming the view and DuckDB's cause, not a catalog that silently lacks the view."""
+    from visit_assets.lib.catalog import SQL_DIR, CatalogError
 
     store = ParquetStore(tmp_path / "store")
-    store.write("grouped_metadata", "d1", "v1", frame("v1", 2), shard=0, dataset_version="v1")
+    store.write("grouped_metadata", "d1", "v1", frame("v1", 2).drop("image_key"), shard=0, dataset_version="v1")
+    with pytest.raises(CatalogError, match=r"vd_raw_grouped_metadata cannot be built: .*image_key"):
+        build_catalog(tmp_path / "store")
+    store.write("grouped_metadata", "d1", "v2", frame("v2", 2), shard=0, dataset_version="v2")  # every column now
     sql = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql)
-    with pytest.warns(UserWarning, match="catalog: vd_raw_grouped_metadata not built"):  # no image_key here
-        build_catalog(tmp_path / "store", sql_dir=sql)
     lineage = (sql / "lineage.sql").read_text()
     (sql / "lineage.sql").write_text(lineage + "\nCREATE OR REPLACE VIEW broken AS SELECT no_such_function(1);\n")
-    with pytest.raises(duckdb.CatalogException, match="no_such_function"):
+    with pytest.raises(CatalogError, match=r"catalog: broken cannot be built: .*no_such_function") as raised:
         build_catalog(tmp_path / "store", sql_dir=sql)
+    assert isinstance(raised.value.__cause__, duckdb.CatalogException)
 
+
+def test_a_store_lacking_an_asset_still_builds_the_other_views(tmp_path, caplog):
+    """An asset with no data files yet (source_records here), or with empty partitions only (no row, so
+    only its lineage columns), is the one case left quiet: the views over it are left out (the
+    version-diff macros keep their empty stubs), the rest is built, and each omission is logged."""
+    import logging
+    import warnings
+
+    store = ParquetStore(tmp_path)
+    store.write("grouped_metadata", "d1", "v1", frame("v1", 2), shard=0, dataset_version="v1")
+    empty = pl.DataFrame(schema={"image_id": pl.String, "dataset": pl.String, "dataset_version": pl.String})
+    store.write("generated_conversations", "d1", "v1", empty, shard=0, dataset_version="v1")
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="visit_assets.lib.catalog"):
+        warnings.simplefilter("error")
+        path = build_catalog(tmp_path)
+    views = set(view_names(path))
+    assert {"current_partitions", "grouped_metadata", "grouped_metadata_all", "generated_conversations"} <= views
+    assert not {"image_lineage", "dataset_versions"} & views  # both read source_records
+    logged = caplog.text
+    assert "image_lineage not built: asset source_records has no data yet" in logged
+    assert "vd_raw_generated_conversations not built: asset generated_conversations has no rows yet" in logged
+    assert "vd_raw_grouped_metadata" not in logged
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM vd_raw_grouped_metadata()").fetchone()[0] == 2
+        assert con.sql("SELECT count(*) FROM vd_raw_generated_conversations()").fetchone()[0] == 0  # the stub
+    finally:
+        con.close()
 
 
 def test_an_all_null_column_is_stored_typed_and_reads_filtered(tmp_path):

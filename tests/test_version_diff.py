@@ -24,7 +24,7 @@ from visit_assets.lib.ids import image_id, shard_of
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.runner import run_dataset
 
-INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]
+INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions"]
 
 
 def _sql_changes(store, dataset: str, old: str, new: str) -> list[dict]:
@@ -179,7 +179,9 @@ def synthetic(tmp_path):
     for version, day in (("v1", "01"), ("v2", "02")):
         s.write("source_records", "d", f"sr-{version}", pl.DataFrame(
             {"record_id": ["r1"], "dataset": ["d"], "dataset_version": [version],
-             "ingested_at": [f"2026-01-{day}T00:00:00Z"]}), dataset_version=version)
+             "ingested_at": [f"2026-01-{day}T00:00:00Z"], "image_id": ["a"], "source": ["c.json"],
+             "source_format": ["coco"], "kind": ["caption"], "reject_reason": [None]},
+            schema_overrides={"reject_reason": pl.String}), dataset_version=version)  # the catalog's views read these
 
     def grouped(dv, shard, rows):
         s.write("grouped_metadata", "d", dv, pl.DataFrame(rows, schema=GROUPED), shard,

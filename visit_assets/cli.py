@@ -229,6 +229,15 @@ def rehearse(args: argparse.Namespace) -> int:
     return 0
 
 
+def loaders(args: argparse.Namespace) -> int:
+    """Every metadata loader, built in or from a plugin (docs/loaders.md)."""
+    from .lib.metadata.loaders import registry
+
+    for loader in registry.available().values():
+        print(f"{loader.name:16} {' '.join(loader.suffixes):16} {loader.origin:22} {loader.description}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="visit-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--copy", action="store_true", help="copy the folder into the datasets root instead of linking it")
     r.set_defaults(fn=run)
     sub.add_parser("catalog", help="rebuild the DuckDB catalog over the Parquet store").set_defaults(fn=catalog)
+    sub.add_parser("loaders", help="list the metadata formats it reads (built in and plugins)").set_defaults(fn=loaders)
     d = sub.add_parser("diff", help="what changed between two dataset versions, and why (default: the last two)")
     d.add_argument("dataset")
     d.add_argument("--old", help="dataset version to compare from (default: the second most recent)")

@@ -23,7 +23,7 @@ HOSTILE = "<script>alert(1)</script> A smiling astronaut «naïve ﬁle» 🚀 �
 HOSTILE_IMAGE = "astronaut.jpg"
 # The second version of `edited`: the hostile caption replaced by this one (markup again).
 NEW_CAPTION = "An astronaut waves <b>hello</b> from the new version & smiles"
-INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"]
+INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions"]
 # Content faults so that every reject stage has rows; no transport faults (slow replies, 5xx retries
 # only cost time here).
 FAULTS = FaultPlan({k: v for k, v in rehearsal.DEFAULT_FAULTS.items() if k not in ("slow", "server_error")})

@@ -5,8 +5,8 @@ The catalog holds views only, so it is rebuilt in a second and never blocks a wr
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from pathlib import Path
 from string import Template
 
@@ -14,6 +14,7 @@ import duckdb
 
 from .storage import safe_name
 
+log = logging.getLogger(__name__)
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"  # package data; the top-level sql/ links here
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # asset names become view names, unquoted
 
@@ -46,31 +47,57 @@ def _rejects_view(con: duckdb.DuckDBPyConnection, views: list[str]) -> None:
         if table in views and "reason" in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}:
             parts.append(f"SELECT '{stage}' AS stage, dataset, dataset_version, reason FROM {table}")
     if parts:
-        con.execute("CREATE OR REPLACE VIEW rejects_by_reason AS SELECT stage, dataset, dataset_version, reason, "
-                    f"count(*) AS records FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL "
-                    "ORDER BY dataset, stage, records DESC")
+        _create(con, "CREATE OR REPLACE VIEW rejects_by_reason AS SELECT stage, dataset, dataset_version, reason, "
+                f"count(*) AS records FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL "
+                "ORDER BY dataset, stage, records DESC", views)
 
 
+class CatalogError(RuntimeError):
+    """A view or macro of the catalog that could not be built; the message names it and gives DuckDB's error."""
+
+
+_CREATED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|MACRO)\s+(\w+)", re.IGNORECASE)
 _MISSING_TABLE = re.compile(r"Table with name (\w+) does not exist")
 
 
-def _execute_unless_missing(con: duckdb.DuckDBPyConnection, stmt: str, present: list[str]) -> None:
-    """Run `stmt`. A statement that reads an asset with no data yet is skipped (its stub stays); one
-    that does not bind to the data there is (a store written by an older layout: a column missing)
-    is skipped with a warning naming it; any other error is raised."""
+def _not_there_yet(con: duckdb.DuckDBPyConnection, exc: duckdb.Error, stmt: str, present: list[str]) -> str | None:
+    """Why `stmt` failed, when the cause is the one a young store has by design; None for any other cause.
+
+    That cause is an asset the statement reads that has no rows yet: no data files (so no `<asset>` or
+    `<asset>_all` view), or only empty partitions (kept with their lineage columns alone, so a column is
+    missing). Derived views over it are then left out, and each `vd_raw_*` macro keeps its empty stub."""
+    if isinstance(exc, duckdb.CatalogException):
+        missing = _MISSING_TABLE.search(str(exc))
+        if missing and missing.group(1).removesuffix("_all") not in present:  # <asset>_all: every version
+            return f"asset {missing.group(1).removesuffix('_all')} has no data yet"
+    elif isinstance(exc, duckdb.BinderException):
+        read = [a for a in present if re.search(rf"\b{a}(?:_all)?\b", stmt)]
+        empty = [a for a in read if con.execute(f"SELECT count(*) FROM {a}_all").fetchone()[0] == 0]
+        if empty:
+            return f"asset {', '.join(empty)} has no rows yet"
+    return None
+
+
+def _create(con: duckdb.DuckDBPyConnection, stmt: str, present: list[str]) -> None:
+    """Run one CREATE statement. One that reads an asset with no rows yet is skipped and logged (see
+    `_not_there_yet`); any other failure raises `CatalogError` naming the view, since a catalog that
+    silently lacks a view (a store whose columns no longer match the SQL, a broken template) is wrong."""
+    name = _CREATED.search(stmt)
+    name = name.group(1) if name else stmt.split("\n", 1)[0]
     try:
         con.execute(stmt)
-    except duckdb.CatalogException as exc:
-        missing = _MISSING_TABLE.search(str(exc))
-        if not missing or missing.group(1).removesuffix("_all") in present:  # <asset>_all: every version
-            raise
-    except duckdb.BinderException as exc:
-        name = re.search(r"(?:VIEW|MACRO)\s+(\w+)", stmt)
-        warnings.warn(f"catalog: {name.group(1) if name else 'a statement'} not built: {exc}", UserWarning, stacklevel=2)
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:
+        reason = _not_there_yet(con, exc, stmt, present)
+        if reason is None:
+            raise CatalogError(f"catalog: {name} cannot be built: {exc}") from exc
+        log.info("catalog: %s not built: %s", name, reason)
+    except duckdb.Error as exc:
+        raise CatalogError(f"catalog: {name} cannot be built: {exc}") from exc
 
 
 def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
-    """Create or refresh `<store>/catalog.duckdb`; returns its path."""
+    """Create or refresh `<store>/catalog.duckdb`; returns its path. Raises `CatalogError` for a view that
+    cannot be built, except one over an asset with no rows yet (left out, and logged at INFO)."""
     store = Path(store).resolve()
     catalog_path = Path(catalog_path or store / "catalog.duckdb")
     if "'" in str(store):
@@ -79,21 +106,21 @@ def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path =
     con = duckdb.connect(str(catalog_path))
     try:
         if any((store / "_current").glob("*/*/*.json")):
+            present = [view_name(a) for a in assets_with_data(store)]  # each named in SQL below
             for stmt in _statements((sql_dir / "catalog.sql").read_text()):
-                con.execute(Template(stmt).substitute(fill))
+                _create(con, Template(stmt).substitute(fill), present)
             template = (sql_dir / "asset_views.sql").read_text()
-            for asset in assets_with_data(store):
-                pointers = f"_current/{view_name(asset)}/*/*.json"
+            for asset in present:
+                pointers = f"_current/{asset}/*/*.json"
                 if not any(store.glob(pointers)):  # data written, no pointer yet: the view is empty
                     pointers = "_current/*/*/*.json"
                 for stmt in _statements(template):
-                    con.execute(Template(stmt).substitute(fill, asset=view_name(asset),
-                                                          pointers=f"{store.as_posix()}/{pointers}"))
-            present = assets_with_data(store)
+                    _create(con, Template(stmt).substitute(fill, asset=asset,
+                                                           pointers=f"{store.as_posix()}/{pointers}"), present)
             _rejects_view(con, present)
             for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
                 for stmt in _statements((sql_dir / name).read_text()):
-                    _execute_unless_missing(con, Template(stmt).substitute(fill), present)
+                    _create(con, Template(stmt).substitute(fill), present)
     finally:
         con.close()
     return catalog_path

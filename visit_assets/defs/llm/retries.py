@@ -22,9 +22,10 @@ they would fail the same way on every retry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -53,11 +54,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, LLMUnavailableError) and exc.transient
 
 
-def _final(exc: Exception) -> Exception | None:
-    """The non-retryable failure to raise instead of `exc`, or None to let `exc` through."""
-    if is_transient(exc) or isinstance(exc, (dg.Failure, dg.RetryRequested, dg.DagsterError)):  # they say themselves
-        return None
-    return dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False)
+@contextlib.contextmanager
+def _no_retry_unless_transient() -> Iterator[None]:
+    """Re-raise any failure of the body as `dg.Failure(allow_retries=False)` caused by it, except a
+    transient LLM outage and Dagster's own signals (Failure, RetryRequested, DagsterError), which say
+    themselves whether to retry. Why: a retry policy retries every other failure, and a wrong key or
+    model, a missing parent or a bug would only fail the same way again, minutes later."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, (dg.Failure, dg.RetryRequested, dg.DagsterError)):
+            raise
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
 def retry_only_transient(fn: F) -> F:
@@ -70,24 +78,14 @@ def retry_only_transient(fn: F) -> F:
     if inspect.isgeneratorfunction(fn):  # multi-assets yield their results
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with _no_retry_unless_transient():
                 yield from fn(*args, **kwargs)
-            except Exception as exc:
-                final = _final(exc)
-                if final is None:
-                    raise
-                raise final from exc
 
         return generator  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def function(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with _no_retry_unless_transient():
             return fn(*args, **kwargs)
-        except Exception as exc:
-            final = _final(exc)
-            if final is None:
-                raise
-            raise final from exc
 
     return function  # type: ignore[return-value]

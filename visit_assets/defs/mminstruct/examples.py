@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from ...lib.code_version import code_version
-from ...lib.frames import rows_frame
+from ...lib.frames import frame_fingerprint, rows_frame
 from ...lib.ids import content_hash
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import examples as examples_mod
@@ -54,12 +54,12 @@ def instruction_examples(context: dg.AssetExecutionContext, config: InstructionE
     jobs = examples_mod.example_requests(pairs, config.seed, params=params)
     results, llm_meta = teacher.run_batch(context, [j.request for j in jobs], label="examples") if jobs else ([], {})
     rows = [examples_mod.example_row(j, r) for j, r in zip(jobs, results, strict=True)]
-    parents = {"clustered_instructions": parquet.current("clustered_instructions", dataset)["data_version"],
-               **{f"{a}/{s}": parquet.current(a, dataset, s)["data_version"]
-                  for a in ("image_embeddings", "image_descriptions") for s in shards}}
     dataset_version = parquet.current("clustered_instructions", dataset)["dataset_version"]
     frame = rows_frame(rows, lineage_columns(dataset, dataset_version, EXAMPLES_VERSION))
-    version = content_hash(parents, EXAMPLES_VERSION, config.model_dump(), teacher.get_client().identity.as_dict())
+    # From the examples themselves: an edit that leaves every example as it was (most edits of one
+    # image) changes nothing below, so the conversations of other shards stay as they are.
+    version = content_hash(frame_fingerprint(frame), EXAMPLES_VERSION, config.model_dump(),
+                           teacher.get_client().identity.as_dict())
     parquet.write("instruction_examples", dataset, version, frame, dataset_version=dataset_version,
                   code_version=EXAMPLES_VERSION)
     kept = frame.filter(pl.col("kept")) if rows else frame

@@ -22,7 +22,7 @@ import polars as pl
 import yaml
 
 from ..ids import content_hash, file_sha256, image_id, shard_of
-from .loaders import METADATA_SUFFIXES, load_source
+from .loaders import METADATA_SUFFIXES, load_source, registry
 from .paths import UnsafePath, normalise_image_key, resolve_inside
 from .records import empty_source_records
 
@@ -49,6 +49,7 @@ class DatasetLayout:
     images_dir: Path
     sources: tuple[tuple[Path, str | None], ...] = field(default_factory=tuple)
     imported: tuple[Path, ...] = field(default_factory=tuple)  # VisIT conversations to re-select
+    companions: tuple[Path, ...] = field(default_factory=tuple)  # read by a source's loader, not on their own
 
     def source_name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -71,11 +72,23 @@ def read_layout(root: Path) -> DatasetLayout:
         sources = tuple(_manifest_source(root, s) for s in manifest["sources"])
     else:
         sources = tuple((p, None) for p in _metadata_files(root, (images_dir, imported_dir)))
+    sources, companions = _split_companions(sources)
     if manifest.get("conversations"):
         imported = tuple(_manifest_source(root, s)[0] for s in manifest["conversations"])
     else:
         imported = tuple(p for p in sorted(imported_dir.rglob("*")) if p.suffix in METADATA_SUFFIXES and p.is_file())
-    return DatasetLayout(name, root, images_dir, sources, imported)
+    return DatasetLayout(name, root, images_dir, sources, imported, companions)
+
+
+def _split_companions(sources: tuple[tuple[Path, str | None], ...]
+                      ) -> tuple[tuple[tuple[Path, str | None], ...], tuple[Path, ...]]:
+    """(the sources to load, the files their loaders read with them): a companion is never loaded
+    on its own (its records would count twice)."""
+    companions: set[Path] = set()
+    for path, fmt in sources:
+        companions.update(registry.companions_of(path, fmt or registry.detect(path).format))
+    kept = tuple((p, f) for p, f in sources if p not in companions)
+    return kept, tuple(sorted(companions - {p for p, _ in kept}))
 
 
 def _manifest_source(root: Path, entry: object) -> tuple[Path, str | None]:
@@ -98,10 +111,10 @@ def _metadata_files(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     runs on every sensor tick and in every shard's run. Symlinked folders are not followed."""
     if root in skip:  # the images are the dataset folder itself: nothing there is metadata
         return []
-    found = []
+    found, suffixes = [], registry.metadata_suffixes()  # a plugin's loader may read other files (.tsv)
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if Path(folder, d) not in skip]
-        found += [p for p in (Path(folder, f) for f in files) if p.suffix in METADATA_SUFFIXES and p.is_file()]
+        found += [p for p in (Path(folder, f) for f in files) if p.suffix in suffixes and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
@@ -109,6 +122,7 @@ def dataset_version(layout: DatasetLayout) -> str:
     """Content hash of every metadata file (name + bytes) and of the manifest."""
     parts = [(layout.source_name(p), fmt, file_sha256(p)) for p, fmt in layout.sources]
     parts += [(layout.source_name(p), "imported", file_sha256(p)) for p in layout.imported]
+    parts += [(layout.source_name(p), "companion", file_sha256(p)) for p in layout.companions]
     manifest = layout.root / MANIFEST
     if manifest.exists():
         parts.append((MANIFEST, None, file_sha256(manifest)))
@@ -118,7 +132,7 @@ def dataset_version(layout: DatasetLayout) -> str:
 def fingerprint(root: Path) -> str:
     """Cheap change detector for sensors: names, sizes and mtimes of the metadata files."""
     layout = read_layout(root)
-    files = [p for p, _ in layout.sources] + list(layout.imported)
+    files = [p for p, _ in layout.sources] + list(layout.imported) + list(layout.companions)
     stats = [(layout.source_name(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return content_hash("fingerprint", stats)
 

@@ -40,6 +40,8 @@ REJECT_REASONS = {
     # loader level
     "malformed_file": "the metadata file is not valid JSON / JSONL / Parquet or not UTF-8",
     "unknown_format": "no loader recognises the file's structure",
+    "ambiguous_format": "several loaders recognise the file: its format must be named in dataset.yaml",
+    "missing_companion": "the file is read with another one (e.g. VQA questions with their annotations) that is absent",
     "invalid_record": "a record lacks required fields or has fields of the wrong type",
     "unknown_image_id": "an annotation names an image id absent from the file's image list",
     "unsafe_path": "the image path is absolute or leaves the dataset folder",

@@ -1,4 +1,5 @@
-"""Metadata loaders: each turns one file into source records (see ..records)."""
+"""Metadata loaders: each turns one file into source records (see ..records). Which formats
+exist, built in or from plugins, and how a file's format is recognised: registry.py."""
 
 from __future__ import annotations
 
@@ -7,38 +8,28 @@ from pathlib import Path
 import polars as pl
 
 from ..records import INVALID, to_source_records
-from .coco import load_coco, looks_like_coco
-from .llava import load_llava, looks_like_llava
-from .records_format import load_records
+from . import registry
 
-LOADERS = {"coco": load_coco, "llava": load_llava, "records": load_records}
-METADATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+METADATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # the built-in loaders' (and imported conversations')
 
 
 def detect_format(path: Path) -> str | None:
-    """Pick a loader from the suffix and the first bytes; None when nothing matches."""
-    if path.suffix in (".jsonl", ".parquet"):
-        return "records"
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if looks_like_llava(head):
-        return "llava"
-    if looks_like_coco(head):
-        return "coco"
-    return None
+    """The loader that recognises the file, None when none or several do (registry.detect)."""
+    return registry.detect(path).format
 
 
 def load_source(path: Path, source: str, fmt: str | None = None) -> pl.DataFrame:
-    """Load one metadata file; an unknown format is a reject row, not an exception."""
-    fmt = fmt or detect_format(path)
+    """Load one metadata file; an unknown or ambiguous format is a reject row, not an exception."""
     if fmt is None:
         if not path.read_bytes()[:1]:
-            reason, detail = "malformed_file", "the file is empty"
-        else:
-            reason, detail = "unknown_format", "not COCO, LLaVA or the record format"
-        return to_source_records([{"source": source, "source_format": "unknown", "kind": INVALID,
-                                   "record_id": f"{source}#file", "reject_reason": reason,
-                                   "reject_detail": detail}])
-    if fmt not in LOADERS:
-        raise ValueError(f"unknown metadata format {fmt!r}; known: {sorted(LOADERS)}")
-    return LOADERS[fmt](path, source)
+            return _file_reject(source, "malformed_file", "the file is empty")
+        found = registry.detect(path)
+        if found.format is None:
+            return _file_reject(source, found.reason, found.detail)
+        fmt = found.format
+    return registry.get(fmt).load(path, source)
+
+
+def _file_reject(source: str, reason: str, detail: str) -> pl.DataFrame:
+    return to_source_records([{"source": source, "source_format": "unknown", "kind": INVALID,
+                               "record_id": f"{source}#file", "reject_reason": reason, "reject_detail": detail}])

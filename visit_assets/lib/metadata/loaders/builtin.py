@@ -1,0 +1,30 @@
+"""The loaders that ship with the product, as registry entries (registry.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .coco import load_coco, looks_like_coco
+from .llava import load_llava, looks_like_llava
+from .records_format import load_records
+from .registry import NO, SIGNATURE, STRUCTURE, Loader
+
+
+def _coco(path: Path, head: bytes) -> int:
+    return STRUCTURE if path.suffix == ".json" and looks_like_coco(head) else NO  # any {"annotations": [...]}
+
+
+def _llava(path: Path, head: bytes) -> int:
+    return SIGNATURE if path.suffix == ".json" and looks_like_llava(head) else NO
+
+
+def _records(path: Path, head: bytes) -> int:
+    return STRUCTURE if path.suffix in (".jsonl", ".parquet") else NO
+
+
+LOADERS = [
+    Loader("coco", load_coco, _coco, description="COCO captions / instances JSON (2014, 2017)"),
+    Loader("llava", load_llava, _llava, description="LLaVA conversation JSON: QA pairs per image"),
+    Loader("records", load_records, _records, description="this product's record format (JSONL or Parquet)",
+           suffixes=(".jsonl", ".parquet")),
+]
