@@ -1,5 +1,7 @@
 """Ingest domain: metadata files -> source_records -> grouped_metadata (+ rejects) -> image_descriptions."""
 
+import importlib
+
 import dagster as dg
 import polars as pl
 
@@ -11,7 +13,8 @@ from ...lib.metadata import describe as describe_mod
 from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
-from ...lib.metadata.loaders import coco, llava, records_format
+from ...lib.metadata.loaders import common as loader_common
+from ...lib.metadata.loaders import registry as loader_registry
 from ...lib.mminstruct import describe as vlm_mod
 from ..metadata import counts_by, preview, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
@@ -19,7 +22,16 @@ from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
 from . import checks
 
-LOADING_VERSION = code_version(dataset_mod, loaders_pkg, coco, llava, records_format, paths, pipeline)
+
+def _loader_modules() -> list:
+    """The module of every loader, built in or a plugin's: a new version of any changes the ingest's."""
+    names = {f.__module__ for loader in loader_registry.available().values()
+             for f in (loader.load, loader.detect, loader.companions) if f is not None}
+    return [importlib.import_module(n) for n in sorted(names)]
+
+
+LOADING_VERSION = code_version(dataset_mod, loaders_pkg, loader_registry, loader_common, paths, pipeline,
+                               *_loader_modules())
 GROUPING_VERSION = code_version(grouping, images, paths, pipeline)
 DESCRIBE_VERSION = code_version(describe_mod)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import textvqa, vqa
+from . import visual_genome as vg
 from .coco import load_coco, looks_like_coco
 from .llava import load_llava, looks_like_llava
 from .records_format import load_records
@@ -27,4 +29,7 @@ LOADERS = [
     Loader("llava", load_llava, _llava, description="LLaVA conversation JSON: QA pairs per image"),
     Loader("records", load_records, _records, description="this product's record format (JSONL or Parquet)",
            suffixes=(".jsonl", ".parquet")),
+    vqa.LOADER,
+    vg.LOADER,  # visual_genome
+    textvqa.LOADER,
 ]
