@@ -234,7 +234,7 @@ def loaders(args: argparse.Namespace) -> int:
     from .lib.metadata.loaders import registry
 
     for loader in registry.available().values():
-        print(f"{loader.name:16} {' '.join(loader.suffixes):16} {loader.origin:22} {loader.description}")
+        print(f"{loader.name:21} {' '.join(loader.suffixes):16} {loader.origin:22} {loader.description}")
     return 0
 
 

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import textvqa, vqa
-from . import visual_genome as vg
+from . import (
+    aokvqa,
+    conceptual_captions,
+    gqa,
+    image_paragraphs,
+    localized_narratives,
+    lvis,
+    tallyqa,
+    textcaps,
+    textvqa,
+    visual_genome,
+    vqa,
+    vsr,
+)
 from .coco import load_coco, looks_like_coco
 from .llava import load_llava, looks_like_llava
 from .records_format import load_records
@@ -29,7 +41,7 @@ LOADERS = [
     Loader("llava", load_llava, _llava, description="LLaVA conversation JSON: QA pairs per image"),
     Loader("records", load_records, _records, description="this product's record format (JSONL or Parquet)",
            suffixes=(".jsonl", ".parquet")),
-    vqa.LOADER,
-    vg.LOADER,  # visual_genome
-    textvqa.LOADER,
+    # the datasets Instructify's recipe draws on (docs/loaders.md)
+    *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
+                         localized_narratives, conceptual_captions, lvis)),
 ]
