@@ -49,6 +49,11 @@ def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
         assert all(r.event.dagster_event.event_specific_data.passed for r in history)
     meta = instance.get_latest_materialization_event(dg.AssetKey("source_records")).asset_materialization.metadata
     assert meta["dagster/row_count"].value > 0 and meta["dataset_version"].value
+    by_format = meta["records_by_format_and_kind"].value  # what each source dataset brought, per kind
+    assert set(by_format) >= {"coco", "records"} and sum(n for kinds in by_format.values()
+                                                          for n in kinds.values()) == meta["dagster/row_count"].value
+    grouped_meta = instance.get_latest_materialization_event(dg.AssetKey("grouped_metadata")).asset_materialization
+    assert "images_from_several_sources" in grouped_meta.metadata
     # The catalog answers lineage questions across assets.
     con = duckdb.connect(str(build_catalog(home / "store")), read_only=True)
     n = con.sql("SELECT count(DISTINCT image_id) FROM image_lineage").fetchone()[0]

@@ -69,12 +69,23 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource, data
             "dataset_version": version,
             "dagster/row_count": frame.height,
             "records_by_kind": counts_by(frame, "kind"),
+            "records_by_format_and_kind": dg.MetadataValue.json(_by_format_and_kind(frame)),
             "loader_rejects_by_reason": counts_by(flagged, "reject_reason"),
             "sources": [layout.source_name(p) for p, _ in layout.sources],
+            "companions": [layout.source_name(p) for p in layout.companions],
             "preview": preview(frame, ["record_id", "kind", "image_key", "text", "label", "reject_reason"]),
         },
     )
     yield checks.unique_record_ids(frame)
+
+
+def _by_format_and_kind(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """{format: {kind: records}}: what each dataset of a mixed folder brought."""
+    counts = frame.group_by("source_format", "kind").len().sort("source_format", "kind")
+    out: dict[str, dict[str, int]] = {}
+    for fmt, kind, n in counts.iter_rows():
+        out.setdefault(str(fmt), {})[str(kind)] = int(n)
+    return out
 
 
 @dg.multi_asset(
@@ -104,6 +115,8 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version), metadata={
         "dataset_version": version, "dagster/row_count": grouped.height,
         "images_checked": config.check_images, "source_records": records.height,
+        # images whose record merges several sources (e.g. COCO captions with VQAv2 questions)
+        "images_from_several_sources": int((grouped["sources"].list.len() > 1).sum()) if grouped.height else 0,
         "preview": preview(grouped, ["image_key", "width", "height", "captions", "boxes", "qa", "sources"]),
         "viewer": viewer_link("/", dataset=dataset),
     })
