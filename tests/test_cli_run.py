@@ -24,7 +24,7 @@ RECORDS = """\
 {"id": "k", "image": "chelsea_cat.jpg", "captions": ["A ginger cat looks straight at the camera."]}
 {"id": "r", "image": "rocket_launch.jpg", "captions": ["A rocket lifts off from the launch pad in a cloud of smoke."]}
 """
-NAMED = "seed_instructions,source_records,grouped_metadata,image_descriptions,generated_instructions"
+NAMED = "seed_instructions,source_records,grouped_metadata,vlm_descriptions,image_descriptions,generated_instructions"
 
 
 @pytest.fixture
@@ -68,8 +68,8 @@ def test_run_named_assets_of_a_dataset_folder_with_progress(env, capsys):
 
     # One line per run start and end (wave, partition, duration), and the LLM batches' progress.
     assert "[run 1/6] wave 0 · unpartitioned · seed_instructions started" in out
-    assert re.search(r"\[run 3/6\] wave 2 · my_photos\|0 · grouped_metadata, metadata_rejects, image_descriptions, "
-                     r"generated_instructions started", out)
+    assert re.search(r"\[run 3/6\] wave 2 · my_photos\|0 · grouped_metadata, metadata_rejects, vlm_descriptions, "
+                     r"image_descriptions, generated_instructions started", out)
     assert len(re.findall(r"^\[run \d/6\] .* done in \d+\.\d s$", out, re.M)) == 6
     assert re.search(r"^  generated_instructions · instructions: 0/\d \(0%\) · 0 cached$", out, re.M)
     assert re.search(r"^  generated_instructions · instructions: \d requests · 0 cached · \d sent · \d+ tokens out · "
