@@ -3,6 +3,7 @@
 #   make sample   run the whole pipeline on the embedded sample dataset
 #   make test     run the test suite
 # make rehearse runs the sample through the stand-in model (a test instrument with planted faults).
+# make test lists its 25 slowest tests at the end (CI time is watched: under 40 minutes).
 # make lock re-resolves pyproject.toml's ranges into requirements.lock (commit the result).
 .PHONY: sample test ui viewer catalog check-setup lock rehearse
 
@@ -14,7 +15,7 @@ sample:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli run-sample
 
 test:
-	@scripts/ensure_chromium.sh && venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/ensure_chromium.sh && venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 ui:
 	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \
