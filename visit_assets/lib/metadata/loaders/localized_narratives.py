@@ -45,11 +45,11 @@ from pathlib import Path
 
 import polars as pl
 
-from ..records import CAPTION, IMAGE, INVALID, to_source_records
+from ..records import CAPTION, IMAGE, to_source_records
 from .common import BadFile, file_reject, nonempty_str
 from .registry import NO, SIGNATURE, Loader
 from .vqa import json_type
-from .vsr import read_lines
+from .vsr import json_objects, read_lines
 
 FORMAT = "localized_narratives"
 _DETAIL_MAX = 300
@@ -112,19 +112,7 @@ def load_localized_narratives(path: Path, source: str) -> pl.DataFrame:
         return to_source_records([file_reject(source, FORMAT, e)])
     rows: list[dict] = []
     images: set[str] = set()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except json.JSONDecodeError as e:
-            rows.append({**base, "record_id": f"{source}#line/{n}", "kind": INVALID, "reject_reason": "malformed_file",
-                         "reject_detail": f"line {n}: invalid JSON: {e}"[:_DETAIL_MAX]})
-            continue
-        if not isinstance(obj, dict):
-            rows.append({**base, "record_id": f"{source}#line/{n}", "kind": INVALID, "reject_reason": "invalid_record",
-                         "reject_detail": f"line {n} is {json_type(obj)}, not an object"})
-            continue
+    for n, obj in json_objects(lines, base, rows):
         key, problem = _key(obj)
         caption = obj.get("caption")
         if key is not None and key not in images:

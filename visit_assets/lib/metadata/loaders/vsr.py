@@ -80,6 +80,24 @@ def read_lines(path: Path) -> list[bytes]:
         raise BadFile("malformed_file", f"not UTF-8: {e}") from None
     return raw.split(b"\n")
 
+def json_objects(lines: list[bytes], base: dict, rows: list[dict]):
+    """(line number, object) for each JSON-object line; a line that is not JSON, or not an object,
+    becomes a reject row `<source>#line/<n>` in `rows` (blank lines are not records)."""
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except json.JSONDecodeError as e:
+            rows.append({**base, "record_id": f"{base['source']}#line/{n}", "kind": INVALID,
+                         "reject_reason": "malformed_file", "reject_detail": f"line {n}: invalid JSON: {e}"[:_DETAIL_MAX]})
+            continue
+        if not isinstance(obj, dict):
+            rows.append({**base, "record_id": f"{base['source']}#line/{n}", "kind": INVALID,
+                         "reject_reason": "invalid_record", "reject_detail": f"line {n} is {json_type(obj)}, not an object"})
+            continue
+        yield n, obj
+
 
 def _answer(label: object) -> str | None:
     if isinstance(label, bool) or (type(label) is int and label in (0, 1)):
@@ -109,19 +127,7 @@ def load_vsr(path: Path, source: str) -> pl.DataFrame:
         return to_source_records([file_reject(source, FORMAT, e)])
     rows: list[dict] = []
     images: set[str] = set()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except json.JSONDecodeError as e:
-            rows.append({**base, "record_id": f"{source}#line/{n}", "kind": INVALID, "reject_reason": "malformed_file",
-                         "reject_detail": f"line {n}: invalid JSON: {e}"[:_DETAIL_MAX]})
-            continue
-        if not isinstance(obj, dict):
-            rows.append({**base, "record_id": f"{source}#line/{n}", "kind": INVALID, "reject_reason": "invalid_record",
-                         "reject_detail": f"line {n} is {json_type(obj)}, not an object"})
-            continue
+    for n, obj in json_objects(lines, base, rows):
         answer = _answer(obj.get("label"))
         caption = obj.get("caption")
         row = {**base, "record_id": f"{source}#qa/{n}", "kind": QA, "answer": answer,
