@@ -1,41 +1,29 @@
-"""The code location: assets, checks, sensors and resources of every domain, gathered here only."""
+"""The code location: Dagster loads every module of visit_assets/defs, so a new domain or sensor needs no entry here."""
 
-from __future__ import annotations
+import warnings
+from functools import cache
+from pathlib import Path
 
 import dagster as dg
 
-from .defs import automation
-from .defs.conversations import assets as conversation_assets
-from .defs.ingest import assets as ingest_assets
-from .defs.ingest import sensors as ingest_sensors
-from .defs.instructify import assets as instructify_assets
+from . import defs as defs_package
 from .defs.llm.resources import LLMResource
-from .defs.mminstruct import assets as mminstruct_assets
-from .defs.mminstruct import descriptions as mminstruct_descriptions
-from .defs.mminstruct import examples as mminstruct_examples
-from .defs.mminstruct import sensors as mminstruct_sensors
-from .defs.models import assets as model_assets
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
 from .defs.resources import DatasetsResource, StoreResource
-from .defs.selection import assets as selection_assets
+
+
+@cache  # one walk of the folder for the many build_defs() calls; the modules are imported once anyway
+def _defs_folder() -> dg.Definitions:
+    # load_from_defs_folder minus its pyproject lookup: none in a wheel; its one name fits laptop or cluster, not both
+    with warnings.catch_warnings(action="ignore", category=dg.PreviewWarning):  # its per-module scan is "preview"
+        return dg.ComponentTree.from_module(defs_module=defs_package, project_root=Path(__file__).parents[1]).build_defs()
 
 
 def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
-    """The definitions with default resources; keyword arguments replace resources (tests, profiles)."""
-    defaults = {
-        "store": StoreResource(), "datasets": DatasetsResource(),
-        "llm": LLMResource(), "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource(),
-    }
-    return dg.Definitions(
-        assets=dg.load_assets_from_modules(
-            [ingest_assets, model_assets, instructify_assets, mminstruct_assets, mminstruct_descriptions,
-             mminstruct_examples, conversation_assets, selection_assets]),
-        sensors=[ingest_sensors.dataset_folder_sensor, automation.regenerate_downstream,
-                 mminstruct_sensors.seed_file_sensor],
-        schedules=[ingest_sensors.nightly_reingest],
-        jobs=[ingest_sensors.ingest_dataset_job],
-        resources={**defaults, **resources},
-    )
+    """Every domain's definitions with the shared resources; keyword arguments replace resources (tests, profiles)."""
+    defaults = {"store": StoreResource(), "datasets": DatasetsResource(), "llm": LLMResource(),
+                "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource()}
+    return dg.Definitions.merge(_defs_folder(), dg.Definitions(resources={**defaults, **resources}))
 
 
 defs = build_defs()

@@ -12,10 +12,10 @@ from ... import settings
 from ...lib.metadata.dataset import DatasetError, fingerprint
 from ..partitions import dataset_partitions
 from ..resources import DatasetsResource, StoreResource
-from .assets import source_records
+from . import assets  # the module, not its assets: each Dagster object is found once, where it is defined
 
 # A named job, so sensor and schedule runs read as "ingest_dataset" in the UI.
-ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[source_records])
+ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[assets.source_records])
 
 
 @dg.sensor(job=ingest_dataset_job, minimum_interval_seconds=settings.sensor_interval_s(),
