@@ -37,7 +37,9 @@ sys.path.insert(0, str(HERE))
 
 from common import commit, machine, save_result  # noqa: E402
 
-from visit_assets.lib.models.clip import ClipEncoder, ImagePrep, usable_cpus  # noqa: E402
+from visit_assets.lib.models.clip import ClipEncoder  # noqa: E402
+from visit_assets.lib.models.image_prep import ImagePrep  # noqa: E402
+from visit_assets.lib.models.threads import usable_cpus  # noqa: E402
 
 OUT = HERE / "out" / "clip_images_v1"
 SEED = 1234

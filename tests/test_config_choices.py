@@ -20,7 +20,7 @@ from visit_assets.defs.partitions import dataset_partitions
 from visit_assets.defs.selection.assets import EvaluationConfig, ImageClusterConfig, SelectionConfig
 from visit_assets.lib.instructify import sampling
 from visit_assets.lib.llm import openai_backend
-from visit_assets.lib.models import clip
+from visit_assets.lib.models import clip, decode_pool
 from visit_assets.lib.selection import clustering, final_score, pairwise, ranking, select
 
 BOGUS = "no-such-choice"
@@ -39,7 +39,7 @@ OP_CHOICES = [
 # (resource key, its class, the field, the names the pure logic knows)
 RESOURCE_CHOICES = [
     ("llm", LLMResource, "schema_style", openai_backend.SCHEMA_STYLES),
-    ("clip", ClipResource, "loader", clip.LOADERS),
+    ("clip", ClipResource, "loader", decode_pool.LOADERS),
 ]
 ALL = [(cls, field, names) for _, cls, field, names in OP_CHOICES + RESOURCE_CHOICES]
 

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 
 from visit_assets.lib.ids import file_sha256
-from visit_assets.lib.models.clip import (
-    ClipEncoder,
-    ClipUnavailableError,
-    ImagePrep,
-    cached_checkpoint_for_tag,
-    split_sentences,
-)
+from visit_assets.lib.models.clip import ClipEncoder, ClipUnavailableError, split_sentences
+from visit_assets.lib.models.clip_cache import cached_checkpoint_for_tag
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED
+from visit_assets.lib.models.image_prep import ImagePrep
 
 CLIP_ARCH = "ViT-S-32-alt"  # == conftest's clip_arch fixture (asserted below)
 GOOD_IMAGES = ("red_circle.jpg", "blue_square.jpg", "tall_stripes.jpg", "rgba_triangle.png", "grey_ellipse.png")

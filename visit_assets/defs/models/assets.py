@@ -10,6 +10,7 @@ from ...lib.metadata.paths import UnsafePath, resolve_inside
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embedding spaces matching reads
 from ...lib.models import clip as clip_mod
+from ...lib.models import clip_cache, decode_pool, image_prep, threads
 from ...lib.models import embedder as embedder_mod
 from ..k8s import GPU_OP_TAGS
 from ..partitions import dataset_and_shard, image_partitions
@@ -18,7 +19,8 @@ from ..waves import REGENERATED
 from . import checks
 from .resources import ClipResource, EmbedderResource
 
-EMBEDDING_VERSION = code_version(clip_mod, embedder_mod)
+# clip.py was split into these modules; all of them still make (or name) the embeddings
+EMBEDDING_VERSION = code_version(clip_mod, clip_cache, decode_pool, image_prep, threads, embedder_mod)
 
 
 def _image_paths(images_dir, keys: list[str]) -> list[str]:

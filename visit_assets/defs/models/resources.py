@@ -29,7 +29,8 @@ import dagster as dg
 
 from ... import settings
 from ...lib.ids import stable_json
-from ...lib.models.clip import DEFAULT_ARCH, ClipEncoder, Loader
+from ...lib.models.clip import DEFAULT_ARCH, ClipEncoder
+from ...lib.models.decode_pool import Loader
 from ...lib.models.embedder import SentenceEmbedder
 from ...lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
 from ...lib.models.reward import RewardModel

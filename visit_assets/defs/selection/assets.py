@@ -131,11 +131,13 @@ def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, sto
     parquet = store.store()
     conversations = scoring.conversations(parquet, dataset, _shards())
     judge = llm.role("judge")
-    frame, raw, models, judge_rows, info = scoring.score_all(context, config, parquet, dataset, _shards(),
-                                                            conversations, judge, clip, embedder, reward)
+    scores = scoring.score_all(context, config, parquet, dataset, _shards(), conversations,
+                               scoring.Scorers(judge, clip, embedder, reward))
+    raw, info = scores.raw, scores.info
     columns, scaling = quality_mod.scaled_columns(raw)
-    frame = frame.with_columns(*columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in models.items()],
-                               *judge_rows, pl.lit(stable_json(scaling)).alias("scaling"))
+    frame = conversations.with_columns(
+        *columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in scores.models.items()],
+        *scores.judge_columns, pl.lit(stable_json(scaling)).alias("scaling"))
     dataset_version = scoring.current_dataset_version(parquet, dataset)
     frame = frame.with_columns(*lineage_columns(dataset, dataset_version, QUALITY_VERSION))
     version = content_hash(_versions(parquet, dataset, ["filtered_conversations", "image_embeddings"], True),

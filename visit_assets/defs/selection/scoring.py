@@ -1,8 +1,13 @@
 """The model calls behind quality_scores and pairwise_evaluation (resources in, columns out)."""
 
+from __future__ import annotations
+
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import dagster as dg
 import numpy as np
 import polars as pl
 
@@ -13,8 +18,14 @@ from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import pairwise as pairwise_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
+from ...lib.storage import ParquetStore
+from ..llm.resources import RoleLLM
 from ..llm.rounds import LLMRounds
 from ..models.assets import CLIP_IMAGE
+from ..models.resources import ClipResource, EmbedderResource, RewardResource
+
+if TYPE_CHECKING:  # assets.py imports this module
+    from .assets import QualityConfig
 
 CONVERSATION_COLUMNS = ["conversation_id", "image_id", "image_key", "recipe", "turns"]
 
@@ -125,14 +136,36 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
     return values, columns, chunks.metadata() if len(todo) > JUDGE_CHUNK else meta, dict(Counter(status.tolist()))
 
 
-def score_all(context, config, parquet, dataset: str, shards: list[int], frame: pl.DataFrame, llm, clip, embedder,
-              reward):
-    """(frame, raw scores, model per row per score, judge columns, info) for `quality_scores`."""
+@dataclass(frozen=True)
+class Scorers:
+    """The models quality_scores asks: the LLM judge, CLIP (or, without CLIP weights, the text
+    embedder) for the CLIP score, and the reward model."""
+
+    judge: RoleLLM
+    clip: ClipResource
+    embedder: EmbedderResource
+    reward: RewardResource
+
+
+@dataclass(frozen=True)
+class Scores:
+    """score_all's result, one entry per score name (clip, length, reward, judge)."""
+
+    raw: dict[str, np.ndarray]  # per row: the imported score, else the computed one (NaN: absent)
+    models: dict[str, list[str | None]]  # per row: the model that made that value
+    judge_columns: list[pl.Series | pl.Expr]  # judge_status, _reply, _cache_key, _prompt
+    info: dict[str, Any]  # run metadata: models, clip_source, judge_status, llm
+
+
+def score_all(context: dg.AssetExecutionContext, config: QualityConfig, parquet: ParquetStore, dataset: str,
+              shards: list[int], frame: pl.DataFrame, scorers: Scorers) -> Scores:
+    """Every score of every conversation in `frame` (rows in frame's order), for `quality_scores`."""
+    llm = scorers.judge
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge") as pool:
         judged = pool.submit(_judge, context, frame, config, llm)  # the LLM judges while the models below compute
-        clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, clip, embedder,
-                                               config.clip_max_sentences)
-        rm = reward.get()
+        clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, scorers.clip,
+                                               scorers.embedder, config.clip_max_sentences)
+        rm = scorers.reward.get()
         reward_values = rm.score(frame["instruction"].to_list(), frame["answer"].to_list()) if frame.height else None
         judge_values, judge_columns, llm_meta, judge_status = judged.result()
     computed = {
@@ -148,7 +181,7 @@ def score_all(context, config, parquet, dataset: str, shards: list[int], frame: 
             "judge_status": judge_status, "llm": llm_meta}
     if reward_values is None:
         info["models"]["reward"] = "none configured (score absent; weights renormalised)"
-    return frame, raw, models, judge_columns, info
+    return Scores(raw, models, judge_columns, info)
 
 
 def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> tuple[pl.DataFrame, dict, int, dict]:

@@ -272,17 +272,37 @@ def _call(generate: GenerateFn, requests: list[LLMRequest]) -> list[LLMResult]:
     return results
 
 
+def _status_problem(res: LLMResult) -> tuple[str, list[str]] | None:
+    """(reason, detail) when a generation result has no text worth parsing."""
+    if res.status == ERROR:
+        return R_LLM_ERROR, [res.error or "error"]
+    if res.status == EMPTY or not res.text.strip():
+        return R_EMPTY, []
+    if res.status not in (OK, TRUNCATED):
+        return R_UNPARSEABLE, [f"llm status {res.status}: {res.error or ''}".strip()]
+    return None
+
+
+def _drop_seen(p: _Pending, pairs: list[QAPair]) -> list[QAPair]:
+    """Pairs whose question was not asked before (about this image, or earlier in this reply)."""
+    seen = set(p.state.questions)
+    kept = []
+    for q in pairs:
+        key = normalise_question(q.question)
+        if not key or key in seen:
+            p.duplicates.append(q.question)
+            continue
+        seen.add(key)
+        kept.append(q)
+    return kept
+
+
 def _prepare(p: _Pending) -> None:
     """Status, parse, caps and dedup of one generation result (no LLM call)."""
-    res, s = p.result, p.state
-    if res.status == ERROR:
-        p.reason, p.detail = R_LLM_ERROR, [res.error or "error"]
-        return
-    if res.status == EMPTY or not res.text.strip():
-        p.reason = R_EMPTY
-        return
-    if res.status not in (OK, TRUNCATED):
-        p.reason, p.detail = R_UNPARSEABLE, [f"llm status {res.status}: {res.error or ''}".strip()]
+    res = p.result
+    problem = _status_problem(res)
+    if problem is not None:
+        p.reason, p.detail = problem[0], problem[1]
         return
     parsed = parse_qa(res.text)
     p.parse_status, p.pairs_parsed = parsed.status, len(parsed.pairs)
@@ -304,15 +324,7 @@ def _prepare(p: _Pending) -> None:
     if len(pairs) > expected:
         p.detail.append(f"{len(pairs) - expected} pair(s) beyond the {expected} asked for dropped")
         pairs = pairs[:expected]
-    seen = set(s.questions)
-    kept = []
-    for q in pairs:
-        key = normalise_question(q.question)
-        if not key or key in seen:
-            p.duplicates.append(q.question)
-            continue
-        seen.add(key)
-        kept.append(q)
+    kept = _drop_seen(p, pairs)
     if not kept:
         p.reason = R_ALL_DUPLICATES if pairs else R_NO_PAIRS
         return
@@ -326,105 +338,195 @@ def _verify_request(s: _Image, pair: QAPair, cfg: SamplingConfig, tag: Any) -> L
     return LLMRequest.chat(user, system=VERIFY_PROMPT.system, params=cfg.verification, tag=tag)
 
 
-def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: Registry, generate: GenerateFn,
-                verify: GenerateFn, conversations: list[dict[str, Any]], attempts: list[dict[str, Any]],
-                stop: threading.Event) -> None:
-    """The rounds over `order` until every image has stopped (or `stop` is set), appending rows."""
-    mix = {"prompt_profile": registry.profile, "prompt_weights": stable_json(registry.weights())}  # every row's
-    while True:
-        active = []
-        for s in order:
-            if s.stop is None:
-                s.stop = _stop_reason(s, cfg, registry)
-                if s.stop is None:
-                    active.append(s)
-        if not active or stop.is_set():
-            break
+def _verify_requests(pending: list[_Pending], cfg: SamplingConfig) -> list[LLMRequest]:
+    """One request per parsed pair of the round; each _Pending notes where its pairs' requests are."""
+    requests = []
+    for p in pending:
+        for j, pair in enumerate(p.pairs):
+            p.verify_at.append(len(requests))
+            requests.append(_verify_request(p.state, pair, cfg, (p.state.image_id, p.state.iteration, j)))
+    return requests
 
-        # ---- round: one generation call for every active image
-        pending: list[_Pending] = []
-        requests = []
+
+def _first_pair_failure(p: _Pending, verdicts: list[bool | None], vres: list[LLMResult]) -> str | None:
+    """R_FIRST_QA_FAILED (and why, in the detail) unless the first pair was verified True."""
+    if verdicts[0] is True:
+        return None
+    why = "verdict unparseable" if verdicts[0] is None else "verdict False"
+    if vres[0].status not in (OK, TRUNCATED):
+        why = f"verifier {vres[0].status}: {vres[0].error or ''}".strip()
+    p.detail.append(f"first pair: {why}")
+    return R_FIRST_QA_FAILED
+
+
+def _facts_used(s: _Image, pair: QAPair, v: LLMResult, cfg: SamplingConfig) -> tuple[list[Fact], str]:
+    """The remaining facts a verified pair used, and how that was decided ("cited" or "lexical")."""
+    if cfg.consume == "cited":
+        refs = parse_fact_refs(v.text, len(s.facts))
+        if refs:
+            cited = {s.facts[i - 1].fact_id for i in refs}
+            return [f for f in s.remaining if f.fact_id in cited], "cited"
+    used = consume_facts(pair.question, pair.answer, s.remaining, cfg.consume_threshold, cfg.consume_min_score)
+    return used, "lexical"
+
+
+def _attempt_base(p: _Pending, verdicts: list[bool | None], vres: list[LLMResult]) -> dict[str, Any]:
+    """The attempt fields an iteration has whether it is accepted or rejected."""
+    s = p.state
+    return dict(
+        image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, **p.prompt.ref(),
+        slots=stable_json(p.slots), llm_status=p.result.status, parse_status=p.parse_status,
+        pairs_expected=p.prompt.expected_pairs(p.slots), pairs_parsed=p.pairs_parsed, duplicates=p.duplicates,
+        verdicts=verdicts, facts_total=len(s.facts), facts_before=p.facts_before, model=_model_label(p.result),
+        generation_cache_key=p.result.cache_key, verify_cache_keys=[v.cache_key for v in vres],
+    )
+
+
+@dataclass
+class _Lane:
+    """One group of images run round by round, and the rows it made. Lanes share nothing but
+    `stop`, which any lane's failure sets so the others end at their next round."""
+
+    images: list[_Image]
+    cfg: SamplingConfig
+    seed: int
+    registry: Registry
+    generate: GenerateFn
+    verify: GenerateFn
+    stop: threading.Event
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    mix: dict[str, str] = field(default_factory=dict)  # the prompt mix every conversation records
+
+    def run(self) -> None:
+        """Rounds until every image has stopped (or `stop` is set): one generate, one verify call each."""
+        self.mix = {"prompt_profile": self.registry.profile, "prompt_weights": stable_json(self.registry.weights())}
+        while True:
+            active = self._active()
+            if not active or self.stop.is_set():
+                break
+            pending = self._generate(active)
+            vrequests = _verify_requests(pending, self.cfg)
+            if self.stop.is_set():  # another lane failed: its error is raised, this round's rows would be dropped
+                break
+            vresults = _call(self.verify, vrequests) if vrequests else []
+            for p in pending:
+                self._record(p, [vresults[i] for i in p.verify_at])
+
+    def _active(self) -> list[_Image]:
+        """Images still running; an image's stop reason is set once, when a stop rule first applies."""
+        for s in self.images:
+            if s.stop is None:
+                s.stop = _stop_reason(s, self.cfg, self.registry)
+        return [s for s in self.images if s.stop is None]
+
+    def _generate(self, active: list[_Image]) -> list[_Pending]:
+        """Draw each active image's prompt, send them all in one call, and prepare each reply."""
+        pending, requests = [], []
         for s in active:
-            prompt, slots = sample_prompt(registry, s.rng, features(s.remaining))
-            params = replace(cfg.generation, seed=llm_seed(s.image_id, seed, s.iteration))
+            prompt, slots = sample_prompt(self.registry, s.rng, features(s.remaining))
+            params = replace(self.cfg.generation, seed=llm_seed(s.image_id, self.seed, s.iteration))
             requests.append(LLMRequest(tuple(render(prompt, s.remaining, slots)), params, tag=(s.image_id, s.iteration)))
             pending.append(_Pending(s, prompt, slots, None, len(s.remaining)))  # type: ignore[arg-type]
-        for p, res in zip(pending, _call(generate, requests), strict=True):
+        for p, res in zip(pending, _call(self.generate, requests), strict=True):
             p.result = res
             _prepare(p)
+        return pending
 
-        # ---- one verification call for every pair of the round
-        vrequests = []
-        for p in pending:
-            for j, pair in enumerate(p.pairs):
-                p.verify_at.append(len(vrequests))
-                vrequests.append(_verify_request(p.state, pair, cfg, (p.state.image_id, p.state.iteration, j)))
-        if stop.is_set():  # another lane failed: its error is raised, this round's rows would be dropped
-            break
-        vresults = _call(verify, vrequests) if vrequests else []
-
-        for p in pending:
+    def _record(self, p: _Pending, vres: list[LLMResult]) -> None:
+        """Accept or reject one image's iteration from its verdicts, and move it to the next."""
+        verdicts = [parse_verdict(v.text) if v.status in (OK, TRUNCATED) else None for v in vres]
+        row = _attempt_base(p, verdicts, vres)
+        reason = p.reason if p.reason is not None else _first_pair_failure(p, verdicts, vres)
+        if reason is None:
+            self._accept(p, row, verdicts, vres)
+        else:
             s = p.state
-            vres = [vresults[i] for i in p.verify_at]
-            verdicts = [parse_verdict(v.text) if v.status in (OK, TRUNCATED) else None for v in vres]
-            row = dict(
-                image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, **p.prompt.ref(),
-                slots=stable_json(p.slots), llm_status=p.result.status, parse_status=p.parse_status,
-                pairs_expected=p.prompt.expected_pairs(p.slots), pairs_parsed=p.pairs_parsed, duplicates=p.duplicates,
-                verdicts=verdicts, facts_total=len(s.facts), facts_before=p.facts_before, model=_model_label(p.result),
-                generation_cache_key=p.result.cache_key, verify_cache_keys=[v.cache_key for v in vres],
-            )
-            reason = p.reason
-            if reason is None and verdicts[0] is not True:
-                reason = R_FIRST_QA_FAILED
-                why = "verdict unparseable" if verdicts[0] is None else "verdict False"
-                if vres[0].status not in (OK, TRUNCATED):
-                    why = f"verifier {vres[0].status}: {vres[0].error or ''}".strip()
-                p.detail.append(f"first pair: {why}")
-            if reason is not None:
-                s.failures += 1
-                attempts.append(_attempt(**row, status=REJECTED, reason=reason, detail="; ".join(p.detail) or None,
-                                         pairs_kept=0, facts_remaining=len(s.remaining), consecutive_failures=s.failures))
-                s.iteration += 1
-                continue
+            s.failures += 1
+            self.attempts.append(_attempt(**row, status=REJECTED, reason=reason, detail="; ".join(p.detail) or None,
+                                          pairs_kept=0, facts_remaining=len(s.remaining), consecutive_failures=s.failures))
+        p.state.iteration += 1
 
-            kept, pair_rows, consumed_ids = [], [], []
-            for pair, verdict, v in zip(p.pairs, verdicts, vres, strict=True):
-                if verdict is not True:
-                    p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")
-                    continue
-                used, how = None, "lexical"
-                if cfg.consume == "cited":
-                    refs = parse_fact_refs(v.text, len(s.facts))
-                    if refs:
-                        cited = {s.facts[i - 1].fact_id for i in refs}
-                        used, how = [f for f in s.remaining if f.fact_id in cited], "cited"
-                if used is None:
-                    used = consume_facts(pair.question, pair.answer, s.remaining, cfg.consume_threshold,
-                                         cfg.consume_min_score)
-                ids = {f.fact_id for f in used}
-                s.remaining = [f for f in s.remaining if f.fact_id not in ids]
-                consumed_ids.extend(f.fact_id for f in used)
-                kept.append(pair)
-                s.questions.add(normalise_question(pair.question))
-                pair_rows.append({"question": pair.question, "answer": pair.answer, "verdict": True,
-                                  "consumed_fact_ids": [f.fact_id for f in used], "consumed_by": how})
-            label = _model_label(p.result)
-            cid = conversation_id(s.image_id, p.prompt.id, p.prompt.version, label, seed, s.iteration)
-            vmodels = sorted({_model_label(v) for v in vres})
-            conversations.append({
-                "conversation_id": cid, "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
-                **p.prompt.ref(), **mix, "slots": stable_json(p.slots),
-                "iteration": s.iteration, "seed": seed, "model": label,
-                "verifier_models": vmodels, "verify_prompt_version": VERIFY_PROMPT_VERSION,
-                "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,
-                "generation_cache_key": p.result.cache_key, "verify_cache_keys": [v.cache_key for v in vres],
-            })
-            s.failures = 0
-            attempts.append(_attempt(**row, status=ACCEPTED, detail="; ".join(p.detail) or None, pairs_kept=len(kept),
-                                     consumed_fact_ids=consumed_ids, facts_remaining=len(s.remaining),
-                                     consecutive_failures=0, conversation_id=cid))
-            s.iteration += 1
+    def _accept(self, p: _Pending, row: dict[str, Any], verdicts: list[bool | None], vres: list[LLMResult]) -> None:
+        """The verified pairs become a conversation; the facts they used are consumed."""
+        s = p.state
+        kept, pair_rows, consumed_ids = [], [], []
+        for pair, verdict, v in zip(p.pairs, verdicts, vres, strict=True):
+            if verdict is not True:
+                p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")
+                continue
+            used, how = _facts_used(s, pair, v, self.cfg)  # against what earlier pairs left
+            ids = {f.fact_id for f in used}
+            s.remaining = [f for f in s.remaining if f.fact_id not in ids]
+            consumed_ids.extend(f.fact_id for f in used)
+            kept.append(pair)
+            s.questions.add(normalise_question(pair.question))
+            pair_rows.append({"question": pair.question, "answer": pair.answer, "verdict": True,
+                              "consumed_fact_ids": [f.fact_id for f in used], "consumed_by": how})
+        conversation = self._conversation(p, kept, pair_rows, consumed_ids, vres)
+        self.conversations.append(conversation)
+        s.failures = 0
+        self.attempts.append(_attempt(**row, status=ACCEPTED, detail="; ".join(p.detail) or None, pairs_kept=len(kept),
+                                      consumed_fact_ids=consumed_ids, facts_remaining=len(s.remaining),
+                                      consecutive_failures=0, conversation_id=conversation["conversation_id"]))
+
+    def _conversation(self, p: _Pending, kept: list[QAPair], pair_rows: list[dict[str, Any]],
+                      consumed_ids: list[str], vres: list[LLMResult]) -> dict[str, Any]:
+        s = p.state
+        label = _model_label(p.result)
+        return {
+            "conversation_id": conversation_id(s.image_id, p.prompt.id, p.prompt.version, label, self.seed, s.iteration),
+            "image_id": s.image_id, "image_key": s.image_key, "recipe": RECIPE,
+            **p.prompt.ref(), **self.mix, "slots": stable_json(p.slots),
+            "iteration": s.iteration, "seed": self.seed, "model": label,
+            "verifier_models": sorted({_model_label(v) for v in vres}), "verify_prompt_version": VERIFY_PROMPT_VERSION,
+            "turns": to_turns(kept), "pairs": pair_rows, "consumed_fact_ids": consumed_ids,
+            "generation_cache_key": p.result.cache_key, "verify_cache_keys": [v.cache_key for v in vres],
+        }
+
+
+def _image_states(records: Sequence[Mapping[str, Any]], seed: int) -> list[_Image]:
+    """One state per record, in image_id order (so batch order never depends on the input order)."""
+    states: dict[str, _Image] = {}
+    for r in records:
+        iid = r["image_id"]
+        if iid in states:
+            raise ValueError(f"image_id {iid} appears twice in the records")
+        facts = _facts_of(r)
+        states[iid] = _Image(r, iid, str(r.get("image_key") or ""), facts, list(facts), random.Random(image_seed(iid, seed)))
+    return [states[k] for k in sorted(states)]
+
+
+def _run_lanes(lanes: list[_Lane]) -> None:
+    """Run the lanes, in threads when there are several; the first failure stops the rest and is raised."""
+    if len(lanes) == 1:
+        lanes[0].run()
+        return
+    stop = lanes[0].stop
+
+    def run(lane: _Lane) -> None:
+        try:
+            lane.run()
+        except BaseException:
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="instructify-lane") as pool:
+        futures = [pool.submit(run, lane) for lane in lanes]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:  # a lane failed, or this thread was interrupted (a run terminated)
+            stop.set()
+            raise
+
+
+def _stopped_row(s: _Image) -> dict[str, Any]:
+    """The final attempt row of an image, naming the rule that stopped it."""
+    return _attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,
+                    reason=s.stop, facts_total=len(s.facts), facts_before=len(s.remaining),
+                    facts_remaining=len(s.remaining), consecutive_failures=s.failures,
+                    detail=f"{s.iteration} iteration(s), {len(s.facts) - len(s.remaining)} of {len(s.facts)} facts consumed")
 
 
 def sample_conversations(
@@ -453,50 +555,13 @@ def sample_conversations(
     if lanes < 1:
         raise ValueError(f"lanes must be >= 1, got {lanes}")
     cfg = config or SamplingConfig()
-    verify = verify or generate
-    states: dict[str, _Image] = {}
-    for r in records:
-        iid = r["image_id"]
-        if iid in states:
-            raise ValueError(f"image_id {iid} appears twice in the records")
-        facts = _facts_of(r)
-        states[iid] = _Image(r, iid, str(r.get("image_key") or ""), facts, list(facts), random.Random(image_seed(iid, seed)))
-    order = [states[k] for k in sorted(states)]  # batch order never depends on the input order
-    conversations: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    groups = [order[i::lanes] for i in range(min(lanes, len(order)))]
-    if len(groups) <= 1:
-        _run_rounds(order, cfg, seed, registry, generate, verify, conversations, attempts, threading.Event())
-    else:
-        failed = threading.Event()  # a lane that raises stops the others at their next round
-
-        def lane(group: list[_Image]) -> tuple[list, list]:
-            convs: list[dict[str, Any]] = []
-            atts: list[dict[str, Any]] = []
-            try:
-                _run_rounds(group, cfg, seed, registry, generate, verify, convs, atts, failed)
-            except BaseException:
-                failed.set()
-                raise
-            return convs, atts
-
-        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="instructify-lane") as pool:
-            futures = [pool.submit(lane, g) for g in groups]
-            try:
-                done = [f.result() for f in futures]
-            except BaseException:  # a lane failed, or this thread was interrupted (a run terminated)
-                failed.set()
-                raise
-        for convs, atts in done:
-            conversations += convs
-            attempts += atts
-
-    for s in order:
-        attempts.append(_attempt(image_id=s.image_id, image_key=s.image_key, iteration=s.iteration, status=STOPPED,
-                                 reason=s.stop, facts_total=len(s.facts), facts_before=len(s.remaining),
-                                 facts_remaining=len(s.remaining), consecutive_failures=s.failures,
-                                 detail=f"{s.iteration} iteration(s), "
-                                        f"{len(s.facts) - len(s.remaining)} of {len(s.facts)} facts consumed"))
+    order = _image_states(records, seed)
+    groups = [order[i::lanes] for i in range(min(lanes, len(order)))] or [order]
+    stop = threading.Event()
+    run = [_Lane(g, cfg, seed, registry, generate, verify or generate, stop) for g in groups]
+    _run_lanes(run)
+    conversations = [c for lane in run for c in lane.conversations]
+    attempts = [a for lane in run for a in lane.attempts] + [_stopped_row(s) for s in order]
     attempts.sort(key=lambda a: (a["image_id"], a["iteration"], a["status"] == STOPPED))
     conversations.sort(key=lambda c: (c["image_id"], c["iteration"]))
     return conversations, attempts

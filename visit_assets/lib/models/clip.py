@@ -6,39 +6,33 @@ and encoding raises `ClipUnavailableError`, unless `allow_random_init=True`, whi
 architecture with (seeded) random weights so the real code path runs offline; the identity then
 says RANDOM_INIT and every score made with it is meaningless by construction.
 
-Image decoding and preprocessing overlap inference: a thread pool (default) or a torch
-DataLoader with worker processes prepares the next batch while the model runs on the current one
-(bench/clip_throughput.py compares them). An image that cannot be read gives a NaN row and an
-error string; it never fails the batch.
-
-CPU note: torch's OpenMP threads busy-wait between ops. On a host whose cores other processes also
-use, that spinning can cost several-fold; export OMP_WAIT_POLICY=PASSIVE before the process starts
-(it is read when torch loads, so library code cannot set it).
+Image decoding and preprocessing overlap inference (decode_pool.py, per image image_prep.py).
+An image that cannot be read gives a NaN row and an error string; it never fails the batch.
+Finding a downloaded tag's checkpoint is clip_cache.py; torch thread control and the
+OMP_WAIT_POLICY note are threads.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
 
 import numpy as np
 
+from visit_assets.lib.models.clip_cache import cached_checkpoint_for_tag
+from visit_assets.lib.models.decode_pool import BATCHERS, LOADERS, default_decode_workers
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
+from visit_assets.lib.models.image_prep import ImagePrep
+from visit_assets.lib.models.threads import torch_num_threads
 from visit_assets.lib.models.weights import cached_file_sha256, hub_offline
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARCH = "ViT-B-32"
-Loader = Literal["threads", "dataloader"]  # how images are decoded (ClipResource.loader)
-LOADERS: tuple[str, ...] = get_args(Loader)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
@@ -47,147 +41,11 @@ class ClipUnavailableError(RuntimeError):
     """Encoding was requested from a CLIP encoder that has no weights configured."""
 
 
-def usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def default_decode_workers() -> int:
-    return max(2, min(8, usable_cpus() // 2))
-
-
 def split_sentences(text: str) -> list[str]:
     """Sentences of `text` (split after . ! ? and their CJK forms); [text] when there is no split."""
     parts = [s.strip() for s in _SENTENCE_END.split(text.strip())]
     parts = [s for s in parts if s]
     return parts or [text]
-
-
-# Modes open_clip's preprocess handles as the reference loop does (resize, then convert to RGB).
-# Others (palette, bilevel, CMYK, 16/32-bit) go to RGB first: PIL resizes palette images with
-# nearest neighbour, and high-bit modes would be clipped after resampling.
-_RESIZE_AS_IS = {"RGB", "RGBA", "L", "LA"}
-
-
-def open_image(path: str | os.PathLike):
-    """Decode an image file fully (truncated/corrupt files raise here, not later)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        return im if im.mode in _RESIZE_AS_IS else im.convert("RGB")
-
-
-class ImagePrep:
-    """Per-image work for the decode workers, and the per-batch finish on the main thread.
-
-    split=False (CPU default): the worker decodes and runs open_clip's whole preprocess; the main
-    thread only stacks. Measured fastest on 2 cores (bench/clip_throughput.py): all per-image work
-    overlaps inference.
-    split=True (GPU default): the worker decodes and runs the PIL transforms (resize, crop, RGB)
-    -> uint8 HWC array; the main thread moves the uint8 batch to the device (4x fewer bytes than
-    float) and does ToTensor's /255 and Normalize there. Bit-identical to `preprocess(image)`.
-    A preprocess that is not [PIL ops..., ToTensor, Normalize...] always runs whole in the worker.
-    """
-
-    def __init__(self, preprocess: Callable, split: bool = False) -> None:
-        self.preprocess = preprocess
-        self.pil_stage: Callable | None = None
-        self.tensor_stage: list[Callable] = []
-        if not split:
-            return
-        try:
-            from torchvision.transforms import Compose, Normalize, ToTensor
-        except Exception:  # pragma: no cover - torchvision is a dependency of open_clip
-            return
-        steps = list(getattr(preprocess, "transforms", []) or [])
-        cut = [i for i, t in enumerate(steps) if isinstance(t, ToTensor)]
-        if len(cut) == 1 and all(isinstance(t, Normalize) for t in steps[cut[0] + 1 :]):
-            self.pil_stage = Compose(steps[: cut[0]])
-            self.tensor_stage = steps[cut[0] + 1 :]
-
-    def item(self, path: str | os.PathLike) -> tuple[Any, str | None]:
-        """(prepared image, None) or (None, "ErrorType: message"); never raises."""
-        try:
-            im = open_image(path)
-            if self.pil_stage is None:
-                return self.preprocess(im), None
-            im = self.pil_stage(im)
-            arr = np.asarray(im)
-            if im.mode != "RGB" or arr.dtype != np.uint8 or arr.ndim != 3:
-                return self.preprocess(open_image(path)), None  # unusual output: the whole transform
-            return arr, None
-        except Exception as e:  # noqa: BLE001 - any decode failure is a per-image result
-            return None, f"{type(e).__name__}: {e}"
-
-    def batch(self, items: list, device: str, dtype) -> Any:
-        import torch
-
-        if all(isinstance(x, np.ndarray) for x in items):
-            x = torch.from_numpy(np.stack(items)).to(device, non_blocking=True)
-            x = x.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
-            for t in self.tensor_stage:
-                x = t(x)
-        elif not any(isinstance(x, np.ndarray) for x in items):
-            x = torch.stack(items).to(device, non_blocking=True)
-        else:  # mixed: finish each array the way ToTensor + Normalize would
-            parts = [self.batch([a], device, dtype)[0] if isinstance(a, np.ndarray) else a.to(device) for a in items]
-            x = torch.stack(parts)
-        return x.to(dtype)
-
-
-class _ImageDataset:
-    """Map-style dataset for the DataLoader path (module level so worker processes can use it)."""
-
-    def __init__(self, paths: Sequence[str], prep: ImagePrep) -> None:
-        self.paths = list(paths)
-        self.prep = prep
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Any, str | None]:
-        return self.prep.item(self.paths[i])
-
-
-def _collate_keep(items: list) -> list:
-    return items
-
-
-def _is_url_cached(url: str, cache_dir: str | None) -> str | None:
-    target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(url))
-    return target if os.path.isfile(target) else None
-
-
-def cached_checkpoint_for_tag(arch: str, tag: str, cache_dir: str | None = None) -> str | None:
-    """Local file open_clip would load for (arch, tag), if already downloaded; never downloads.
-
-    Mirrors open_clip.pretrained.download_pretrained: an explicit 'file', else the HF hub entry
-    (preferred when huggingface_hub is installed), else the URL cache (~/.cache/clip).
-    """
-    import open_clip
-    from open_clip import pretrained as oc_pretrained
-
-    cfg = open_clip.get_pretrained_cfg(arch, tag)
-    if not cfg:
-        return None
-    if cfg.get("file"):
-        return cfg["file"] if os.path.isfile(cfg["file"]) else None
-    hf_entry = cfg.get("hf_hub", "")
-    if hf_entry and oc_pretrained.has_hf_hub():
-        model_id, filename = os.path.split(hf_entry)
-        try:
-            with hub_offline():
-                return oc_pretrained.download_pretrained_from_hf(
-                    model_id, filename=filename or None, cache_dir=cache_dir
-                )
-        except Exception:
-            return None
-    if cfg.get("url"):
-        return _is_url_cached(cfg["url"], cache_dir)
-    return None
 
 
 class ClipEncoder:
@@ -216,8 +74,6 @@ class ClipEncoder:
         self.allow_random_init = bool(allow_random_init)
         self.device = device
         self.batch_size = max(1, int(batch_size))
-        # decode workers; default 2 on small machines (measured on 2 cores: 2 beat 1 by ~5-10%,
-        # as one worker gets too small a share next to torch's threads), up to 8 for GPU hosts
         self.num_workers = default_decode_workers() if num_workers is None else max(0, int(num_workers))
         self.loader = loader
         self.torch_threads = torch_threads
@@ -375,65 +231,10 @@ class ClipEncoder:
             return out
         return int(self.encode_texts(["dimension probe"]).shape[1])
 
-    @contextlib.contextmanager
-    def _torch_threads(self) -> Iterator[None]:
-        import torch
-
-        n = self.torch_threads
-        if not n or n == torch.get_num_threads():
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(n))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
     def _model_dtype(self):
         return next(self.model.parameters()).dtype
 
     # -- images ------------------------------------------------------------------------------
-    def _batches_threads(self, paths: list[str], prep: ImagePrep) -> Iterator[tuple[int, list[tuple[Any, str | None]]]]:
-        bs = self.batch_size
-        starts = list(range(0, len(paths), bs))
-        if self.num_workers == 0:  # synchronous: no overlap (reference / debugging)
-            for s in starts:
-                yield s, [prep.item(p) for p in paths[s : s + bs]]
-            return
-        with ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="clip-decode") as pool:
-            window: deque[tuple[int, list[Future]]] = deque()
-            todo = iter(starts)
-
-            def submit_next() -> None:
-                s = next(todo, None)
-                if s is not None:
-                    window.append((s, [pool.submit(prep.item, p) for p in paths[s : s + bs]]))
-
-            for _ in range(2):  # current batch + the next one decoding while the model runs
-                submit_next()
-            while window:
-                s, futures = window.popleft()
-                results = [f.result() for f in futures]
-                submit_next()
-                yield s, results
-
-    def _batches_dataloader(self, paths: list[str], prep: ImagePrep) -> Iterator[tuple[int, list[tuple[Any, str | None]]]]:
-        from torch.utils.data import DataLoader
-
-        dl = DataLoader(
-            _ImageDataset(paths, prep),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=_collate_keep,
-            prefetch_factor=2 if self.num_workers > 0 else None,
-        )
-        s = 0
-        for items in dl:
-            yield s, items
-            s += len(items)
-
     def encode_images(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str | None]]:
         """Embed image files: (float32 [N, dim] L2-normalised, per-image error or None).
 
@@ -448,11 +249,11 @@ class ClipEncoder:
         errors: list[str | None] = [None] * len(paths)
         if not paths:
             return out, errors
-        batches = self._batches_threads if self.loader == "threads" else self._batches_dataloader
         dtype = self._model_dtype()
         prep = self.image_prep
-        with self._torch_threads(), torch.inference_mode():
-            for start, items in batches(paths, prep):
+        batches = BATCHERS[self.loader](paths, prep, self.batch_size, self.num_workers)
+        with torch_num_threads(self.torch_threads), torch.inference_mode():
+            for start, items in batches:
                 ok_rows, tensors = [], []
                 for j, (tensor, err) in enumerate(items):
                     if err is None:
@@ -477,7 +278,7 @@ class ClipEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         chunks = []
-        with self._torch_threads(), torch.inference_mode():
+        with torch_num_threads(self.torch_threads), torch.inference_mode():
             for s in range(0, len(texts), self.text_batch_size):
                 tokens = self.tokenizer(texts[s : s + self.text_batch_size]).to(self.device)
                 chunks.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
