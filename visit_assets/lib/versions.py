@@ -10,14 +10,15 @@ model, sampling_config, code_version, other). Users query the same macros in the
 
 This module runs them in an in-memory DuckDB over the store (`catalog.version_diff_connection`)
 and only shapes their results: counts, reason histograms, examples, per-image views. SQL is the
-one implementation rather than Polars because the catalog must answer `version_diff` by itself
-and DuckDB can express every rule (file modification times through `read_blob`), while Python
-could not be called from a catalog query. Imports no Dagster.
+one implementation rather than Polars because the catalog must answer `version_diff` by itself (a
+DuckDB client opening it cannot call Python), and DuckDB expresses every rule, file modification
+times included (`read_blob`). Imports no Dagster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -58,13 +59,14 @@ class _Db:
 # view and macro (a few hundred ms, paid once per store state instead of once per viewer page load).
 # Views re-list their files at each query, so new files of a known asset need no rebuild; a new file
 # may turn a stub macro into the real one (an asset's first rows), hence the file counts in the key.
+# The process id is in it too: a forked worker (a Dagster run) must not use its parent's DuckDB.
 _CONNECTIONS: dict[Path, tuple[tuple, duckdb.DuckDBPyConnection, frozenset[str]]] = {}
 _LOCK = threading.Lock()
 _KEEP = 4  # stores kept (the viewer has one; a test session makes many)
 
 
 def _store_state(root: Path) -> tuple:
-    return tuple((a, sum(1 for _ in root.glob(f"{a}/*/*/*.parquet"))) for a in VERSION_DIFF_INPUTS)
+    return os.getpid(), tuple((a, sum(1 for _ in root.glob(f"{a}/*/*/*.parquet"))) for a in VERSION_DIFF_INPUTS)
 
 
 @contextlib.contextmanager
@@ -83,7 +85,7 @@ def _open(store: ParquetStore | str | Path, dataset: str) -> Iterator[_Db]:
             while len(_CONNECTIONS) >= _KEEP:
                 _CONNECTIONS.pop(next(iter(_CONNECTIONS)))
             known = _CONNECTIONS[root] = (state, con, views)
-    cursor = known[1].cursor()
+        cursor = known[1].cursor()
     try:
         yield _Db(cursor, known[2])
     finally:
