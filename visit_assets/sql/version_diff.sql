@@ -7,8 +7,9 @@
 -- metadata|prompt|model|sampling_config|code_version|other), for grouped_metadata (by image_id) and
 -- generated_conversations, filtered_conversations, selected_subset (by conversation_id).
 -- vd_items(ds, old, new) is every item of either version, unchanged ones too, with image_key and, for a
--- changed image, the metadata `fields` that differ; vd_states(ds, old, new) names, per side, the file
--- holding each partition's rows (vd_state(ds, v) for one version).
+-- changed image, the metadata `fields` that differ (vd_changes: the same, changed items only);
+-- vd_states(ds, old, new) names, per side, the file holding each partition's rows (vd_state(ds, v):
+-- one version).
 --
 -- The rows "as of" a dataset version V (the rows of a partition carry the dataset_version that produced
 -- them; the pointer files only name the current one), per asset and partition file name
