@@ -1,10 +1,11 @@
-"""Two dataset versions side by side: visit_assets.lib.versions and the version_diff SQL macro agree.
+"""Two dataset versions side by side: the rules of sql/version_diff.sql, which visit_assets.lib.versions
+runs in memory and the catalog offers as `version_diff(...)`; both ways are checked against expectations.
 
 1. Real: ingest + grouping of the sample, 2 captions edited (in two different shards), again:
    exactly those 2 images changed, for the reason "metadata" (field: captions), nothing else.
 2. Synthetic store: every kind of change and reason, every way of finding a partition's rows
    (exact / not re-run / rewritten at the same data version / two files of one version / asset
-   absent), checked against expectations, and the SQL macro against the Python function.
+   absent), in both directions, and a selection that carries its conversations' lineage.
 """
 
 import json
@@ -27,7 +28,8 @@ from visit_assets.runner import run_dataset
 INGEST = ["source_records", "grouped_metadata", "metadata_rejects", "vlm_descriptions", "image_descriptions"]
 
 
-def _sql_changes(store, dataset: str, old: str, new: str) -> list[dict]:
+def _catalog_changes(store, dataset: str, old: str, new: str) -> list[dict]:
+    """version_diff as a user queries it in the catalog."""
     con = duckdb.connect(str(build_catalog(store)), read_only=True)
     try:
         rows = con.execute("SELECT * FROM version_diff(?, ?, ?)", [dataset, old, new]).pl()
@@ -36,7 +38,7 @@ def _sql_changes(store, dataset: str, old: str, new: str) -> list[dict]:
     return rows.sort("asset", "item_id").to_dicts()
 
 
-def _py_changes(store, dataset: str, old: str, new: str) -> list[dict]:
+def _changes(store, dataset: str, old: str, new: str) -> list[dict]:
     return versions.version_changes(store, dataset, old, new).sort("asset", "item_id").to_dicts()
 
 
@@ -107,12 +109,13 @@ def test_two_edited_captions_are_exactly_two_changed_images_because_of_metadata(
     assert versions.version_changes(store, "sample", new, new).is_empty()
 
 
-def test_sql_macro_agrees_with_python_on_the_sample(two_versions):
-    store, old, new, _ = two_versions
-    py = _py_changes(store, "sample", old, new)
-    assert len(py) == 2
-    assert _sql_changes(store, "sample", old, new) == py
-    assert _sql_changes(store, "sample", new, old) == _py_changes(store, "sample", new, old)
+def test_the_catalog_answers_version_diff_on_the_sample(two_versions):
+    store, old, new, keys = two_versions
+    expected = [{"asset": "grouped_metadata", "item_id": i, "image_id": i, "change": "changed", "reasons": ["metadata"]}
+                for i in sorted(image_id("sample", k) for k in keys)]
+    for a, b in ((old, new), (new, old)):
+        assert _changes(store, "sample", a, b) == expected
+        assert _catalog_changes(store, "sample", a, b) == expected
 
 
 def test_manifest_changes_is_small_json(two_versions):
@@ -244,8 +247,14 @@ EXPECTED = [
 ]
 
 
+# v2 -> v1: the same items and reasons, added and removed swapped (selected_subset is absent at v1).
+EXPECTED_BACK = [{**c, "change": {"added": "removed", "removed": "added"}.get(c["change"], c["change"])}
+                 for c in EXPECTED]
+
+
 def test_every_rule_on_a_synthetic_store(synthetic):
-    assert _py_changes(synthetic, "d", "v1", "v2") == EXPECTED
+    assert _changes(synthetic, "d", "v1", "v2") == EXPECTED
+    assert _changes(synthetic, "d", "v2", "v1") == EXPECTED_BACK
     frame, parts = versions.asset_rows(synthetic, "grouped_metadata", "d", "v1")
     assert parts == {"exact": 2, "earlier": 0, "later": 1} and sorted(frame["image_id"]) == ["a", "b", "d", "e", "g"]
     frame, parts = versions.asset_rows(synthetic, "grouped_metadata", "d", "v2")
@@ -266,9 +275,24 @@ def test_every_rule_on_a_synthetic_store(synthetic):
         versions.diff_versions(synthetic, "d", "v1", "v9")
 
 
-def test_sql_macro_agrees_with_python_on_every_rule(synthetic):
-    assert _sql_changes(synthetic, "d", "v1", "v2") == EXPECTED
-    assert _sql_changes(synthetic, "d", "v2", "v1") == _py_changes(synthetic, "d", "v2", "v1")
+def test_the_catalog_answers_version_diff_on_every_rule(synthetic):
+    assert _catalog_changes(synthetic, "d", "v1", "v2") == EXPECTED
+    assert _catalog_changes(synthetic, "d", "v2", "v1") == EXPECTED_BACK
+
+
+def test_a_selection_carrying_its_conversations_lineage_gets_their_reasons(synthetic):
+    """The selected subset keeps each conversation's prompt and model columns: a kept row whose weights
+    and prompt version changed is "model" and "prompt" (a selection without them, above, is "other")."""
+    s = ParquetStore(synthetic)
+    for version, weights, prompt_version in (("v1", "w1", 1), ("v2", "w2", 2)):
+        row = _conv("k1", "z", version, weights=weights, prompt_version=prompt_version)
+        s.write("selected_subset", "d2", f"s-{version}", pl.DataFrame([row], schema=CONVERSATION), dataset_version=version)
+        s.write("source_records", "d2", f"sr-{version}", pl.DataFrame(
+            {"record_id": ["r1"], "dataset": ["d2"], "dataset_version": [version],
+             "ingested_at": [f"2026-01-0{version[1]}T00:00:00Z"]}), dataset_version=version)
+    expected = [_change("selected_subset", "k1", "z", "changed", "model") | {"reasons": ["model", "prompt"]}]
+    assert _changes(synthetic, "d2", "v1", "v2") == expected
+    assert _catalog_changes(synthetic, "d2", "v1", "v2") == expected
 
 
 def test_catalog_lineage_and_rejects_cover_every_image_after_an_edit(two_versions):

@@ -95,35 +95,72 @@ def _create(con: duckdb.DuckDBPyConnection, stmt: str, present: list[str]) -> No
         raise CatalogError(f"catalog: {name} cannot be built: {exc}") from exc
 
 
+def _fill(store: Path) -> dict[str, str]:
+    if "'" in str(store):
+        raise ValueError(f"store path {store} may not contain a quote")
+    return {"store": store.as_posix()}
+
+
+def _asset_views(con: duckdb.DuckDBPyConnection, store: Path, asset: str, present: list[str], sql_dir: Path,
+                 only_all: bool = False) -> None:
+    """asset_views.sql for one asset; `only_all`: just `<asset>_all` (every version, no pointer files read)."""
+    pointers = f"_current/{asset}/*/*.json"
+    if not any(store.glob(pointers)):  # data written, no pointer yet: the view is empty
+        pointers = "_current/*/*/*.json"
+    for stmt in _statements((sql_dir / "asset_views.sql").read_text()):
+        if only_all and not re.search(r"VIEW\s+\$\{asset\}_all\b", stmt):
+            continue
+        _create(con, Template(stmt).substitute(_fill(store), asset=asset,
+                                               pointers=f"{store.as_posix()}/{pointers}"), present)
+
+
+def _sql_file(con: duckdb.DuckDBPyConnection, store: Path, name: str, present: list[str], sql_dir: Path) -> None:
+    for stmt in _statements((sql_dir / name).read_text()):
+        _create(con, Template(stmt).substitute(_fill(store)), present)
+
+
 def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
     """Create or refresh `<store>/catalog.duckdb`; returns its path. Raises `CatalogError` for a view that
     cannot be built, except one over an asset with no rows yet (left out, and logged at INFO)."""
     store = Path(store).resolve()
     catalog_path = Path(catalog_path or store / "catalog.duckdb")
-    if "'" in str(store):
-        raise ValueError(f"store path {store} may not contain a quote")
-    fill = {"store": store.as_posix()}
+    _fill(store)
     con = duckdb.connect(str(catalog_path))
     try:
         if any((store / "_current").glob("*/*/*.json")):
             present = [view_name(a) for a in assets_with_data(store)]  # each named in SQL below
-            for stmt in _statements((sql_dir / "catalog.sql").read_text()):
-                _create(con, Template(stmt).substitute(fill), present)
-            template = (sql_dir / "asset_views.sql").read_text()
+            _sql_file(con, store, "catalog.sql", present, sql_dir)
             for asset in present:
-                pointers = f"_current/{asset}/*/*.json"
-                if not any(store.glob(pointers)):  # data written, no pointer yet: the view is empty
-                    pointers = "_current/*/*/*.json"
-                for stmt in _statements(template):
-                    _create(con, Template(stmt).substitute(fill, asset=asset,
-                                                           pointers=f"{store.as_posix()}/{pointers}"), present)
+                _asset_views(con, store, asset, present, sql_dir)
             _rejects_view(con, present)
             for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
-                for stmt in _statements((sql_dir / name).read_text()):
-                    _create(con, Template(stmt).substitute(fill), present)
+                _sql_file(con, store, name, present, sql_dir)
     finally:
         con.close()
     return catalog_path
+
+
+# What version_diff.sql reads: the versions (source_records) and the assets it compares.
+VERSION_DIFF_INPUTS = ("source_records", "grouped_metadata", "generated_conversations", "filtered_conversations",
+                       "selected_subset")
+
+
+def version_diff_connection(store: Path, sql_dir: Path = SQL_DIR) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding version_diff.sql's macros over `store` and the `<asset>_all` views
+    they read, built as in the catalog: lib/versions.py queries it. In memory, so the CLI, the viewer
+    and the export need no catalog file, never race its rebuild, and skip the views the diff never reads."""
+    store = Path(store).resolve()
+    _fill(store)
+    con = duckdb.connect()
+    try:
+        present = [view_name(a) for a in assets_with_data(store) if a in VERSION_DIFF_INPUTS] if store.is_dir() else []
+        for asset in present:
+            _asset_views(con, store, asset, present, sql_dir, only_all=True)
+        _sql_file(con, store, "version_diff.sql", present, sql_dir)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def view_names(catalog_path: Path) -> list[str]:

@@ -1,298 +1,191 @@
 """Two dataset versions side by side: which images and conversations changed, and why.
 
 A dataset version is the `dataset_version` every row carries (the content hash of the dataset's
-metadata files). The store keeps every data version of every partition, but a partition is not
-always re-materialized for every dataset version, and its pointer files only name the current
-one, so the rows "as of" a dataset version V are found from the data files themselves:
+metadata files). The rules live in one place, the DuckDB macros of `sql/version_diff.sql` (whose
+header states them): which data file holds each partition's rows "as of" a version (exact, else
+earlier, else later), how items are matched (`image_id` for grouped_metadata, `conversation_id` for
+the conversation assets and the selected subset) and which reasons a change gets (metadata, prompt,
+model, sampling_config, code_version, other). Users query the same macros in the catalog:
+`SELECT * FROM version_diff('sample', '<old>', '<new>')`.
 
-    for each asset and partition file name (shard=<s>.parquet / all.parquet), take
-      1. exact:   the newest file whose rows carry V;
-      2. earlier: else the newest file whose rows carry a version ingested before V (the partition
-                  was not re-run for V: its rows were still current then);
-      3. later:   else, if the asset had any file at or before V, the oldest file of a later version.
-                  Stores written before `ParquetStore.write` kept a data version's first file may
-                  hold V's rows overwritten by a later re-run that reached the same data version
-                  (equal data versions promise equal content): that later file stands for V. (Now a
-                  file, once written, keeps the dataset version that first produced it: rule 2.)
-    An asset without any file at or before V is absent at V. A file without rows carries no
-    version and is never chosen. "As of V" is the last state while V was current: a seed, prompt,
-    code or model change re-run under the same dataset version is part of it, which is why
-    reasons other than "metadata" appear between two dataset versions.
-
-"Newest" is by file modification time in whole seconds, ties broken by path, so that
-`sql/version_diff.sql` (DuckDB's `read_blob(...).last_modified`) picks exactly the same files.
-Versions are ordered by when they were first ingested (min `ingested_at` of `source_records`, as
-the `dataset_versions` view).
-
-Items are compared by key: `image_id` for grouped_metadata, `conversation_id` for the
-conversation assets and the selected subset. An item is added, removed, or changed (same key,
-different content or lineage). Each change gets its reasons:
-
-    metadata         the image's grouped metadata (captions, boxes, QA, OCR, size, source records) differs
-    prompt           the item's prompt (prompt_id) is at a different prompt_version
-    model            llm_model / llm_weights of its partition differ
-    sampling_config  sampling_config of its partition differs
-    code_version     code_version (or filter_version) of its partition differs
-    other            none of these (e.g. upstream seeds or clustering, or a non-deterministic model)
-
-Pure: reads Parquet with Polars, imports no Dagster. `sql/version_diff.sql` is the same rules in
-DuckDB (`SELECT * FROM version_diff('sample', '<old>', '<new>')` in the catalog); the tests check
-that both agree.
+This module runs them in an in-memory DuckDB over the store (`catalog.version_diff_connection`)
+and only shapes their results: counts, reason histograms, examples, per-image views. SQL is the
+one implementation rather than Polars because the catalog must answer `version_diff` by itself (a
+DuckDB client opening it cannot call Python), and DuckDB expresses every rule, file modification
+times included (`read_blob`). Imports no Dagster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
+from .catalog import VERSION_DIFF_INPUTS, version_diff_connection
 from .storage import ParquetStore, safe_name
 
-METADATA_COLUMNS = ("image_key", "width", "height", "image_mode", "image_checked", "captions", "boxes", "qa", "ocr",
-                    "sources", "source_record_ids")
-CODE_COLUMNS = ("code_version", "filter_version")
-MODEL_COLUMNS = ("llm_model", "llm_weights")
-PROMPT_COLUMNS = ("prompt_id", "prompt_version")
 REASONS = ("metadata", "prompt", "model", "sampling_config", "code_version", "other")
 CHANGES = ("added", "removed", "changed")
-
-
-@dataclass(frozen=True)
-class DiffSpec:
-    key: str
-    content: tuple[str, ...]
-    lineage: tuple[str, ...]  # row columns whose difference makes a kept item "changed"
-
-
-_CONVERSATION = DiffSpec("conversation_id", ("turns",),
-                         CODE_COLUMNS + PROMPT_COLUMNS + MODEL_COLUMNS + ("sampling_config",))
-SPECS: dict[str, DiffSpec] = {
-    "grouped_metadata": DiffSpec("image_id", METADATA_COLUMNS, ("code_version",)),
-    "generated_conversations": _CONVERSATION,
-    "filtered_conversations": _CONVERSATION,
-    "selected_subset": _CONVERSATION,
-}
-ASSETS = tuple(SPECS)
+KEYS = {"grouped_metadata": "image_id", "generated_conversations": "conversation_id",
+        "filtered_conversations": "conversation_id", "selected_subset": "conversation_id"}
+ASSETS = tuple(KEYS)
+SIDES = ("old", "new")
 
 
 def _root(store: ParquetStore | str | Path) -> Path:
     return Path(store.root if isinstance(store, ParquetStore) else store).resolve()
 
 
-def _files(root: Path, asset: str, dataset: str) -> list[Path]:
-    base = root / safe_name(asset, "asset") / f"dataset={safe_name(dataset, 'dataset')}"
-    return sorted(base.glob("*/*.parquet")) if base.exists() else []
+@dataclass(frozen=True)
+class _Db:
+    con: duckdb.DuckDBPyConnection  # a cursor of the store's connection: its own temp tables, thread-safe
+    views: frozenset[str]  # the <asset>_all views built (assets with data files)
+
+    def rows(self, sql: str, params: list) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _file_versions(path: Path) -> list[str]:
-    """The dataset versions a data file's rows carry (one, in practice; none when it is empty)."""
-    lazy = pl.scan_parquet(path)
-    if "dataset_version" not in lazy.collect_schema().names():
+# One connection per store, kept while its input assets hold the same files: building it binds every
+# view and macro (a few hundred ms, paid once per store state instead of once per viewer page load).
+# Views re-list their files at each query, so new files of a known asset need no rebuild; a new file
+# may turn a stub macro into the real one (an asset's first rows), hence the file counts in the key.
+# The process id is in it too: a forked worker (a Dagster run) must not use its parent's DuckDB.
+_CONNECTIONS: dict[Path, tuple[tuple, duckdb.DuckDBPyConnection, frozenset[str]]] = {}
+_LOCK = threading.Lock()
+_KEEP = 4  # stores kept (the viewer has one; a test session makes many)
+
+
+def _store_state(root: Path) -> tuple:
+    return os.getpid(), tuple((a, sum(1 for _ in root.glob(f"{a}/*/*/*.parquet"))) for a in VERSION_DIFF_INPUTS)
+
+
+@contextlib.contextmanager
+def _open(store: ParquetStore | str | Path, dataset: str) -> Iterator[_Db]:
+    safe_name(dataset, "dataset")  # a name the store refuses is a ValueError, as for every store read
+    root = _root(store)
+    state = _store_state(root)
+    with _LOCK:
+        known = _CONNECTIONS.get(root)
+        if known is None or known[0] != state:
+            con = version_diff_connection(root)
+            con.execute("SET parquet_metadata_cache = true")  # files are immutable once written
+            views = frozenset(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal")
+                              .fetchall())
+            _CONNECTIONS.pop(root, None)  # a replaced or evicted connection closes once its cursors are done
+            while len(_CONNECTIONS) >= _KEEP:
+                _CONNECTIONS.pop(next(iter(_CONNECTIONS)))
+            known = _CONNECTIONS[root] = (state, con, views)
+        cursor = known[1].cursor()
+    try:
+        yield _Db(cursor, known[2])
+    finally:
+        cursor.close()
+
+
+def _versions(db: _Db, dataset: str) -> list[dict[str, Any]]:
+    if "source_records_all" not in db.views:
         return []
-    values = lazy.select(pl.col("dataset_version").unique()).collect().to_series().to_list()
-    return sorted(v for v in values if v is not None)
+    return db.rows("SELECT dataset_version, ingested_at, source_records FROM vd_versions(?) ORDER BY rnk", [dataset])
 
 
 def dataset_versions(store: ParquetStore | str | Path, dataset: str) -> list[dict[str, Any]]:
     """Every ingested version of `dataset`, oldest first: [{dataset_version, ingested_at, source_records}]."""
-    frames = []
-    for path in _files(_root(store), "source_records", dataset):
-        lazy = pl.scan_parquet(path)
-        if {"dataset_version", "ingested_at"} <= set(lazy.collect_schema().names()):
-            frames.append(lazy.select("dataset_version", "ingested_at").collect())
-    if not frames:
-        return []
-    table = (pl.concat(frames).drop_nulls("dataset_version").group_by("dataset_version")
-             .agg(pl.col("ingested_at").min(), pl.len().alias("source_records"))
-             .sort("ingested_at", "dataset_version"))
-    return table.to_dicts()
+    with _open(store, dataset) as db:
+        return _versions(db, dataset)
 
 
 def latest_versions(store: ParquetStore | str | Path, dataset: str, n: int = 2) -> list[str]:
     return [v["dataset_version"] for v in dataset_versions(store, dataset)][-n:]
 
 
-@dataclass(frozen=True)
-class _File:
-    path: str
-    part: str
-    dataset_version: str
-    rank: int
-    mtime: int
-
-
-def _index(root: Path, asset: str, dataset: str, ranks: dict[str, int]) -> list[_File]:
-    out = []
-    for path in _files(root, asset, dataset):
-        mtime = int(os.stat(path).st_mtime)
-        for v in _file_versions(path):
-            if v in ranks:  # rows of a version source_records no longer has cannot be placed in time
-                out.append(_File(str(path), path.name, v, ranks[v], mtime))
-    return out
-
-
-def _select(files: list[_File], rank: int) -> dict[str, tuple[_File, str]] | None:
-    """Per partition file name, the file holding the rows as of the version of this rank (and how found)."""
-    if not any(f.rank <= rank for f in files):
-        return None  # the asset did not exist yet at this version
-    chosen: dict[str, tuple[_File, str]] = {}
-    for part in sorted({f.part for f in files}):
-        mine = [f for f in files if f.part == part]
-        exact = [f for f in mine if f.rank == rank]
-        earlier = [f for f in mine if f.rank < rank]
-        if exact or earlier:
-            tier, pool = ("exact", exact) if exact else ("earlier", earlier)
-            chosen[part] = (max(pool, key=lambda f: (f.mtime, f.path)), tier)
-        else:
-            chosen[part] = (min(mine, key=lambda f: (f.mtime, f.path)), "later")
-    return chosen
-
-
-def _version_ranks(root: Path, dataset: str) -> dict[str, int]:
-    return {v["dataset_version"]: i for i, v in enumerate(dataset_versions(root, dataset), 1)}
-
-
-def asset_rows(store: ParquetStore | str | Path, asset: str, dataset: str, dataset_version: str,
-               ranks: dict[str, int] | None = None,
-               index: list[_File] | None = None) -> tuple[pl.DataFrame, dict[str, int]] | None:
-    """The rows of `asset` as of `dataset_version` (column `_part` names each row's partition file),
-    and how many partitions were found exactly / earlier / later; None when the asset was absent.
-    (`ranks` and `index` only save re-reading when called repeatedly.)"""
-    root = _root(store)
-    ranks = ranks if ranks is not None else _version_ranks(root, dataset)
-    if dataset_version not in ranks:
-        raise ValueError(f"{dataset!r} has no dataset version {dataset_version!r}; known: {list(ranks)}")
-    index = index if index is not None else _index(root, asset, dataset, ranks)
-    chosen = _select(index, ranks[dataset_version])
-    if chosen is None:
+def _state_rows(db: _Db, asset: str, sql_where: str, params: list) -> pl.DataFrame | None:
+    """Rows of `asset` in the files `st` (the temporary state table) names, every column, with `side`
+    and `_part`; None when the asset has no view or no such column."""
+    if f"{asset}_all" not in db.views:
         return None
-    frames = [pl.read_parquet(f.path).filter(pl.col("dataset_version") == f.dataset_version)
-              .with_columns(pl.lit(part).alias("_part")) for part, (f, _) in chosen.items()]
-    tiers = Counter(tier for _, tier in chosen.values())
-    frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(schema={"_part": pl.String})
-    return frame, {t: tiers.get(t, 0) for t in ("exact", "earlier", "later")}
+    try:  # asset is one of KEYS: a fixed identifier, never user input
+        return db.con.execute(
+            f"SELECT st.side, a.* EXCLUDE (filename), st.part AS _part FROM {asset}_all a "
+            "JOIN st ON st.asset = ? AND a.filename = st.filename AND a.dataset_version = st.dataset_version "
+            f"WHERE {sql_where} ORDER BY st.side, st.part", [asset, *params]).pl()
+    except duckdb.BinderException:  # no image_id column (an asset of empty partitions only)
+        return None
 
 
-def _by_key(frame: pl.DataFrame | None, key: str) -> dict[str, dict[str, Any]]:
-    if frame is None or key not in frame.columns:
-        return {}
-    return {r[key]: r for r in frame.to_dicts() if r[key] is not None}
+def asset_rows(store: ParquetStore | str | Path, asset: str, dataset: str,
+               dataset_version: str) -> tuple[pl.DataFrame, dict[str, int]] | None:
+    """The rows of `asset` as of `dataset_version` (column `_part` names each row's partition file),
+    and how many partitions were found exactly / earlier / later; None when the asset was absent."""
+    with _open(store, dataset) as db:
+        _pick_versions(db, dataset, dataset_version, dataset_version)
+        db.con.execute("CREATE OR REPLACE TEMP TABLE st AS SELECT 'new' AS side, * FROM vd_state(?, ?) WHERE asset = ?",
+                       [dataset, dataset_version, asset])
+        tiers = Counter(t for (t,) in db.con.execute("SELECT tier FROM st").fetchall())
+        if not tiers:
+            return None
+        frame = _state_rows(db, asset, "true", [])
+        frame = frame.drop("side") if frame is not None else pl.DataFrame(schema={"_part": pl.String})
+        return frame, {name: tiers.get(t, 0) for t, name in enumerate(("exact", "earlier", "later"))}
 
 
-def _values(frame: pl.DataFrame | None, column: str, where: pl.Expr | None = None) -> frozenset:
-    if frame is None or column not in frame.columns:
-        return frozenset()
-    rows = frame.filter(where) if where is not None else frame
-    return frozenset(v for v in rows[column].to_list() if v is not None)
-
-
-def _differ(a: frozenset, b: frozenset) -> bool:
-    return bool(a) and bool(b) and a != b
-
-
-def _changed_columns(old: dict, new: dict, columns: tuple[str, ...]) -> list[str]:
-    return [c for c in columns if old.get(c) != new.get(c)]
-
-
-def _asset_changes(asset: str, old: pl.DataFrame | None, new: pl.DataFrame | None,
-                   metadata_changed: set[str]) -> list[dict[str, Any]]:
-    spec = SPECS[asset]
-    o, n = _by_key(old, spec.key), _by_key(new, spec.key)
-    lineage_cache: dict[str, set[str]] = {}
-
-    def partition_reasons(part: str) -> set[str]:  # model, sampling and code are constants of a partition
-        if part not in lineage_cache:
-            where = pl.col("_part") == part
-            found = set()
-            for reason, cols in (("code_version", CODE_COLUMNS), ("model", MODEL_COLUMNS),
-                                 ("sampling_config", ("sampling_config",))):
-                if any(_differ(_values(old, c, where), _values(new, c, where)) for c in cols):
-                    found.add(reason)
-            lineage_cache[part] = found
-        return lineage_cache[part]
-
-    def prompt_versions(frame: pl.DataFrame | None, prompt_id: str) -> frozenset:
-        if frame is None or "prompt_id" not in frame.columns:
-            return frozenset()
-        return _values(frame, "prompt_version", pl.col("prompt_id") == prompt_id)
-
-    out = []
-    for item in sorted(set(o) | set(n)):
-        before, after = o.get(item), n.get(item)
-        if before is None:
-            change = "added"
-        elif after is None:
-            change = "removed"
-        elif _changed_columns(before, after, spec.content + spec.lineage):
-            change = "changed"
-        else:
-            continue
-        row = after if after is not None else before
-        image = row.get("image_id")
-        reasons = set(partition_reasons(row["_part"]))
-        if asset == "grouped_metadata":
-            if change != "changed" or _changed_columns(before, after, METADATA_COLUMNS):
-                reasons.add("metadata")
-        elif image in metadata_changed:
-            reasons.add("metadata")
-        pid = row.get("prompt_id")
-        if pid is not None and _differ(prompt_versions(old, pid), prompt_versions(new, pid)):
-            reasons.add("prompt")
-        entry = {"asset": asset, "item_id": item, "image_id": image, "change": change,
-                 "reasons": sorted(reasons) or ["other"], "image_key": row.get("image_key")}
-        if asset == "grouped_metadata" and change == "changed":
-            entry["fields"] = _changed_columns(before, after, METADATA_COLUMNS)
-        out.append(entry)
-    return out
-
-
-def _compare(store, dataset: str, old: str, new: str, assets,
-             keep: dict[str, dict] | None = None) -> tuple[list[dict], dict[str, dict]]:
-    """The change records and, per asset, what was found. `keep`, when given, receives each asset's
-    {"old": frame, "new": frame}: the rows compared, so a caller can show them without reading twice."""
-    root = _root(store)
-    ranks = _version_ranks(root, dataset)
-    for v in (old, new):
-        if v not in ranks:
-            raise ValueError(f"{dataset!r} has no dataset version {v!r}; known: {list(ranks)}")
-    assets = list(assets)
-    if "grouped_metadata" not in assets:
-        assets.insert(0, "grouped_metadata")  # every other asset's "metadata" reason comes from it
-    changes: list[dict] = []
+def _compare(db: _Db, dataset: str, old: str, new: str) -> tuple[list[dict], dict[str, dict]]:
+    """The change records and, per asset, what was found at each side (versions checked before).
+    One pass over the rows (vd_items, kept in a temporary table) gives both the changes and each side's
+    item count; vd_states, kept as `st`, gives presence and how partitions were found."""
+    params = [dataset, old, new]
+    db.con.execute("CREATE OR REPLACE TEMP TABLE st AS SELECT * FROM vd_states(?, ?, ?)", params)
+    db.con.execute("CREATE OR REPLACE TEMP TABLE items AS SELECT * FROM vd_items(?, ?, ?)", params)
+    changes = db.rows("SELECT * FROM items WHERE change <> 'unchanged' ORDER BY asset, item_id", [])
+    counts = {(r["asset"], side): r[side] for r in db.rows(
+        "SELECT asset, count(*) FILTER (WHERE change <> 'added') AS old, "
+        "count(*) FILTER (WHERE change <> 'removed') AS new FROM items GROUP BY asset", []) for side in SIDES}
+    tiers = {(r["asset"], r["side"]): r for r in db.rows(
+        "SELECT asset, side, count(*) FILTER (WHERE tier = 0) AS exact, count(*) FILTER (WHERE tier = 1) AS earlier, "
+        "count(*) FILTER (WHERE tier = 2) AS later FROM st GROUP BY ALL", [])}
     info: dict[str, dict] = {}
-    metadata_changed: set[str] = set()
-    for asset in assets:
-        index = _index(root, asset, dataset, ranks)
-        got = {side: asset_rows(root, asset, dataset, v, ranks, index) for side, v in (("old", old), ("new", new))}
-        frames = {side: g[0] if g else None for side, g in got.items()}
-        if keep is not None:
-            keep[asset] = frames
-        rows = _asset_changes(asset, frames["old"], frames["new"], metadata_changed)
-        if asset == "grouped_metadata":
-            metadata_changed = {r["image_id"] for r in rows if "metadata" in r["reasons"]}
-        key = SPECS[asset].key
+    for asset in ASSETS:
+        found = {side: tiers.get((asset, side)) for side in SIDES}
         info[asset] = {
-            "files": bool(_files(root, asset, dataset)),
-            "present": {side: g is not None for side, g in got.items()},
-            "rows": {side: (len(_by_key(f, key)) if f is not None else 0) for side, f in frames.items()},
-            "partitions": {side: g[1] for side, g in got.items() if g is not None},
+            "present": {side: r is not None for side, r in found.items()},
+            "rows": {side: counts.get((asset, side), 0) for side in SIDES},
+            "partitions": {side: {k: r[k] for k in ("exact", "earlier", "later")} for side, r in found.items() if r},
         }
-        changes.extend(rows)
     return changes, info
+
+
+def _has_files(root: Path, asset: str, dataset: str) -> bool:
+    """Whether the asset was ever written for the dataset, rows or not (an empty partition counts)."""
+    base = root / safe_name(asset, "asset") / f"dataset={safe_name(dataset, 'dataset')}"
+    return base.exists() and any(base.glob("*/*.parquet"))
+
+
+def _record(c: dict[str, Any]) -> dict[str, Any]:
+    """A change record as the callers see it: `fields` only for a changed grouped_metadata image."""
+    out = {k: c[k] for k in ("asset", "item_id", "image_id", "change", "reasons", "image_key")}
+    if c["asset"] == "grouped_metadata" and c["change"] == "changed":
+        out["fields"] = c["fields"]
+    return out
 
 
 def version_changes(store: ParquetStore | str | Path, dataset: str, old: str, new: str,
                     assets=ASSETS) -> pl.DataFrame:
     """One row per added / removed / changed item: asset, item_id, image_id, change, reasons (sorted)."""
-    changes, _ = _compare(store, dataset, old, new, assets)
+    with _open(store, dataset) as db:
+        old, new = _pick_versions(db, dataset, old, new)
+        rows = db.rows("SELECT * FROM version_diff(?, ?, ?)", [dataset, old, new])
     schema = {"asset": pl.String, "item_id": pl.String, "image_id": pl.String, "change": pl.String,
               "reasons": pl.List(pl.String)}
-    rows = [{k: c[k] for k in schema} for c in changes if c["asset"] in assets]
-    return pl.DataFrame(rows, schema=schema).sort("asset", "item_id")
+    return pl.DataFrame([r for r in rows if r["asset"] in assets], schema=schema).sort("asset", "item_id")
 
 
 def _example(c: dict[str, Any]) -> dict[str, Any]:
@@ -317,18 +210,17 @@ def _images(changes: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"affected": len(by_image), "examples": examples}
 
 
-def _pick_versions(store, dataset: str, old: str | None, new: str | None) -> tuple[str, str]:
-    """Defaults: `new` the most recent version, `old` the one ingested just before `new`."""
-    if old is not None and new is not None:
-        return old, new
-    ordered = [v["dataset_version"] for v in dataset_versions(store, dataset)]
+def _pick_versions(db: _Db, dataset: str, old: str | None, new: str | None) -> tuple[str, str]:
+    """Both versions, checked. Defaults: `new` the most recent version, `old` the one ingested just before `new`."""
+    ordered = [v["dataset_version"] for v in _versions(db, dataset)]
     new = new if new is not None else (ordered[-1] if ordered else None)
-    if new not in ordered:
-        raise ValueError(f"{dataset!r} has no dataset version {new!r}; known: {ordered}")
-    if old is None:
+    if old is None and new in ordered:
         if ordered.index(new) == 0:
             raise ValueError(f"{dataset!r} has no dataset version before {new!r}: a diff needs two")
         old = ordered[ordered.index(new) - 1]
+    for v in (old, new):
+        if v not in ordered:
+            raise ValueError(f"{dataset!r} has no dataset version {v!r}; known: {ordered}")
     return old, new
 
 
@@ -342,19 +234,21 @@ def diff_versions(store: ParquetStore | str | Path, dataset: str, old: str | Non
     `fields`). An asset with no data files for the dataset is `{"absent": true}`; `present` says
     whether it had rows at or before each version (an empty partition carries no version, so
     "no rows yet" and "not materialized yet" look the same). JSON-serialisable."""
-    old, new = _pick_versions(store, dataset, old, new)
-    changes, info = _compare(store, dataset, old, new, assets)
+    with _open(store, dataset) as db:
+        old, new = _pick_versions(db, dataset, old, new)
+        changes, info = _compare(db, dataset, old, new)
+    root = _root(store)
     out: dict[str, Any] = {"dataset": dataset, "old": old, "new": new, "assets": {}}
     for asset in assets:
-        mine = [c for c in changes if c["asset"] == asset]
+        mine = [_record(c) for c in changes if c["asset"] == asset]
         meta = info[asset]
-        if not meta["files"]:
+        if not _has_files(root, asset, dataset):
             out["assets"][asset] = {"absent": True, "present": meta["present"]}
             continue
         counts = Counter(c["change"] for c in mine)
         unchanged = meta["rows"]["new"] - counts["added"] - counts["changed"]
         out["assets"][asset] = {
-            "key": SPECS[asset].key, "present": meta["present"], "rows": meta["rows"],
+            "key": KEYS[asset], "present": meta["present"], "rows": meta["rows"],
             "partitions": meta["partitions"],
             "counts": {**{k: counts.get(k, 0) for k in CHANGES}, "unchanged": max(unchanged, 0)},
             "reasons": dict(sorted(Counter(r for c in mine for r in c["reasons"]).items())),
@@ -364,25 +258,24 @@ def diff_versions(store: ParquetStore | str | Path, dataset: str, old: str | Non
     return out
 
 
-def _image_items(frame: pl.DataFrame | None, image: str, key: str) -> dict[str, dict[str, Any]]:
-    if frame is None or "image_id" not in frame.columns:
-        return {}
-    return _by_key(frame.filter(pl.col("image_id") == image), key)
-
-
 def image_changes(store: ParquetStore | str | Path, dataset: str, image: str, old: str | None = None,
                   new: str | None = None, assets=ASSETS) -> dict[str, Any]:
     """One image across two versions (defaults as `diff_versions`): per asset, each of its items with
     its row in each version (None where it has none) and the change record `diff_versions` counts for
     it (`change` added / removed / changed / unchanged, `reasons`, for grouped_metadata `fields`)."""
-    old, new = _pick_versions(store, dataset, old, new)
-    kept: dict[str, dict] = {}
-    changes, _ = _compare(store, dataset, old, new, assets, keep=kept)
+    with _open(store, dataset) as db:
+        old, new = _pick_versions(db, dataset, old, new)
+        changes, _ = _compare(db, dataset, old, new)  # leaves the files of each side in `st`
+        frames = {asset: _state_rows(db, asset, "a.image_id = ?", [image]) for asset in assets}
     out: dict[str, Any] = {"dataset": dataset, "image_id": image, "old": old, "new": new, "assets": {}}
     for asset in assets:
-        key = SPECS[asset].key
-        sides = {side: _image_items(frame, image, key) for side, frame in kept[asset].items()}
-        records = {c["item_id"]: c for c in changes if c["asset"] == asset and c["image_id"] == image}
+        key, frame = KEYS[asset], frames[asset]
+        sides: dict[str, dict] = {side: {} for side in SIDES}
+        for row in frame.to_dicts() if frame is not None and key in frame.columns else []:
+            side = row.pop("side")
+            if row[key] is not None:
+                sides[side][row[key]] = row
+        records = {c["item_id"]: _record(c) for c in changes if c["asset"] == asset and c["image_id"] == image}
         items = []
         for item in sorted(set(sides["old"]) | set(sides["new"])):
             record = records.get(item, {"change": "unchanged", "reasons": []})

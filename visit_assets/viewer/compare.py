@@ -2,8 +2,8 @@
 
 Both pages render what `lib/versions.py` computes (`diff_versions`, `image_changes`): the viewer
 has no diff logic of its own, so it says what `visit-assets diff` and the export manifest say.
-They read the Parquet files of the store, not the catalog: "the rows as of a version" are found
-from the data files, which the catalog's views (current partitions only) do not show.
+That is sql/version_diff.sql run over the store's data files (not the viewer's catalog, whose
+plain views show current partitions only): "the rows as of a version" are found from every file.
 """
 
 from __future__ import annotations
