@@ -6,11 +6,16 @@ from pathlib import Path
 
 from . import (
     aokvqa,
+    chartqa,
     conceptual_captions,
+    docvqa,
     gqa,
     image_paragraphs,
     localized_narratives,
     lvis,
+    ocrvqa,
+    scienceqa,
+    stvqa,
     tallyqa,
     textcaps,
     textvqa,
@@ -44,4 +49,6 @@ LOADERS = [
     # the datasets Instructify's recipe draws on (docs/loaders.md)
     *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
                          localized_narratives, conceptual_captions, lvis)),
+    # text-rich VQA sets (docs/loaders.md)
+    *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER,
 ]
