@@ -7,13 +7,16 @@ from pathlib import Path
 from . import (
     aokvqa,
     conceptual_captions,
+    flickr30k_entities,
     gqa,
     image_paragraphs,
     localized_narratives,
     lvis,
+    refcoco,
     tallyqa,
     textcaps,
     textvqa,
+    visual7w,
     visual_genome,
     vqa,
     vsr,
@@ -43,5 +46,5 @@ LOADERS = [
            suffixes=(".jsonl", ".parquet")),
     # the datasets Instructify's recipe draws on (docs/loaders.md)
     *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
-                         localized_narratives, conceptual_captions, lvis)),
+                         localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w)),
 ]

@@ -78,3 +78,22 @@ def most_common(values: Iterable[object] | None) -> str | None:
     most_common sorts stably: that is the tie rule."""
     words = [v.strip() for v in values or () if nonempty_str(v)]
     return Counter(words).most_common(1)[0][0] if words else None
+
+
+MAX_PHRASE_WORDS = 12  # a longer phrase is not a box label: text_too_long
+
+
+def phrase_label(phrase: str) -> str:
+    """A phrase as a box label: whitespace collapsed, a final period dropped, the first letter
+    lower-cased unless the first word is an acronym ("TV on the wall")."""
+    text = " ".join(phrase.split()).rstrip(".").rstrip()
+    first = text.split(" ", 1)[0]
+    if text and not (len(first) > 1 and first.isupper()):
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def phrase_too_long(label: str, what: str = "phrase") -> str | None:
+    """The text_too_long detail when a box label runs over MAX_PHRASE_WORDS words, else None."""
+    n = len(label.split())
+    return f"{what} has {n} words (over {MAX_PHRASE_WORDS})" if n > MAX_PHRASE_WORDS else None
