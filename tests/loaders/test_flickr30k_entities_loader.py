@@ -67,7 +67,9 @@ def test_bad_records_are_rejected_one_row_each(load):
         f"{s}#box/3": "invalid_record",  # chain 23: no phrase names it
     }
     assert df.filter(pl.col("kind") == "caption").height == 4  # the blank line is no record
-    assert "caption" in set(df.filter(pl.col("record_id") == f"{s}#caption/3")["kind"])
+    rows = {r["record_id"]: r for r in df.iter_rows(named=True)}
+    assert rows[f"{s}#caption/3"]["text"] == "A sign by the bike ."  # n counts non-empty lines only
+    assert rows[f"{s}#caption/2"]["reject_reason"] is None  # a long phrase is a fine caption, not a label
 
 
 def test_absent_or_unreadable_annotations(tmp_path, load):

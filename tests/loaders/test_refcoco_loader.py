@@ -134,6 +134,7 @@ def test_layout_keeps_instances_as_a_companion_and_versions_it(tmp_path, load):
     root = tmp_path / "refcoco_ds"
     shutil.copytree(DATA / "good" / "refcoco", root / "refcoco")
     (root / "images").mkdir()
+    (root / "refcoco" / "model.p").write_bytes(pickle.dumps([1, 2], protocol=2))  # a stray pickle: no source
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [f"refcoco/{UNC}"]
     assert [layout.source_name(p) for p in layout.companions] == ["refcoco/instances.json"]

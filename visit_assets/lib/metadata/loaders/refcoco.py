@@ -27,7 +27,8 @@ Decision: both are read, with the same structure:
     toolkit's era) have their byte strings read as UTF-8.
 The ref's `file_name` (the image name with the annotation id appended) and `split` are not used.
 
-The refs file is the source; instances.json in the same folder is its companion (registry.py).
+The refs file is the source; instances.json in the same folder is its companion (registry.py). A
+dataset folder scan takes `.p` files named `refs(<split_by>).p` only.
 Rows (see ..records), refs in file order:
   * one "image" row per distinct image_id the refs name, `<source>#image/<image_id>`: image_key
     = instances.json's `file_name`, width/height from it; point `images:` in dataset.yaml at the
@@ -87,6 +88,12 @@ _ANY = msgspec.json.Decoder()
 # ------------------------------------------------------------------------------------------------
 # files, detection, companions
 # ------------------------------------------------------------------------------------------------
+
+
+def scanned(path: Path) -> bool:
+    """What a dataset folder scan takes: every .json, and of pickles only those named `refs(<split_by>).p`
+    (a stray pickle is no source; a renamed refs pickle is named in dataset.yaml)."""
+    return path.suffix != ".p" or _NAME.match(path.name) is not None
 
 
 def companions(path: Path) -> list[Path]:
@@ -272,4 +279,4 @@ def _sentence_row(base: dict, source: str, i: int, n: int, sent: Any, key: str |
 
 LOADER = Loader(FORMAT, load_refcoco, detect, companions,
                 description="RefCOCO / RefCOCO+ / RefCOCOg refs (pickle or JSON) + COCO instances",
-                suffixes=(".json", ".p"))
+                suffixes=(".json", ".p"), scans=scanned)
