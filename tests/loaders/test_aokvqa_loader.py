@@ -12,29 +12,26 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.aokvqa import load_aokvqa
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 AOK = DATA / "aokvqa"
 VAL, TRAIN, TEST = "aokvqa_v1p0_val.json", "aokvqa_v1p0_train.json", "aokvqa_v1p0_test.json"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_aokvqa(AOK / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"aokvqa"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_aokvqa, AOK / folder / name, f"{folder}/{name}", "aokvqa")
+    return run
 
 
 def _entries(folder: str, name: str) -> list:
     return json.loads((AOK / folder / name).read_text(encoding="utf-8"))
 
 
-def test_good_split_gives_images_mc_qa_and_rationale_captions():
-    df = _load("good", VAL)
+def test_good_split_gives_images_mc_qa_and_rationale_captions(load):
+    df = load("good", VAL)
     entries = _entries("good", VAL)
     image_ids = list(dict.fromkeys(e["image_id"] for e in entries))
     n_rationales = sum(len(e["rationales"]) for e in entries)
@@ -57,8 +54,8 @@ def test_good_split_gives_images_mc_qa_and_rationale_captions():
         (f"good/{VAL}#caption/{qid}/{n}", "val2017/000000081922.jpg", r) for n, r in enumerate(entries[1]["rationales"])]
 
 
-def test_test_split_has_no_answers_and_test2017_images():
-    df = _load("test_split", TEST)
+def test_test_split_has_no_answers_and_test2017_images(load):
+    df = load("test_split", TEST)
     qa = df.filter(pl.col("kind") == "qa")
     assert qa.height == 2 and set(qa["reject_reason"]) == {"invalid_record"}
     assert set(qa["reject_detail"]) == {"no answers: the test split publishes questions only"}
@@ -66,8 +63,8 @@ def test_test_split_has_no_answers_and_test2017_images():
     assert set(df["kind"]) == {"image", "qa"}
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records", TRAIN)
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records", TRAIN)
     s = f"bad_records/{TRAIN}"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#caption/aaaaaaaaaaaaaaaaaaaaaa/1": "invalid_record",  # empty rationale
@@ -95,16 +92,13 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == len(entries) + 3 + n_rationales
 
 
-def test_detection_claims_aokvqa_files_only():
+def test_detection_claims_aokvqa_files_only(claims_on_other_fixtures):
     for folder, name in (("good", VAL), ("bad_records", TRAIN), ("test_split", TEST)):
         assert detect_format(AOK / folder / name) == "aokvqa", (folder, name)
         head = (AOK / folder / name).read_bytes()[: registry.HEAD_BYTES]
         claims = {n: ld.detect(AOK / folder / name, head) for n, ld in registry.available().items() if ld.detect}
         assert claims["aokvqa"] == 2 and sorted(c for c in claims.values() if c) == [2]
-    aok = registry.get("aokvqa")
-    for p in sorted(DATA.parent.glob("**/*.json")):
-        if AOK not in p.parents:
-            assert aok.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("aokvqa", AOK) == []
 
 
 def test_detection_leaves_llava_and_coco_lists(tmp_path):
@@ -117,14 +111,14 @@ def test_detection_leaves_llava_and_coco_lists(tmp_path):
     assert detect_format(coco) == "coco"
 
 
-def test_layout_reads_the_file_as_an_aokvqa_source(tmp_path):
+def test_layout_reads_the_file_as_an_aokvqa_source(tmp_path, load):
     root = tmp_path / "aokvqa_ds"
     (root / "images" / "val2017").mkdir(parents=True)
     shutil.copy(AOK / "good" / VAL, root / VAL)
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [VAL]
     assert list(layout.companions) == []
-    assert load_dataset(layout, 2).height == _load("good", VAL).height
+    assert load_dataset(layout, 2).height == load("good", VAL).height
 
 
 @pytest.mark.parametrize("content, reason", [(b"", "malformed_file"), (b"[{", "malformed_file"),

@@ -11,26 +11,24 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.conceptual_captions import image_key, load_conceptual_captions
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "conceptual_captions"
 VAL = "good/Validation_GCC-1.1.0-Validation.tsv"
 TRAIN = "bad_records/Train_GCC-training.tsv"
 
 
-def _load(name: str) -> pl.DataFrame:
-    df = load_conceptual_captions(DATA / name, name)
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"conceptual_captions"}
-    assert set(df["source"]) == {name}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(name: str) -> pl.DataFrame:
+        df = loaded(load_conceptual_captions, DATA / name, name, "conceptual_captions")
+        assert set(df["source"]) == {name}
+        return df
+    return run
 
 
-def test_good_file_gives_an_image_and_a_caption_per_line():
-    df = _load(VAL)
+def test_good_file_gives_an_image_and_a_caption_per_line(load):
+    df = load(VAL)
     lines = (DATA / VAL).read_text(encoding="utf-8").splitlines()
     assert dict(df.group_by("kind").len().rows()) == {"image": 5, "caption": 5}
     assert df["reject_reason"].null_count() == df.height
@@ -50,8 +48,8 @@ def test_image_key_is_the_zero_padded_index():
     assert image_key(3318332) == "003318332.jpg"
 
 
-def test_bad_lines_are_rows_with_reasons_and_keep_their_index():
-    df = _load(TRAIN)
+def test_bad_lines_are_rows_with_reasons_and_keep_their_index(load):
+    df = load(TRAIN)
     captions = df.filter(pl.col("kind") == "caption")
     got = [(r["record_id"].split("#")[1], r["reject_reason"], r["image_key"]) for r in captions.iter_rows(named=True)]
     assert got == [
@@ -72,8 +70,8 @@ def test_bad_lines_are_rows_with_reasons_and_keep_their_index():
     assert captions.height == len(lines)
 
 
-def test_header_line_is_not_a_record():
-    df = _load("with_header/cc3m_val.tsv")
+def test_header_line_is_not_a_record(load):
+    df = load("with_header/cc3m_val.tsv")
     assert df.filter(pl.col("kind") == "caption")["text"].to_list() == [
         "author : a life in photography -- in pictures", "a very typical bus station"]
     assert df.filter(pl.col("kind") == "image")["image_key"].to_list() == ["000000000.jpg", "000000001.jpg"]
@@ -96,7 +94,7 @@ def test_binary_garbage_is_rejected_per_line(tmp_path):
     assert df["reject_reason"].to_list() == ["invalid_record", "invalid_record"]
 
 
-def test_detection(tmp_path):
+def test_detection(tmp_path, claims_on_other_fixtures):
     for name in (VAL, TRAIN, "with_header/cc3m_val.tsv"):
         assert detect_format(DATA / name) == "conceptual_captions"
     loader = registry.get("conceptual_captions")
@@ -106,11 +104,7 @@ def test_detection(tmp_path):
     as_json = tmp_path / "captions.json"
     as_json.write_bytes((DATA / VAL).read_bytes())
     assert loader.detect(as_json, as_json.read_bytes()) == 0  # only .tsv files
-    repo = Path(__file__).parents[2]
-    others = [p for p in (repo / "tests" / "data").rglob("*") if p.is_file() and DATA not in p.parents]
-    others += [p for p in (repo / "visit_assets" / "data").glob("sample*/**/*") if p.is_file()]
-    for p in others:
-        assert loader.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("conceptual_captions", DATA) == []
 
 
 def test_detection_reads_complete_lines_of_a_long_file(tmp_path):

@@ -12,25 +12,22 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.gqa import load_gqa
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 GQA = DATA / "gqa"
 GOOD = "val_balanced_questions.json"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_gqa(GQA / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"gqa"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_gqa, GQA / folder / name, f"{folder}/{name}", "gqa")
+    return run
 
 
-def test_good_file_gives_one_image_row_per_image_and_one_qa_row_per_question():
-    df = _load("good", GOOD)
+def test_good_file_gives_one_image_row_per_image_and_one_qa_row_per_question(load):
+    df = load("good", GOOD)
     questions = json.loads((GQA / "good" / GOOD).read_text())
     s = f"good/{GOOD}"
     assert df.height == len(questions) + 3 and df["reject_reason"].null_count() == df.height
@@ -46,8 +43,8 @@ def test_good_file_gives_one_image_row_per_image_and_one_qa_row_per_question():
     assert qa["image_key"].to_list() == [f"images/{q['imageId']}.jpg" for q in questions.values()]
 
 
-def test_test_split_questions_have_no_answers():
-    df = _load("test_split", "test_balanced_questions.json")
+def test_test_split_questions_have_no_answers(load):
+    df = load("test_split", "test_balanced_questions.json")
     assert dict(df.group_by("kind").len().rows()) == {"image": 1, "qa": 2}
     qa = df.filter(pl.col("kind") == "qa")
     assert set(qa["reject_reason"]) == {"invalid_record"} and qa["answer"].null_count() == 2
@@ -55,9 +52,9 @@ def test_test_split_questions_have_no_answers():
     assert df.filter(pl.col("kind") == "image")["image_key"].to_list() == ["images/n15740.jpg"]
 
 
-def test_bad_records_are_rejected_one_row_each():
+def test_bad_records_are_rejected_one_row_each(load):
     name = "train_balanced_questions.json"
-    df = _load("bad_records", name)
+    df = load("bad_records", name)
     s = f"bad_records/{name}"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#qa/{i}": "invalid_record" for i in range(2, 9)}
@@ -74,28 +71,24 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == 8 + 2
 
 
-def test_detection_claims_gqa_questions_and_nothing_else():
+def test_detection_claims_gqa_questions_and_nothing_else(claims_on_other_fixtures):
     for folder, name in (("good", GOOD), ("test_split", "test_balanced_questions.json"),
                          ("bad_records", "train_balanced_questions.json")):
         assert detect_format(GQA / folder / name) == "gqa", (folder, name)
         head = (GQA / folder / name).read_bytes()[: registry.HEAD_BYTES]
         claims = {n: ld.detect(GQA / folder / name, head) for n, ld in registry.available().items() if ld.detect}
         assert claims["gqa"] == 2 and sorted(claims.values())[-2] < 2
-    others = [p for p in DATA.parent.rglob("*.json") if "gqa" not in p.parts]
-    others += list((Path(__file__).parents[2] / "visit_assets" / "data").glob("sample*/**/*.json"))
-    assert others
-    for p in others:
-        assert registry.available()["gqa"].detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("gqa", GQA) == []
 
 
-def test_layout_reads_a_gqa_folder(tmp_path):
+def test_layout_reads_a_gqa_folder(tmp_path, load):
     root = tmp_path / "gqa_ds"
     (root / "images" / "images").mkdir(parents=True)
     shutil.copy(GQA / "good" / GOOD, root / GOOD)
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [GOOD]
     assert detect_format(root / GOOD) == "gqa"
-    assert load_dataset(layout, 2).height == _load("good", GOOD).height
+    assert load_dataset(layout, 2).height == load("good", GOOD).height
 
 
 @pytest.mark.parametrize("content, reason", [(b"", "malformed_file"), (b"{\"1\": {", "malformed_file"),
@@ -110,9 +103,9 @@ def test_empty_object_has_no_rows(tmp_path):
     assert load_gqa(tmp_path / GOOD, GOOD).height == 0
 
 
-def test_scene_graphs_give_sized_images_and_pixel_boxes():
+def test_scene_graphs_give_sized_images_and_pixel_boxes(load):
     name = "val_sceneGraphs.json"
-    df = _load("scene_graphs", name)
+    df = load("scene_graphs", name)
     s = f"scene_graphs/{name}"
     assert df["reject_reason"].null_count() == df.height and df.height == 3 + 4
     assert df.filter(pl.col("kind") == "image").select("record_id", "image_key", "width", "height").rows() == [
@@ -127,9 +120,9 @@ def test_scene_graphs_give_sized_images_and_pixel_boxes():
     assert detect_format(GQA / "scene_graphs" / name) == "gqa"
 
 
-def test_bad_scene_graph_entries_are_rejected_one_row_each():
+def test_bad_scene_graph_entries_are_rejected_one_row_each(load):
     name = "train_sceneGraphs.json"
-    df = _load("bad_scene_graphs", name)
+    df = load("bad_scene_graphs", name)
     s = f"bad_scene_graphs/{name}"
     rejected = dict(df.filter(pl.col("reject_reason").is_not_null()).select("record_id", "reject_detail").rows())
     assert rejected == {

@@ -12,24 +12,21 @@ import pytest
 from visit_assets.lib.metadata.dataset import dataset_version, load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.image_paragraphs import SPLIT_FILES, load_image_paragraphs
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "image_paragraphs"
 P = "paragraphs_v1.json"
 
 
-def _load(folder: str, name: str = P) -> pl.DataFrame:
-    df = load_image_paragraphs(DATA / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"image_paragraphs"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str = P) -> pl.DataFrame:
+        return loaded(load_image_paragraphs, DATA / folder / name, f"{folder}/{name}", "image_paragraphs")
+    return run
 
 
-def test_good_file_gives_an_image_and_a_caption_per_paragraph():
-    df = _load("good")
+def test_good_file_gives_an_image_and_a_caption_per_paragraph(load):
+    df = load("good")
     entries = json.loads((DATA / "good" / P).read_text(encoding="utf-8"))
     assert dict(df.group_by("kind").len().rows()) == {"image": 4, "caption": 4}
     assert df["reject_reason"].null_count() == df.height
@@ -47,8 +44,8 @@ def test_good_file_gives_an_image_and_a_caption_per_paragraph():
                                    "The court is green and the lines are white.")
 
 
-def test_bad_records_are_rows_with_reasons():
-    df = _load("bad_records")
+def test_bad_records_are_rows_with_reasons(load):
+    df = load("bad_records")
     entries = json.loads((DATA / "bad_records" / P).read_text(encoding="utf-8"))
     src = f"bad_records/{P}"
     captions = df.filter(pl.col("kind") == "caption")
@@ -85,9 +82,9 @@ def test_unreadable_files_are_one_row(tmp_path, content, reason):
     assert df["reject_reason"].to_list() == [reason]
 
 
-def test_truncated_file_and_empty_list():
-    assert _load("malformed")["reject_reason"].to_list() == ["malformed_file"]
-    direct = _load("good", "val_split.json")  # a split file loaded on its own, though its paragraphs are there
+def test_truncated_file_and_empty_list(load):
+    assert load("malformed")["reject_reason"].to_list() == ["malformed_file"]
+    direct = load("good", "val_split.json")  # a split file loaded on its own, though its paragraphs are there
     assert direct["reject_reason"].to_list() == ["missing_companion"]
     assert "not loaded on its own" in direct["reject_detail"][0]
 
@@ -97,21 +94,16 @@ def test_empty_list_gives_no_rows(tmp_path):
     assert load_image_paragraphs(tmp_path / P, P).height == 0
 
 
-def test_split_file_alone_is_one_missing_companion_row():
-    df = _load("split_only", "train_split.json")
+def test_split_file_alone_is_one_missing_companion_row(load):
+    df = load("split_only", "train_split.json")
     assert df.rows(named=True)[0]["record_id"] == "split_only/train_split.json#file"
     assert df["reject_reason"].to_list() == ["missing_companion"]
 
 
-def test_detection_claims_paragraphs_and_split_files_only():
+def test_detection_claims_paragraphs_and_split_files_only(claims_on_other_fixtures):
     for name in (P, *SPLIT_FILES):
         assert detect_format(DATA / "good" / name) == "image_paragraphs"
-    others = [p for p in (DATA.parent.parent).rglob("*.json") if DATA not in p.parents]
-    sample = Path(__file__).parents[2] / "visit_assets" / "data"
-    others += [p for p in sample.glob("sample*/**/*.json") if p.is_file()]
-    loader = registry.get("image_paragraphs")
-    for p in others:
-        assert loader.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("image_paragraphs", DATA) == []
 
 
 def test_ids_named_like_splits_but_not_int_lists_are_not_claimed(tmp_path):

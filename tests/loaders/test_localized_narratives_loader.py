@@ -12,25 +12,22 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.localized_narratives import image_key, load_localized_narratives
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 LN = DATA / "localized_narratives"
 COCO = "coco_val_localized_narratives.jsonl"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_localized_narratives(LN / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"localized_narratives"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_localized_narratives, LN / folder / name, f"{folder}/{name}", "localized_narratives")
+    return run
 
 
-def test_coco_narratives_give_one_caption_per_line_and_coco_2017_keys():
-    df = _load("good", COCO)
+def test_coco_narratives_give_one_caption_per_line_and_coco_2017_keys(load):
+    df = load("good", COCO)
     lines = [json.loads(x) for x in (LN / "good" / COCO).read_text().splitlines()]
     s = f"good/{COCO}"
     assert df.height == 3 + 2 and df["reject_reason"].null_count() == df.height
@@ -44,8 +41,8 @@ def test_coco_narratives_give_one_caption_per_line_and_coco_2017_keys():
     assert set(df["kind"]) == {"image", "caption"}  # traces give no boxes
 
 
-def test_image_keys_per_dataset():
-    df = _load("good", "mixed_captions.jsonl")
+def test_image_keys_per_dataset(load):
+    df = load("good", "mixed_captions.jsonl")
     assert df["reject_reason"].null_count() == df.height
     assert df.filter(pl.col("kind") == "caption")["image_key"].to_list() == [
         "validation/0a1b2c3d4e5f6789.jpg", "flickr30k-images/1000092795.jpg",
@@ -56,8 +53,8 @@ def test_image_keys_per_dataset():
     assert image_key("pascal_voc", "1") is None and image_key("mscoco_val2017", "x1") is None
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records", COCO)
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records", COCO)
     s = f"bad_records/{COCO}"
     rejected = dict(df.filter(pl.col("reject_reason").is_not_null()).select("record_id", "reject_detail").rows())
     assert rejected.pop(f"{s}#line/3").startswith("line 3: invalid JSON")
@@ -82,7 +79,7 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == n_lines + 2
 
 
-def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path):
+def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path, claims_on_other_fixtures):
     for folder, name in (("good", COCO), ("good", "mixed_captions.jsonl"), ("bad_records", COCO)):
         p = LN / folder / name
         assert detect_format(p) == "localized_narratives"
@@ -93,20 +90,16 @@ def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path):
     records = tmp_path / "records.jsonl"
     records.write_text(json.dumps({"image": "a.jpg", "captions": ["a cat"]}))
     assert detect_format(records) == "records"
-    others = list(DATA.parent.rglob("*.json")) + [p for p in DATA.parent.rglob("*.jsonl") if "localized_narratives"
-                                                   not in p.parts]
-    others += list((Path(__file__).parents[2] / "visit_assets" / "data").glob("sample*/**/*.json*"))
-    for p in others:
-        assert registry.available()["localized_narratives"].detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("localized_narratives", LN) == []
 
 
-def test_layout_reads_a_localized_narratives_folder(tmp_path):
+def test_layout_reads_a_localized_narratives_folder(tmp_path, load):
     root = tmp_path / "ln_ds"
     (root / "images" / "val2017").mkdir(parents=True)
     shutil.copy(LN / "good" / COCO, root / COCO)
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [COCO]
-    assert load_dataset(layout, 2).height == _load("good", COCO).height
+    assert load_dataset(layout, 2).height == load("good", COCO).height
 
 
 @pytest.mark.parametrize("content", [b"", b"\n \n", b"\xff\xfe{}\n"])

@@ -13,21 +13,18 @@ from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.coco import load_coco
 from visit_assets.lib.metadata.loaders.lvis import load_lvis
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "lvis"
 VAL = "good/lvis_v1_val.json"
 TRAIN = "bad_records/lvis_v1_train.json"
 
 
-def _load(name: str) -> pl.DataFrame:
-    df = load_lvis(DATA / name, name)
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"lvis"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(name: str) -> pl.DataFrame:
+        return loaded(load_lvis, DATA / name, name, "lvis")
+    return run
 
 
 def test_coco_loader_cannot_read_lvis():
@@ -36,8 +33,8 @@ def test_coco_loader_cannot_read_lvis():
     assert set(images["reject_detail"]) == {"file_name is missing or not a string"}
 
 
-def test_good_file_gives_images_and_labelled_boxes():
-    df = _load(VAL)
+def test_good_file_gives_images_and_labelled_boxes(load):
+    df = load(VAL)
     doc = json.loads((DATA / VAL).read_text(encoding="utf-8"))
     assert df["reject_reason"].null_count() == df.height
     assert dict(df.group_by("kind").len().rows()) == {"image": 3, "box": 4}
@@ -54,8 +51,8 @@ def test_good_file_gives_images_and_labelled_boxes():
     assert boxes["image_key"][2] == "train2017/000000391895.jpg"
 
 
-def test_bad_records_are_rows_with_reasons():
-    df = _load(TRAIN)
+def test_bad_records_are_rows_with_reasons(load):
+    df = load(TRAIN)
     doc = json.loads((DATA / TRAIN).read_text(encoding="utf-8"))
     assert df.height == len(doc["images"]) + len(doc["annotations"])  # every entry accounted for
     got = {r["record_id"].split("#")[1]: r["reject_reason"] for r in df.iter_rows(named=True)}
@@ -93,7 +90,7 @@ def test_unreadable_files_are_one_row(tmp_path, content, reason):
     assert df["source_format"].to_list() == ["lvis"]
 
 
-def test_detection_beats_coco_and_takes_nothing_else(tmp_path):
+def test_detection_beats_coco_and_takes_nothing_else(tmp_path, claims_on_other_fixtures):
     assert detect_format(DATA / VAL) == "lvis"
     assert detect_format(DATA / TRAIN) == "lvis"
     # annotations first and longer than the head: the official name still says LVIS
@@ -106,21 +103,16 @@ def test_detection_beats_coco_and_takes_nothing_else(tmp_path):
     renamed = tmp_path / "instances.json"
     shutil.copy(big, renamed)
     assert detect_format(renamed) == "coco"  # no signature in the head, no LVIS name
-    lv = registry.get("lvis")
-    repo = Path(__file__).parents[2]
-    others = [p for p in (repo / "tests" / "data").rglob("*.json") if DATA not in p.parents]
-    others += [p for p in (repo / "visit_assets" / "data").glob("sample*/**/*.json") if p.is_file()]
-    for p in others:
-        assert lv.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("lvis", DATA) == []
 
 
-def test_robust_path_matches_fast_path(tmp_path):
+def test_robust_path_matches_fast_path(tmp_path, load):
     doc = json.loads((DATA / VAL).read_text(encoding="utf-8"))
     doc["images"].append("odd")  # forces the entry-by-entry decode
     path = tmp_path / "lvis_v1_val.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     robust = load_lvis(path, VAL)
-    assert robust.filter(pl.col("record_id") != f"{VAL}#image/@3").equals(_load(VAL))
+    assert robust.filter(pl.col("record_id") != f"{VAL}#image/@3").equals(load(VAL))
 
 
 def test_lvis_file_in_a_dataset(tmp_path):

@@ -12,28 +12,25 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.tallyqa import load_tallyqa
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 TQ = DATA / "tallyqa"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_tallyqa(TQ / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"tallyqa"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_tallyqa, TQ / folder / name, f"{folder}/{name}", "tallyqa")
+    return run
 
 
 def _entries(folder: str, name: str) -> list:
     return json.loads((TQ / folder / name).read_text(encoding="utf-8"))
 
 
-def test_good_file_gives_images_and_count_qa():
-    df = _load("good", "test.json")
+def test_good_file_gives_images_and_count_qa(load):
+    df = load("good", "test.json")
     entries = _entries("good", "test.json")
     assert dict(df.group_by("kind").len().rows()) == {"image": 4, "qa": len(entries)}
     assert df["reject_reason"].null_count() == df.height
@@ -49,8 +46,8 @@ def test_good_file_gives_images_and_count_qa():
     assert "0" in qa["answer"].to_list()  # a count of zero is an answer
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records", "train.json")
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records", "train.json")
     s = "bad_records/train.json"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#qa/2": "invalid_record",  # answer "3"
@@ -70,23 +67,20 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == len(_entries("bad_records", "train.json")) + n_images
 
 
-def test_detection_claims_tallyqa_files_only():
+def test_detection_claims_tallyqa_files_only(claims_on_other_fixtures):
     for folder, name in (("good", "test.json"), ("bad_records", "train.json")):
         assert detect_format(TQ / folder / name) == "tallyqa"
-    tq = registry.get("tallyqa")
-    for p in sorted(DATA.parent.glob("**/*.json")):
-        if TQ not in p.parents:
-            assert tq.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("tallyqa", TQ) == []
 
 
-def test_layout_reads_the_file_as_a_tallyqa_source(tmp_path):
+def test_layout_reads_the_file_as_a_tallyqa_source(tmp_path, load):
     root = tmp_path / "tally_ds"
     (root / "images").mkdir(parents=True)
     shutil.copy(TQ / "good" / "test.json", root / "test.json")
     layout = read_layout(root)
     assert [(layout.source_name(p), registry.detect(p).format) for p, _ in layout.sources] == [("test.json", "tallyqa")]
     assert list(layout.companions) == []
-    assert load_dataset(layout, 2).height == _load("good", "test.json").height
+    assert load_dataset(layout, 2).height == load("good", "test.json").height
 
 
 @pytest.mark.parametrize("content, reason", [(b"", "malformed_file"), (b"[{", "malformed_file"),

@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 
 from visit_assets.lib.metadata.dataset import dataset_version, load_dataset, read_layout
-from visit_assets.lib.metadata.loaders import detect_format, registry
+from visit_assets.lib.metadata.loaders import detect_format
 from visit_assets.lib.metadata.loaders.textcaps import load_textcaps
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 TC = DATA / "textcaps"
@@ -20,22 +19,20 @@ TRAIN, VAL, TEST = "TextCaps_0.1_train.json", "TextCaps_0.1_val.json", "TextCaps
 OCR = "TextVQA_Rosetta_OCR_v0.2_train.json"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_textcaps(TC / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"textcaps"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_textcaps, TC / folder / name, f"{folder}/{name}", "textcaps")
+    return run
 
 
 def _data(folder: str, name: str) -> list:
     return json.loads((TC / folder / name).read_text(encoding="utf-8"))["data"]
 
 
-def test_good_split_gives_images_captions_and_ocr_tokens():
-    df = _load("good", TRAIN)
+def test_good_split_gives_images_captions_and_ocr_tokens(load):
+    df = load("good", TRAIN)
     entries, ocr = _data("good", TRAIN), _data("good", OCR)
     image_ids = list(dict.fromkeys(e["image_id"] for e in entries))
     n_tokens = sum(len(e["ocr_info"]) for e in ocr)
@@ -54,8 +51,8 @@ def test_good_split_gives_images_captions_and_ocr_tokens():
         box["top_left_x"], box["width"], True)
 
 
-def test_test_split_entries_have_no_caption_and_test_images():
-    df = _load("test_split", TEST)
+def test_test_split_entries_have_no_caption_and_test_images(load):
+    df = load("test_split", TEST)
     caps = df.filter(pl.col("kind") == "caption")
     assert caps["record_id"].to_list() == [f"test_split/{TEST}#caption/@0", f"test_split/{TEST}#caption/@1"]
     assert set(caps["reject_detail"]) == {"no caption: the test split publishes images only"}
@@ -64,8 +61,8 @@ def test_test_split_entries_have_no_caption_and_test_images():
     assert "ocr" not in set(df["kind"])  # no OCR file beside it: no rows
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records", VAL)
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records", VAL)
     s = f"bad_records/{VAL}"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#caption/@1": "invalid_record",  # caption_id "202" is a string
@@ -85,17 +82,14 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == len(entries) + n_images + sum(len(e["ocr_info"]) for e in ocr)
 
 
-def test_detection_claims_captions_files_and_leaves_the_ocr_file_to_textvqa():
+def test_detection_claims_captions_files_and_leaves_the_ocr_file_to_textvqa(claims_on_other_fixtures):
     for folder, name in (("good", TRAIN), ("bad_records", VAL), ("test_split", TEST)):
         assert detect_format(TC / folder / name) == "textcaps", (folder, name)
     assert detect_format(TC / "good" / OCR) == "textvqa"
-    tc = registry.get("textcaps")
-    for p in sorted(DATA.parent.glob("**/*.json")):
-        if TC not in p.parents:
-            assert tc.detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("textcaps", TC) == []
 
 
-def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path):
+def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path, load):
     root = tmp_path / "textcaps_ds"
     (root / "images" / "train_images").mkdir(parents=True)
     for name in (TRAIN, OCR):
@@ -103,7 +97,7 @@ def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path):
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [TRAIN]
     assert [layout.source_name(p) for p in layout.companions] == [OCR]
-    assert load_dataset(layout, 2).height == _load("good", TRAIN).height
+    assert load_dataset(layout, 2).height == load("good", TRAIN).height
     before = dataset_version(layout)
     (root / OCR).write_text(json.dumps({"data": _data("good", OCR)[:1]}))
     assert dataset_version(read_layout(root)) != before

@@ -11,30 +11,28 @@ import pytest
 
 from visit_assets.lib.metadata.dataset import dataset_version, load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
-from visit_assets.lib.metadata.loaders.textvqa import load_textvqa, most_common_answer
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
+from visit_assets.lib.metadata.loaders.common import most_common
+from visit_assets.lib.metadata.loaders.textvqa import load_textvqa
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "textvqa"
 Q = "TextVQA_0.5.1_train.json"
 OCR = "TextVQA_Rosetta_OCR_v0.2_train.json"
 
 
-def _load(folder: str, name: str = Q) -> pl.DataFrame:
-    df = load_textvqa(DATA / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"textvqa"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str = Q) -> pl.DataFrame:
+        return loaded(load_textvqa, DATA / folder / name, f"{folder}/{name}", "textvqa")
+    return run
 
 
 def _data(folder: str, name: str) -> list:
     return json.loads((DATA / folder / name).read_text(encoding="utf-8"))["data"]
 
 
-def test_good_split_gives_images_qa_and_one_ocr_row_per_token():
-    df = _load("good")
+def test_good_split_gives_images_qa_and_one_ocr_row_per_token(load):
+    df = load("good")
     questions, ocr = _data("good", Q), _data("good", OCR)
     image_ids = list(dict.fromkeys(q["image_id"] for q in questions))
     n_tokens = sum(len(e["ocr_info"]) for e in ocr)
@@ -59,9 +57,9 @@ def test_good_split_gives_images_qa_and_one_ocr_row_per_token():
 
 
 def test_most_common_answer_ties_go_to_the_first():
-    assert most_common_answer(["b", "a", "a", "b", "c"]) == "b"
-    assert most_common_answer([" x ", "y", "x"]) == "x"
-    assert most_common_answer(["", "  ", None]) is None and most_common_answer(None) is None
+    assert most_common(["b", "a", "a", "b", "c"]) == "b"
+    assert most_common([" x ", "y", "x"]) == "x"
+    assert most_common(["", "  ", None]) is None and most_common(None) is None
 
 
 def test_detection_claims_both_files():
@@ -72,7 +70,7 @@ def test_detection_claims_both_files():
     assert {n: ld.detect(DATA / "good" / Q, head) for n, ld in registry.available().items() if ld.detect}["textvqa"] == 2
 
 
-def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path):
+def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path, load):
     root = tmp_path / "textvqa_ds"
     (root / "images" / "train_images").mkdir(parents=True)
     for name in (Q, OCR):
@@ -80,7 +78,7 @@ def test_layout_keeps_the_ocr_file_as_a_companion_and_versions_it(tmp_path):
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == [Q]
     assert [layout.source_name(p) for p in layout.companions] == [OCR]
-    assert load_dataset(layout, 2).height == _load("good").height
+    assert load_dataset(layout, 2).height == load("good").height
     before = dataset_version(layout)
     (root / OCR).write_text(json.dumps({"data": _data("good", OCR)[:1]}))
     assert dataset_version(read_layout(root)) != before
@@ -101,21 +99,21 @@ def test_unreadable_ocr_file_is_one_row(tmp_path):
     assert bad["reject_detail"][0].startswith(f"OCR file {OCR}: ")
 
 
-def test_test_split_has_no_answers_and_test_images():
-    df = _load("test_split", "TextVQA_0.5.1_test.json")
+def test_test_split_has_no_answers_and_test_images(load):
+    df = load("test_split", "TextVQA_0.5.1_test.json")
     qa = df.filter(pl.col("kind") == "qa")
     assert set(qa["reject_reason"]) == {"invalid_record"} and qa.height == 2
     assert set(qa["reject_detail"]) == {"no answers: the test split publishes questions only"}
     assert df.filter(pl.col("kind") == "image")["image_key"].to_list() == ["test_images/00a3d6a1b3a8a4c2.jpg"]
 
 
-def test_ocr_file_alone_is_one_missing_companion_row():
-    df = _load("ocr_only", "TextVQA_Rosetta_OCR_v0.2_val.json")
+def test_ocr_file_alone_is_one_missing_companion_row(load):
+    df = load("ocr_only", "TextVQA_Rosetta_OCR_v0.2_val.json")
     assert df.select("kind", "reject_reason").rows() == [("invalid", "missing_companion")]
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records")
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records")
     s = f"bad_records/{Q}"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#qa/@3": "invalid_record",  # question_id "34610" is a string

@@ -17,21 +17,18 @@ from visit_assets.lib.metadata.grouping import QCConfig, group_records
 from visit_assets.lib.metadata.images import probe_images
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders import visual_genome as vg
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "visual_genome"
 IMG, OBJ, REG, QAS = "image_data.json", "objects.json", "region_descriptions.json", "question_answers.json"
 LISTS = {OBJ: "objects", REG: "regions", QAS: "qas"}
 
 
-def _load(folder: str, name: str, root: Path = DATA) -> pl.DataFrame:
-    df = vg.load_visual_genome(root / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"visual_genome"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str, root: Path = DATA) -> pl.DataFrame:
+        return loaded(vg.load_visual_genome, root / folder / name, f"{folder}/{name}", "visual_genome")
+    return run
 
 
 def _doc(folder: str, name: str) -> list:
@@ -72,8 +69,8 @@ def _dataset(tmp_path: Path, names=(IMG, OBJ, REG, QAS), case: str = "good") -> 
 # ------------------------------------------------------------------------------------------------
 
 
-def test_image_data_alone_gives_image_records_with_keys_and_sizes():
-    df = _load("good", IMG)
+def test_image_data_alone_gives_image_records_with_keys_and_sizes(load):
+    df = load("good", IMG)
     assert _kinds(df) == {"image": 4}
     assert df.select("record_id", "image_key", "width", "height").rows() == [
         (f"good/{IMG}#image/{e['image_id']}", "/".join(e["url"].split("/")[-2:]), e["width"], e["height"])
@@ -83,8 +80,8 @@ def test_image_data_alone_gives_image_records_with_keys_and_sizes():
     assert df["reject_reason"].null_count() == df.height
 
 
-def test_objects_give_pixel_boxes_labelled_by_first_name():
-    df = _load("good", OBJ)
+def test_objects_give_pixel_boxes_labelled_by_first_name(load):
+    df = load("good", OBJ)
     objects = [(e["image_id"], o) for e in _doc("good", OBJ) for o in e["objects"]]
     keys = {e["image_id"]: "/".join(e["url"].split("/")[-2:]) for e in _doc("good", IMG)}
     boxes = df.filter(pl.col("kind") == "box")
@@ -96,8 +93,8 @@ def test_objects_give_pixel_boxes_labelled_by_first_name():
     assert df["reject_reason"].null_count() == df.height
 
 
-def test_regions_are_boxes_labelled_by_normalised_phrase():
-    df = _load("good", REG)
+def test_regions_are_boxes_labelled_by_normalised_phrase(load):
+    df = load("good", REG)
     assert _kinds(df) == {"box": 5}
     assert df.select("record_id", "label").rows() == [
         (f"good/{REG}#box/1382", "the clock is green in colour"),
@@ -114,14 +111,14 @@ def test_regions_are_boxes_labelled_by_normalised_phrase():
 
 @pytest.mark.parametrize("case", ["good", "bad"])
 @pytest.mark.parametrize("name", [OBJ, REG, QAS])
-def test_typed_and_generic_decoding_give_the_same_rows(monkeypatch, case, name):
-    fast = _load(case, name)
+def test_typed_and_generic_decoding_give_the_same_rows(monkeypatch, case, name, load):
+    fast = load(case, name)
     monkeypatch.setattr(vg, "_ENTRIES", msgspec.json.Decoder(list[int]))  # every file takes the generic path
-    assert_frame_equal(_load(case, name), fast)
+    assert_frame_equal(load(case, name), fast)
 
 
-def test_question_answers_give_qa_records():
-    df = _load("good", QAS)
+def test_question_answers_give_qa_records(load):
+    df = load("good", QAS)
     qas = [q for e in _doc("good", QAS) for q in e["qas"]]
     assert _kinds(df) == {"qa": len(qas)}  # no image records: objects.json (first by name) emits those
     assert df.select("record_id", "text", "answer").rows() == [
@@ -130,13 +127,13 @@ def test_question_answers_give_qa_records():
     assert df["image_key"].null_count() == 0
 
 
-def test_image_records_are_emitted_once_by_the_first_annotation_file():
+def test_image_records_are_emitted_once_by_the_first_annotation_file(load):
     assert vg.image_records_owner(DATA / "good").name == OBJ
-    assert _kinds(_load("good", OBJ))["image"] == 4
-    assert "image" not in _kinds(_load("good", REG)) and "image" not in _kinds(_load("good", QAS))
+    assert _kinds(load("good", OBJ))["image"] == 4
+    assert "image" not in _kinds(load("good", REG)) and "image" not in _kinds(load("good", QAS))
     # image records carry image_data.json's source name whoever emits them, so their ids never change
-    assert _load("good", OBJ).filter(pl.col("kind") == "image")["record_id"].to_list() == \
-        _load("good", IMG)["record_id"].to_list()
+    assert load("good", OBJ).filter(pl.col("kind") == "image")["record_id"].to_list() == \
+        load("good", IMG)["record_id"].to_list()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,8 +217,8 @@ def test_every_input_record_is_one_row(tmp_path, case):
     assert records.filter(pl.col("kind") == "image").height == len(_doc(case, IMG))
 
 
-def test_bad_records_are_rejected_with_reasons_and_good_ones_kept():
-    images = _reasons(_load("bad", IMG))
+def test_bad_records_are_rejected_with_reasons_and_good_ones_kept(load):
+    images = _reasons(load("bad", IMG))
     assert images == {
         f"bad/{IMG}#image/1": None,
         f"bad/{IMG}#image/5": "invalid_record",  # no url
@@ -230,7 +227,7 @@ def test_bad_records_are_rejected_with_reasons_and_good_ones_kept():
         f"bad/{IMG}#image/@4": "invalid_record",  # not an object
         f"bad/{IMG}#image/7": "unsafe_path",  # url path climbs out of the image folder
     }
-    objects = _reasons(_load("bad", OBJ))
+    objects = _reasons(load("bad", OBJ))
     assert {k: v for k, v in objects.items() if "#image/" not in k} == {
         f"bad/{OBJ}#box/10": None,
         f"bad/{OBJ}#box/11": "box_out_of_bounds",  # w = 0
@@ -246,14 +243,14 @@ def test_bad_records_are_rejected_with_reasons_and_good_ones_kept():
         f"bad/{OBJ}#entry/@4": "invalid_record",  # entry not an object
         f"bad/{OBJ}#entry/@5": "invalid_record",  # entry without an objects list
     }
-    assert _reasons(_load("bad", REG)) == {
+    assert _reasons(load("bad", REG)) == {
         f"bad/{REG}#box/30": "text_too_long",  # 16 words
         f"bad/{REG}#box/31": "invalid_record",  # blank phrase
         f"bad/{REG}#box/32": "box_out_of_bounds",  # negative height
         f"bad/{REG}#box/33": None,
         f"bad/{REG}#box/34": "unknown_image_id",
     }
-    assert _reasons(_load("bad", QAS)) == {
+    assert _reasons(load("bad", QAS)) == {
         f"bad/{QAS}#qa/40": None,
         f"bad/{QAS}#qa/41": "invalid_record",  # no answer
         f"bad/{QAS}#qa/42": "invalid_record",  # question not a string
@@ -281,8 +278,8 @@ def test_unreadable_image_data_is_one_file_row_and_rejects_every_annotation(tmp_
     assert set(rest["reject_reason"]) == {"missing_companion"}
 
 
-def test_malformed_annotation_file_is_one_reject_row():
-    assert _reasons(_load("malformed", OBJ)) == {f"malformed/{OBJ}#file": "malformed_file"}
+def test_malformed_annotation_file_is_one_reject_row(load):
+    assert _reasons(load("malformed", OBJ)) == {f"malformed/{OBJ}#file": "malformed_file"}
 
 
 def test_a_malformed_first_annotation_file_still_emits_the_image_records(tmp_path):

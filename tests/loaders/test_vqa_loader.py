@@ -12,21 +12,18 @@ import pytest
 from visit_assets.lib.metadata.dataset import dataset_version, load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, load_source, registry
 from visit_assets.lib.metadata.loaders.vqa import image_key, load_vqa
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders" / "vqav2"
 Q = "v2_OpenEnded_mscoco_val2014_questions.json"
 A = "v2_mscoco_val2014_annotations.json"
 
 
-def _load(folder: str, name: str = Q) -> pl.DataFrame:
-    df = load_vqa(DATA / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"vqav2"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str = Q) -> pl.DataFrame:
+        return loaded(load_vqa, DATA / folder / name, f"{folder}/{name}", "vqav2")
+    return run
 
 
 def _doc(folder: str, name: str) -> dict:
@@ -41,8 +38,8 @@ def _reasons(df: pl.DataFrame) -> dict[str, str | None]:
     return dict(df.select("record_id", "reject_reason").rows())
 
 
-def test_good_split_gives_one_image_per_image_id_and_one_qa_per_question():
-    df = _load("good")
+def test_good_split_gives_one_image_per_image_id_and_one_qa_per_question(load):
+    df = load("good")
     questions = _doc("good", Q)["questions"]
     answers = {a["question_id"]: a["multiple_choice_answer"] for a in _doc("good", A)["annotations"]}
     image_ids = list(dict.fromkeys(q["image_id"] for q in questions))
@@ -101,13 +98,13 @@ def _dataset(tmp_path: Path, *folders_files: tuple[str, str]) -> Path:
     return root
 
 
-def test_layout_keeps_the_annotations_out_of_the_sources_as_a_companion(tmp_path):
+def test_layout_keeps_the_annotations_out_of_the_sources_as_a_companion(tmp_path, load):
     root = _dataset(tmp_path, ("good", Q), ("good", A))
     layout = read_layout(root)
     assert [(layout.source_name(p), f) for p, f in layout.sources] == [(Q, None)]
     assert [layout.source_name(p) for p in layout.companions] == [A]
     records = load_dataset(layout, n_shards=2)
-    assert records.height == _load("good").height  # the annotations are not loaded a second time
+    assert records.height == load("good").height  # the annotations are not loaded a second time
 
     before = dataset_version(layout)
     assert dataset_version(read_layout(root)) == before
@@ -125,8 +122,8 @@ def test_manifest_naming_the_questions_still_finds_the_companion(tmp_path):
     assert [layout.source_name(p) for p in layout.companions] == [A]
 
 
-def test_annotations_alone_are_one_missing_companion_row(tmp_path):
-    df = _load("annotations_only", A)
+def test_annotations_alone_are_one_missing_companion_row(tmp_path, load):
+    df = load("annotations_only", A)
     assert df.select("record_id", "kind", "reject_reason").rows() == [
         (f"annotations_only/{A}#file", "invalid", "missing_companion")]
     root = _dataset(tmp_path, ("annotations_only", A))
@@ -135,8 +132,8 @@ def test_annotations_alone_are_one_missing_companion_row(tmp_path):
     assert load_dataset(layout, 1)["reject_reason"].to_list() == ["missing_companion"]  # ... and say why
 
 
-def test_missing_annotations_of_a_train_split_reject_every_question():
-    df = _load("missing_annotations", "v2_OpenEnded_mscoco_train2014_questions.json")
+def test_missing_annotations_of_a_train_split_reject_every_question(load):
+    df = load("missing_annotations", "v2_OpenEnded_mscoco_train2014_questions.json")
     qa, images = df.filter(pl.col("kind") == "qa"), df.filter(pl.col("kind") == "image")
     assert qa.height == 3 and set(qa["reject_reason"]) == {"missing_companion"}
     assert qa["reject_detail"][0].startswith("annotations file v2_mscoco_train2014_annotations.json not found")
@@ -144,8 +141,8 @@ def test_missing_annotations_of_a_train_split_reject_every_question():
     assert images["reject_reason"].null_count() == 2
 
 
-def test_test_dev_questions_have_no_answers_and_use_test2015_images():
-    df = _load("test_dev", "v2_OpenEnded_mscoco_test-dev2015_questions.json")
+def test_test_dev_questions_have_no_answers_and_use_test2015_images(load):
+    df = load("test_dev", "v2_OpenEnded_mscoco_test-dev2015_questions.json")
     qa = df.filter(pl.col("kind") == "qa")
     assert qa.height == 3 and set(qa["reject_reason"]) == {"invalid_record"}
     assert set(qa["reject_detail"]) == {"no answers: the test-dev2015 split publishes questions only"}
@@ -154,8 +151,8 @@ def test_test_dev_questions_have_no_answers_and_use_test2015_images():
         "COCO_test2015_000000262144.jpg", "COCO_test2015_000000262146.jpg"]
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records")
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records")
     questions = _doc("bad_records", Q)["questions"]
     annotations = _doc("bad_records", A)["annotations"]
     image_ids = {q["image_id"] for q in questions if isinstance(q, dict) and isinstance(q.get("image_id"), int)}
@@ -187,8 +184,8 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.filter(pl.col("reject_reason").is_null(), pl.col("kind") == "qa").height == 6
 
 
-def test_okvqa_uses_the_same_loader_and_the_most_common_answer():
-    df = _load("okvqa", "OpenEnded_mscoco_val2014_questions.json")
+def test_okvqa_uses_the_same_loader_and_the_most_common_answer(load):
+    df = load("okvqa", "OpenEnded_mscoco_val2014_questions.json")
     qa = df.filter(pl.col("kind") == "qa")
     assert qa["reject_reason"].null_count() == 3
     assert qa["answer"].to_list() == ["race", "fern", "teddy bear"]  # fern / ivy tie 4-4: the first wins

@@ -12,24 +12,21 @@ import pytest
 from visit_assets.lib.metadata.dataset import load_dataset, read_layout
 from visit_assets.lib.metadata.loaders import detect_format, registry
 from visit_assets.lib.metadata.loaders.vsr import load_vsr
-from visit_assets.lib.metadata.records import REJECT_REASONS, SOURCE_RECORD_SCHEMA
 
 DATA = Path(__file__).parent.parent / "data" / "loaders"
 VSR = DATA / "vsr"
 
 
-def _load(folder: str, name: str) -> pl.DataFrame:
-    df = load_vsr(VSR / folder / name, f"{folder}/{name}")
-    assert df.schema == pl.Schema(SOURCE_RECORD_SCHEMA)
-    assert df["record_id"].n_unique() == df.height
-    assert set(df["source_format"]) == {"vsr"}
-    assert set(df["reject_reason"].drop_nulls()) <= set(REJECT_REASONS)
-    assert df.filter(pl.col("reject_reason").is_not_null())["reject_detail"].null_count() == 0
-    return df
+@pytest.fixture
+def load(loaded):
+    """load(...): the loaded and checked frame of one fixture file (conftest.check_records)."""
+    def run(folder: str, name: str) -> pl.DataFrame:
+        return loaded(load_vsr, VSR / folder / name, f"{folder}/{name}", "vsr")
+    return run
 
 
-def test_good_file_gives_a_yes_no_qa_per_statement_and_one_image_row_per_image():
-    df = _load("good", "train.jsonl")
+def test_good_file_gives_a_yes_no_qa_per_statement_and_one_image_row_per_image(load):
+    df = load("good", "train.jsonl")
     lines = [json.loads(x) for x in (VSR / "good" / "train.jsonl").read_text().splitlines()]
     s = "good/train.jsonl"
     assert df.height == len(lines) + 3 and df["reject_reason"].null_count() == df.height
@@ -44,8 +41,8 @@ def test_good_file_gives_a_yes_no_qa_per_statement_and_one_image_row_per_image()
     assert df.filter(pl.col("kind") == "caption").height == 0
 
 
-def test_bad_records_are_rejected_one_row_each():
-    df = _load("bad_records", "dev.jsonl")
+def test_bad_records_are_rejected_one_row_each(load):
+    df = load("bad_records", "dev.jsonl")
     s = "bad_records/dev.jsonl"
     assert {k: v for k, v in df.select("record_id", "reject_reason").rows() if v} == {
         f"{s}#line/3": "malformed_file", f"{s}#line/4": "invalid_record",
@@ -69,7 +66,7 @@ def test_bad_records_are_rejected_one_row_each():
     assert df.height == n_lines + 3
 
 
-def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path):
+def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path, claims_on_other_fixtures):
     for folder, name in (("good", "train.jsonl"), ("bad_records", "dev.jsonl")):
         p = VSR / folder / name
         assert detect_format(p) == "vsr"
@@ -79,22 +76,19 @@ def test_detection_beats_the_records_claim_and_takes_nothing_else(tmp_path):
     records = tmp_path / "records.jsonl"
     records.write_text(json.dumps({"image": "a.jpg", "captions": ["a cat"], "qa": [{"question": "q", "answer": "a"}]}))
     assert detect_format(records) == "records"
-    others = list(DATA.parent.rglob("*.json")) + [p for p in DATA.parent.rglob("*.jsonl") if "vsr" not in p.parts]
-    others += list((Path(__file__).parents[2] / "visit_assets" / "data").glob("sample*/**/*.json*"))
-    for p in others:
-        assert registry.available()["vsr"].detect(p, p.read_bytes()[: registry.HEAD_BYTES]) == 0, p
+    assert claims_on_other_fixtures("vsr", VSR) == []
     shutil.copy(VSR / "good" / "train.jsonl", tmp_path / "train.json")
     assert registry.available()["vsr"].detect(tmp_path / "train.json", b"") == 0
 
 
-def test_layout_reads_a_vsr_folder(tmp_path):
+def test_layout_reads_a_vsr_folder(tmp_path, load):
     root = tmp_path / "vsr_ds"
     (root / "images").mkdir(parents=True)
     shutil.copy(VSR / "good" / "train.jsonl", root / "train.jsonl")
     layout = read_layout(root)
     assert [layout.source_name(p) for p, _ in layout.sources] == ["train.jsonl"]
     assert detect_format(root / "train.jsonl") == "vsr"
-    assert load_dataset(layout, 2).height == _load("good", "train.jsonl").height
+    assert load_dataset(layout, 2).height == load("good", "train.jsonl").height
 
 
 @pytest.mark.parametrize("content", [b"", b"\n  \n", b"\xff\xfe{}\n"])

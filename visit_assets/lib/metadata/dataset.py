@@ -114,7 +114,8 @@ def _metadata_files(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     found, suffixes = [], registry.metadata_suffixes()  # a plugin's loader may read other files (.tsv)
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if Path(folder, d) not in skip]
-        found += [p for p in (Path(folder, f) for f in files) if p.suffix in suffixes and p.is_file()]
+        found += [p for p in (Path(folder, f) for f in files)
+                  if p.suffix in suffixes and registry.is_metadata_file(p) and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 

@@ -43,9 +43,8 @@ import msgspec
 import polars as pl
 
 from ..records import CAPTION, IMAGE, QA, to_source_records
-from .common import BadFile, file_reject, nonempty_str
+from .common import BadFile, file_reject, json_bytes, most_common, nonempty_str
 from .registry import NO, SIGNATURE, Loader
-from .textvqa import most_common_answer
 from .vqa import json_type, typed_fields
 
 FORMAT = "aokvqa"
@@ -75,13 +74,8 @@ def image_key(image_id: int, split: str | None) -> str:
 
 def read_json_list(path: Path, what: str = "A-OKVQA") -> list:
     """The top-level JSON list of a file; raises BadFile (malformed_file, unknown_format)."""
-    buf = path.read_bytes()
-    if not buf.strip():
-        raise BadFile("malformed_file", "the file is empty")
-    if buf[:3] == b"\xef\xbb\xbf":
-        buf = buf[3:]
     try:
-        data = _ANY.decode(buf)
+        data = _ANY.decode(json_bytes(path))
     except msgspec.DecodeError as e:
         raise BadFile("malformed_file", f"invalid JSON: {e}") from None
     if not isinstance(data, list):
@@ -147,7 +141,7 @@ def load_aokvqa(path: Path, source: str) -> pl.DataFrame:
                 row["text"], row["answer"] = mc
                 problem = None
             else:
-                row["answer"] = most_common_answer(f["direct_answers"])
+                row["answer"] = most_common(f["direct_answers"])
                 problem = None if row["answer"] else (
                     "no answers: the test split publishes questions only" if split == "test"
                     else "no usable correct_choice_idx / choices and no non-empty direct_answers")

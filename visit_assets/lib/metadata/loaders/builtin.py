@@ -9,16 +9,19 @@ from . import (
     chartqa,
     conceptual_captions,
     docvqa,
+    flickr30k_entities,
     gqa,
     image_paragraphs,
     localized_narratives,
     lvis,
     ocrvqa,
+    refcoco,
     scienceqa,
     stvqa,
     tallyqa,
     textcaps,
     textvqa,
+    visual7w,
     visual_genome,
     vqa,
     vsr,
@@ -48,7 +51,7 @@ LOADERS = [
            suffixes=(".jsonl", ".parquet")),
     # the datasets Instructify's recipe draws on (docs/loaders.md)
     *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
-                         localized_narratives, conceptual_captions, lvis)),
+                         localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w)),
     # text-rich VQA sets (docs/loaders.md)
     *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER,
 ]

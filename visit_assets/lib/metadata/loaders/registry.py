@@ -10,6 +10,8 @@ with a `reject_reason`), and optionally:
   user names the format in dataset.yaml), nothing at all `unknown_format`.
 * `companions(path) -> list[Path]`: files it reads together with this one (VQAv2's annotations
   beside its questions). They are part of the dataset version and are not loaded on their own.
+* `scans(path) -> bool`: which files with its suffixes a dataset folder scan takes (default all),
+  for a common suffix: Flickr30k Entities' `.txt` files only in a `Sentences` folder.
 
 Another package adds loaders without editing this one, through the entry-point group
 `visit_assets.loaders`: each entry point names a `Loader` (or a function returning one), and its
@@ -44,6 +46,9 @@ class Loader:
     description: str = ""
     suffixes: tuple[str, ...] = (".json",)  # file suffixes it reads: a dataset folder is scanned for these
     origin: str = "built in"  # the distribution a plugin came from
+    # which files with its suffixes a folder scan takes (None: all); for a common suffix such as
+    # .txt, so that a stray notes.txt is not a source
+    scans: Callable[[Path], bool] | None = None
 
 
 def _builtin() -> list[Loader]:
@@ -61,7 +66,7 @@ def _plugin(ep) -> Loader:
         raise LoaderError(f"entry point {ep.name} = {ep.value} names a loader called {loader.name!r}")
     dist = getattr(ep, "dist", None)
     return Loader(loader.name, loader.load, loader.detect, loader.companions, loader.description, loader.suffixes,
-                  origin=f"plugin {dist.name if dist else ep.value}")
+                  origin=f"plugin {dist.name if dist else ep.value}", scans=loader.scans)
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +85,12 @@ def available() -> dict[str, Loader]:
 def metadata_suffixes() -> tuple[str, ...]:
     """The file suffixes some loader reads: what a dataset folder is scanned for."""
     return tuple(sorted({s for loader in available().values() for s in loader.suffixes}))
+
+
+def is_metadata_file(path: Path) -> bool:
+    """Whether a dataset folder scan takes the file: some loader reads its suffix and, when that
+    loader narrows its scan (`scans`), takes the file."""
+    return any(path.suffix in ld.suffixes and (ld.scans is None or ld.scans(path)) for ld in available().values())
 
 
 def get(name: str) -> Loader:

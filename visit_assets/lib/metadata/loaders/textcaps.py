@@ -56,6 +56,8 @@ _DETAIL_MAX = 300
 _NAME = re.compile(r"^TextCaps_(?P<version>\d[\w.]*)_(?P<split>[A-Za-z]+)\.json$")
 _DATA_LIST = re.compile(rb'"data"\s*:\s*\[')
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 class _Doc(msgspec.Struct):
     data: list[dict[str, Any]]  # entries stay dicts: checked one by one (typed_fields)
     dataset_type: str | None = None
@@ -70,16 +72,11 @@ def _split(path: Path, dataset_type: object = None) -> str | None:
     return m["split"] if m else dataset_type if isinstance(dataset_type, str) and dataset_type.isalpha() else None
 
 
-def _as_questions_name(path: Path, split: str | None) -> Path | None:
-    """The TextVQA questions file name of the same split, beside `path`: what textvqa.py finds the
-    split's OCR file from (the file need not exist)."""
-    return path.with_name(f"TextVQA_0.5.1_{split}.json") if split else None
-
-
-def ocr_path(captions: Path) -> Path | None:
-    """TextVQA's Rosetta OCR file of the captions file's split, beside it (may not exist)."""
-    questions = _as_questions_name(captions, _split(captions))
-    return textvqa.ocr_path(questions) if questions else None
+def ocr_path(captions: Path, split: str | None = None) -> Path | None:
+    """TextVQA's Rosetta OCR file of the captions file's split (`split`, else the one its name
+    says), beside it (may not exist); None when the split is unknown."""
+    split = split or _split(captions)
+    return textvqa.split_ocr_path(captions.parent, split) if split else None
 
 
 def companions(path: Path) -> list[Path]:
@@ -148,11 +145,8 @@ def load_textcaps(path: Path, source: str) -> pl.DataFrame:
         if cid is not None:
             first.setdefault(cid, i)
         rows.append(row)
-    ocr_rows = textvqa._ocr_rows(_as_questions_name(path, split), source, base, images) if split else []
-    for r in ocr_rows:
-        if r.get("reject_reason") == "unknown_image_id":
-            r["reject_detail"] = r["reject_detail"].replace("no question names", "no caption entry names")
-    return to_source_records(rows + ocr_rows)
+    rows += textvqa.ocr_rows(ocr_path(path, split), source, base, images, named_by="caption entry")
+    return to_source_records(rows)
 
 
 LOADER = Loader(FORMAT, load_textcaps, detect, companions, description="TextCaps captions JSON + TextVQA Rosetta OCR")

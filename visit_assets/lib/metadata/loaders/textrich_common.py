@@ -6,7 +6,6 @@ order (unsafe_path > invalid_record > duplicate_record_id), so that every input 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,8 @@ import polars as pl
 
 from ..paths import UnsafePath, normalise_image_key
 from ..records import IMAGE, QA, to_source_records
-from .common import BadFile, nonempty_str
+from .common import BadFile, json_bytes, nonempty_str
+from .common import most_common as common_most_common
 
 DETAIL_MAX = 300
 _ANY = msgspec.json.Decoder()
@@ -39,9 +39,7 @@ def json_kind(v: Any) -> str:
 def read_top(path: Path, want: type, what: str) -> Any:
     """The file's top-level JSON value, which must be a `want` (list or dict); raises BadFile
     (malformed_file: empty, not JSON; unknown_format: another top-level type)."""
-    buf = strip_bom(path.read_bytes())
-    if not buf.strip():
-        raise BadFile("malformed_file", "the file is empty")
+    buf = json_bytes(path)
     try:
         data = _ANY.decode(buf)
     except msgspec.DecodeError as e:
@@ -64,9 +62,8 @@ def data_list(path: Path, what: str) -> tuple[list, dict]:
 
 
 def most_common(answers: Any) -> str | None:
-    """The most common non-empty string answer (ties: the first in order), None when none."""
-    words = [a.strip() for a in answers if nonempty_str(a)] if isinstance(answers, list) else []
-    return Counter(words).most_common(1)[0][0] if words else None
+    """common.most_common of an answers list; anything but a list (a bare string, say) has no answer."""
+    return common_most_common(answers if isinstance(answers, list) else None)
 
 
 def as_answer(value: Any) -> str | None:

@@ -38,7 +38,6 @@ loaded on its own (its questions file absent) is one `missing_companion` row `<s
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ import msgspec
 import polars as pl
 
 from ..records import IMAGE, INVALID, OCR, QA, to_source_records
-from .common import BadFile, as_size, file_reject, nonempty_str
+from .common import BadFile, as_size, file_reject, most_common, nonempty_str
 from .registry import NO, SIGNATURE, Loader
 from .vqa import json_type, read_list, typed_fields
 
@@ -58,16 +57,21 @@ _DATA_LIST = re.compile(rb'"data"\s*:\s*\[')
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def ocr_path(questions: Path) -> Path | None:
-    """The Rosetta OCR file beside a questions file (v0.2, else the newest present; may not exist)."""
-    m = _QUESTIONS_NAME.match(questions.name)
-    if not m:
-        return None
-    default = questions.with_name(f"TextVQA_Rosetta_OCR_v0.2_{m['split']}.json")
+def split_ocr_path(folder: Path, split: str) -> Path:
+    """The Rosetta OCR file of a split in `folder` (v0.2, else the newest present; may not exist).
+    TextCaps finds its OCR file by this too."""
+    default = folder / f"TextVQA_Rosetta_OCR_v0.2_{split}.json"
     if default.is_file():
         return default
-    others = sorted(p for p in questions.parent.glob(f"TextVQA_Rosetta_OCR_v*_{m['split']}.json") if p.is_file())
+    others = sorted(p for p in folder.glob(f"TextVQA_Rosetta_OCR_v*_{split}.json") if p.is_file())
     return others[-1] if others else default
+
+
+def ocr_path(questions: Path) -> Path | None:
+    """The Rosetta OCR file beside a questions file (may not exist); None for a file not named
+    like a TextVQA questions file."""
+    m = _QUESTIONS_NAME.match(questions.name)
+    return split_ocr_path(questions.parent, m["split"]) if m else None
 
 
 def companions(path: Path) -> list[Path]:
@@ -140,12 +144,6 @@ def _attr(entry: Any, name: str) -> Any:
     return getattr(entry, name, None) if isinstance(entry, msgspec.Struct) else entry.get(name)
 
 
-def most_common_answer(answers: Any) -> str | None:
-    """The most common non-empty answer, ties going to the first in order; None when there is none."""
-    words = [a.strip() for a in answers or [] if nonempty_str(a)]
-    return Counter(words).most_common(1)[0][0] if words else None
-
-
 def image_key(image_id: str, split: str | None) -> str:
     return f"{'test' if split == 'test' else 'train'}_images/{image_id}.jpg"
 
@@ -169,8 +167,11 @@ def _ocr_words(entry: Any) -> list[tuple[str | None, tuple[float, ...] | None]]:
     return [(t if isinstance(t, str) else None, None) for t in tokens] if isinstance(tokens, list) else []
 
 
-def _ocr_rows(path: Path, source: str, base: dict, images: dict[str, str]) -> list[dict]:
-    ocr = ocr_path(path)
+def ocr_rows(ocr: Path | None, source: str, base: dict, images: dict[str, str],
+             named_by: str = "question") -> list[dict]:
+    """One row per token of the Rosetta OCR file `ocr` (module docstring), for a source whose
+    images are `images` ({image_id: image_key}); `named_by` says what names an image in that
+    source (the unknown_image_id detail). No rows when `ocr` is None or absent."""
     if ocr is None or not ocr.is_file():
         return []
     try:
@@ -196,7 +197,7 @@ def _ocr_rows(path: Path, source: str, base: dict, images: dict[str, str]) -> li
             if img in seen:
                 row["reject_reason"], row["reject_detail"] = "duplicate_record_id", f"image {img} repeats data[{seen[img]}]"
             elif img not in images:
-                row["reject_reason"], row["reject_detail"] = "unknown_image_id", f"no question names image {img}"
+                row["reject_reason"], row["reject_detail"] = "unknown_image_id", f"no {named_by} names image {img}"
             elif row["text"] is None:
                 row["reject_reason"], row["reject_detail"] = "invalid_record", "OCR word is missing or empty"
             rows.append(row)
@@ -237,7 +238,7 @@ def load_textvqa(path: Path, source: str) -> pl.DataFrame:
             rows.append({**base, "record_id": f"{source}#image/{safe_img}", "kind": IMAGE, "image_key": key,
                          "width": as_size(_attr(entry, "image_width")), "height": as_size(_attr(entry, "image_height"))})
         native = f"@{i}" if qid is None else f"{qid}@{i}" if qid in first else str(qid)
-        answer = most_common_answer(f["answers"])
+        answer = most_common(f["answers"])
         row = {**base, "record_id": f"{source}#qa/{native}", "kind": QA, "image_key": key,
                "text": text.strip() if nonempty_str(text) else None, "answer": answer}
         if note:
@@ -262,7 +263,7 @@ def load_textvqa(path: Path, source: str) -> pl.DataFrame:
         if qid is not None:
             first.setdefault(qid, i)
         rows.append(row)
-    rows += _ocr_rows(path, source, base, images)
+    rows += ocr_rows(ocr_path(path), source, base, images)
     return to_source_records(rows)
 
 

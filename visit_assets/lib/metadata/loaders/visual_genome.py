@@ -54,14 +54,13 @@ import msgspec
 import polars as pl
 
 from ..records import BOX, IMAGE, INVALID, QA, SOURCE_RECORD_SCHEMA, to_source_records
-from .common import BadFile, file_reject, image_key_or_reject, read_json
+from .common import MAX_PHRASE_WORDS, BadFile, file_reject, image_key_or_reject, phrase_label, read_json
 from .registry import NO, SIGNATURE, Loader
 
 FORMAT = "visual_genome"
 IMAGE_DATA = "image_data.json"
 OBJECTS, REGIONS, QAS, IMAGES = "objects", "regions", "qas", "image_data"
 ANNOTATION_ROLES = (OBJECTS, REGIONS, QAS)
-MAX_PHRASE_WORDS = 12
 _HEAD = 1 << 16
 _DETAIL = 200
 
@@ -306,14 +305,6 @@ def _bad_entry(source: str, index: int, detail: str) -> dict:
             "reject_reason": "invalid_record", "reject_detail": detail}
 
 
-def _phrase_label(phrase: str) -> str:
-    text = " ".join(phrase.split()).rstrip(".").rstrip()
-    first = text.split(" ", 1)[0]
-    if text and not (len(first) > 1 and first.isupper()):  # "TV on the wall" keeps its acronym
-        text = text[0].lower() + text[1:]
-    return text
-
-
 def _box(row: dict, item: dict | _Item, keys: tuple[str, str, str, str]) -> None:
     values = [_num(item.get(k)) for k in keys]
     bad = [k for k, v in zip(keys, values, strict=True) if v is None]
@@ -339,7 +330,7 @@ def _fill(row: dict, role: str, item: dict | _Item) -> None:
         if not isinstance(phrase, str) or not phrase.strip():
             _reject(row, "invalid_record", "phrase is missing or not a non-empty string")
         else:
-            row["label"] = _phrase_label(phrase)
+            row["label"] = phrase_label(phrase)
             n_words = len(row["label"].split())
             if n_words > MAX_PHRASE_WORDS:
                 _reject(row, "text_too_long", f"region phrase has {n_words} words (over {MAX_PHRASE_WORDS})")

@@ -55,7 +55,6 @@ image folder (image paths are resolved inside it, symlinks included), e.g. in `i
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ import msgspec
 import polars as pl
 
 from ..records import IMAGE, INVALID, QA, to_source_records
-from .common import BadFile, file_reject, nonempty_str
+from .common import BadFile, file_reject, json_bytes, most_common, nonempty_str
 from .registry import NO, SIGNATURE, Loader
 
 FORMAT = "vqav2"
@@ -154,11 +153,7 @@ def read_list(path: Path, key: str, typed: msgspec.json.Decoder, top_fields: tup
     """(entries of the `key` list, the top-level fields but that list). Entries are structs when
     `typed` decodes the whole file, else plain decoded values (checked by `typed_fields`); only the
     `top_fields` of the typed document are returned. Raises BadFile."""
-    buf = path.read_bytes()
-    if not buf.strip():
-        raise BadFile("malformed_file", "the file is empty")
-    if buf[:3] == b"\xef\xbb\xbf":
-        buf = buf[3:]
+    buf = json_bytes(path)
     try:
         doc = typed.decode(buf)
         return getattr(doc, key), {f: getattr(doc, f, None) for f in top_fields}
@@ -210,8 +205,7 @@ def _consensus(mca: str | None, answers: Any) -> str | None:
             return None
     if not isinstance(answers, list):
         return None
-    words = [a["answer"].strip() for a in answers if isinstance(a, dict) and nonempty_str(a.get("answer"))]
-    return Counter(words).most_common(1)[0][0] if words else None
+    return most_common(a.get("answer") for a in answers if isinstance(a, dict))
 
 
 # ------------------------------------------------------------------------------------------------
