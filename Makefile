@@ -14,8 +14,13 @@ export OMP_WAIT_POLICY ?= PASSIVE
 sample:
 	@venv=$$(scripts/env.sh) && "$$venv/bin/python" -m visit_assets.cli run-sample
 
+# Two test workers (pytest-xdist): many tests wait on servers and subprocesses. The tests that start
+# `dagster dev` share one worker (xdist_group "dagster_dev"), so two instances never compete for the cores.
+TEST_WORKERS ?= 2
+
 test:
-	@scripts/ensure_chromium.sh && venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
+	@scripts/ensure_chromium.sh && venv=$$(scripts/env.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider \
+	  -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 ui:
 	@venv=$$(scripts/env.sh) && DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/visit_data/dagster_home} \

@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from conftest import REPO, Watch, automated_assets, drop_in
+from conftest import REPO, Watch, drop_in
 
 from visit_assets import settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 DATASET = "sample"
 LLM_POOL = "llm"
@@ -65,6 +65,18 @@ def pick_victim(daemon: Watch) -> tuple[str, str, set[str]]:
     pytest.fail(f"no LLM step held the llm slot through {ANSWERED_BEFORE_KILL} answers in {TIMEOUT_S} s")
 
 
+def retry_done(daemon: Watch, victim: str) -> bool:
+    retries = daemon.instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": victim}))
+    return any(r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) for r in retries)
+
+
+def succeeded_since(daemon: Watch, since: float, victim: str) -> bool:
+    """A run other than the victim's retry succeeded after `since` (wall clock): the other runs went on."""
+    records = daemon.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+    return any(r.end_time and r.end_time > since and r.dagster_run.tags.get("dagster/parent_run_id") != victim
+               for r in records)
+
+
 def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon: Watch):
     daemon.llm.delay_s = DELAY_S
     drop_in(settings.sample_dataset(), daemon.visit_home / "datasets" / DATASET)
@@ -73,7 +85,7 @@ def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon
     assert pids, f"no process of run {victim} found"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     with daemon.llm.cond:
         received_at_kill = dict(daemon.llm.received)
     assert answered, "the killed step had been answered nothing: the test would prove nothing"
@@ -86,10 +98,11 @@ def test_killed_run_frees_its_slot_and_its_retry_resends_nothing_answered(daemon
     run = daemon.instance.get_run_by_id(victim)
     assert run.status == dg.DagsterRunStatus.FAILURE, run.status
 
-    automated = automated_assets()
-    daemon.wait("every automated asset materialized after the kill",
-                lambda: all(daemon.materializations(a) for a in automated), TIMEOUT_S, allow_failures=True)
-    daemon.settle(TIMEOUT_S, allow_failures=True)
+    # The retry is what this test is about: the rest of the graph need not finish (the regeneration
+    # test drives whole graphs through the daemon), only some other run must have gone on meanwhile.
+    daemon.wait("the killed run's retry to end and another run to succeed after the kill",
+                lambda: retry_done(daemon, victim) and succeeded_since(daemon, killed_wall, victim), TIMEOUT_S,
+                allow_failures=True)
     failed = {r.run_id for r in daemon.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))}
     assert failed == {victim}, failed  # only the killed run failed; its retry and every other run succeeded
     retries = daemon.instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": victim}))

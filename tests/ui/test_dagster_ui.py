@@ -33,7 +33,7 @@ from visit_assets.runner import run_dataset
 if TYPE_CHECKING:
     from conftest import DagsterUI  # tests/ui/conftest.py
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 REPO = Path(__file__).resolve().parents[2]
 
