@@ -232,10 +232,11 @@ def _asset_changes(asset: str, old: pl.DataFrame | None, new: pl.DataFrame | Non
         else:
             continue
         row = after if after is not None else before
+        assert row is not None  # the item is in one version at least
         image = row.get("image_id")
         reasons = set(partition_reasons(row["_part"]))
         if asset == "grouped_metadata":
-            if change != "changed" or _changed_columns(before, after, METADATA_COLUMNS):
+            if before is None or after is None or _changed_columns(before, after, METADATA_COLUMNS):
                 reasons.add("metadata")
         elif image in metadata_changed:
             reasons.add("metadata")
@@ -244,7 +245,7 @@ def _asset_changes(asset: str, old: pl.DataFrame | None, new: pl.DataFrame | Non
             reasons.add("prompt")
         entry = {"asset": asset, "item_id": item, "image_id": image, "change": change,
                  "reasons": sorted(reasons) or ["other"], "image_key": row.get("image_key")}
-        if asset == "grouped_metadata" and change == "changed":
+        if asset == "grouped_metadata" and before is not None and after is not None:  # changed
             entry["fields"] = _changed_columns(before, after, METADATA_COLUMNS)
         out.append(entry)
     return out
@@ -289,8 +290,8 @@ def version_changes(store: ParquetStore | str | Path, dataset: str, old: str, ne
                     assets=ASSETS) -> pl.DataFrame:
     """One row per added / removed / changed item: asset, item_id, image_id, change, reasons (sorted)."""
     changes, _ = _compare(store, dataset, old, new, assets)
-    schema = {"asset": pl.String, "item_id": pl.String, "image_id": pl.String, "change": pl.String,
-              "reasons": pl.List(pl.String)}
+    schema: dict[str, pl.DataType | pl.datatypes.DataTypeClass] = {
+        "asset": pl.String, "item_id": pl.String, "image_id": pl.String, "change": pl.String, "reasons": pl.List(pl.String)}
     rows = [{k: c[k] for k in schema} for c in changes if c["asset"] in assets]
     return pl.DataFrame(rows, schema=schema).sort("asset", "item_id")
 
@@ -323,7 +324,7 @@ def _pick_versions(store, dataset: str, old: str | None, new: str | None) -> tup
         return old, new
     ordered = [v["dataset_version"] for v in dataset_versions(store, dataset)]
     new = new if new is not None else (ordered[-1] if ordered else None)
-    if new not in ordered:
+    if new is None or new not in ordered:
         raise ValueError(f"{dataset!r} has no dataset version {new!r}; known: {ordered}")
     if old is None:
         if ordered.index(new) == 0:
@@ -394,11 +395,11 @@ def image_changes(store: ParquetStore | str | Path, dataset: str, image: str, ol
 
 
 def manifest_changes(store: ParquetStore | str | Path, dataset: str, previous_dataset_version: str | None,
-                     dataset_version: str, max_examples: int = 20) -> dict[str, Any]:
+                     dataset_version: str | None, max_examples: int = 20) -> dict[str, Any]:
     """"Changes since the previous export", small and JSON-serialisable: per asset the counts, the
     reasons histogram and at most `max_examples` ids per kind of change."""
     base = {"previous_dataset_version": previous_dataset_version, "dataset_version": dataset_version}
-    if previous_dataset_version is None:
+    if previous_dataset_version is None or dataset_version is None:
         return {**base, "first": True, "assets": {}}
     if previous_dataset_version == dataset_version:
         return {**base, "same_version": True, "assets": {}}

@@ -238,7 +238,7 @@ ATTEMPT_FIELDS = (
 
 
 def _attempt(**kw: Any) -> dict[str, Any]:
-    row = {k: None for k in ATTEMPT_FIELDS}
+    row: dict[str, Any] = {k: None for k in ATTEMPT_FIELDS}
     row.update(duplicates=[], verdicts=[], consumed_fact_ids=[], verify_cache_keys=[])
     unknown = set(kw) - set(ATTEMPT_FIELDS)
     if unknown:
@@ -354,7 +354,7 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
             _prepare(p)
 
         # ---- one verification call for every pair of the round
-        vrequests = []
+        vrequests: list[LLMRequest] = []
         for p in pending:
             for j, pair in enumerate(p.pairs):
                 p.verify_at.append(len(vrequests))
@@ -388,7 +388,9 @@ def _run_rounds(order: list[_Image], cfg: SamplingConfig, seed: int, registry: R
                 s.iteration += 1
                 continue
 
-            kept, pair_rows, consumed_ids = [], [], []
+            kept: list[QAPair] = []
+            pair_rows: list[dict] = []
+            consumed_ids: list[str] = []
             for pair, verdict, v in zip(p.pairs, verdicts, vres, strict=True):
                 if verdict is not True:
                     p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")

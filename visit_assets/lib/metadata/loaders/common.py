@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeGuard
 
 from ..paths import UnsafePath, normalise_image_key
 from ..records import INVALID
@@ -51,7 +52,7 @@ def image_key_or_reject(raw: object, row: dict) -> dict:
     return row
 
 
-def nonempty_str(value: object) -> bool:
+def nonempty_str(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
