@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # run logs stay in the UI
 # The sample runs on a 135M-parameter CPU model: fewer, shorter sampling rounds than the reference's
 # (10 iterations, 1000 tokens), so the whole graph finishes in minutes. Same code, smaller knobs.
-LAPTOP = {"generated_conversations": {"max_iterations": 2, "max_tokens": 192, "answer_max_tokens": 256},
+LAPTOP: dict[str, dict] = {"generated_conversations": {"max_iterations": 2, "max_tokens": 192, "answer_max_tokens": 256},
           "instruction_examples": {"max_tokens": 256},
           # 16 images: keep half of what is scored (the paper's alpha=200 would keep everything here)
           "selected_subset": {"alpha_fraction": 0.5}}
@@ -122,7 +122,7 @@ def _summary(catalog: Path, assets: list[str], dagster_home: Path, dataset: str 
     import duckdb
 
     con = duckdb.connect(str(catalog), read_only=True)
-    counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0] for v in assets}
+    counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchall()[0][0] for v in assets}
     con.close()
     exports = sorted(settings.exports_root().glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",

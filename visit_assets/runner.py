@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from .defs.partitions import dataset_partitions
+from .defs.partitions import DATASET_PARTITIONS
 from .defs.waves import Records, partition_keys, plan, waves
 from .progress import duration
 
@@ -97,7 +97,7 @@ def with_execution_sets(defs: dg.Definitions, names: list[str]) -> list[str]:
     return [n for n in known if n in wanted]
 
 
-def planned_runs(defs: dg.Definitions, dataset: str, only: list[str] | None = None) -> list[tuple[int, object, list]]:
+def planned_runs(defs: dg.Definitions, dataset: str, only: list[str] | None = None) -> list[tuple[int, str | None, list]]:
     """(wave, partition key, asset keys) of every run run_dataset makes, in order."""
     wanted = None if only is None else set(with_execution_sets(defs, list(only)))
     out = []
@@ -116,7 +116,7 @@ def run_dataset(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance
     `op_config` maps an op (asset) name to its config; each run gets only its own ops' entries.
     """
     runs = planned_runs(defs, dataset, only)  # an unknown name in `only` fails here, before any run
-    instance.add_dynamic_partitions(dataset_partitions.name, [dataset])
+    instance.add_dynamic_partitions(DATASET_PARTITIONS, [dataset])
     release_dead_runs(instance, log)
     job = defs.resolve_implicit_global_asset_job_def()
     for n, (wave, partition_key, keys) in enumerate(runs, 1):

@@ -50,8 +50,9 @@ def _check_llama_cpp() -> dict:
     assert len(tokens) >= PROMPT_TOKENS_MIN, len(tokens)
     start = time.perf_counter()
     out = llm.create_completion(prompt, max_tokens=8, temperature=0.0)
+    usage = out["usage"]  # type: ignore[index]  # llama_cpp types the streamed case too; not streamed: a dict
     return {"llama_cpp_python": llama_cpp.__version__, "prompt_tokens": len(tokens),
-            "completion_tokens": out["usage"]["completion_tokens"], "seconds": round(time.perf_counter() - start, 2),
+            "completion_tokens": usage["completion_tokens"], "seconds": round(time.perf_counter() - start, 2),
             "compiled_features": llama_cpp.llama_print_system_info().decode().strip()}
 
 

@@ -28,7 +28,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from .. import settings
-from .partitions import dataset_partitions
+from .partitions import DATASET_PARTITIONS
 from .waves import REGENERATED_TAG, REGENERATED_VALUE, Records, WaveRequest, plan
 
 
@@ -37,7 +37,7 @@ def unfinished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     queued runs), and failed runs the daemon is about to retry."""
     runs = instance.get_runs(dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
     failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=100)
-    return runs + [r for r in failed if r.is_complete_and_waiting_to_retry]
+    return [*runs, *(r for r in failed if r.is_complete_and_waiting_to_retry)]
 
 
 def busy_datasets(runs: Sequence[dg.DagsterRun], datasets: Sequence[str]) -> set[str]:
@@ -81,6 +81,7 @@ def requests_for(instance: dg.DagsterInstance, graph, datasets: Sequence[str]) -
            asset_selection=dg.AssetSelection.tag(REGENERATED_TAG, REGENERATED_VALUE))
 def regenerate_downstream(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Runs the next wave of missing or stale partitions of each dataset (see this module)."""
+    assert context.repository_def is not None  # a sensor runs inside its code location
     graph = context.repository_def.asset_graph
-    datasets = context.instance.get_dynamic_partitions(dataset_partitions.name)
+    datasets = context.instance.get_dynamic_partitions(DATASET_PARTITIONS)
     return dg.SensorResult(run_requests=requests_for(context.instance, graph, datasets))

@@ -8,7 +8,8 @@ import dagster as dg
 
 from .. import settings
 
-dataset_partitions = dg.DynamicPartitionsDefinition(name="dataset")
+DATASET_PARTITIONS = "dataset"  # the dynamic partitions' name, for the instance calls that take one
+dataset_partitions = dg.DynamicPartitionsDefinition(name=DATASET_PARTITIONS)
 shard_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(settings.n_shards())])
 image_partitions = dg.MultiPartitionsDefinition({"dataset": dataset_partitions, "shard": shard_partitions})
 

@@ -82,7 +82,7 @@ class Records:
             filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=None if pks == [None] else list(map(str, pks)))
             by_partition: dict = {}
             for record in self.instance.fetch_materializations(filters, limit=HISTORY).records:
-                tags = record.asset_materialization.tags or {}
+                tags = (record.asset_materialization and record.asset_materialization.tags) or {}
                 by_partition.setdefault(record.partition_key, []).append(
                     (record.timestamp, tags.get("dagster/data_version"), tags.get("dagster/code_version"),
                      record.run_id))

@@ -72,7 +72,7 @@ def _not_there_yet(con: duckdb.DuckDBPyConnection, exc: duckdb.Error, stmt: str,
             return f"asset {missing.group(1).removesuffix('_all')} has no data yet"
     elif isinstance(exc, duckdb.BinderException):
         read = [a for a in present if re.search(rf"\b{a}(?:_all)?\b", stmt)]
-        empty = [a for a in read if con.execute(f"SELECT count(*) FROM {a}_all").fetchone()[0] == 0]
+        empty = [a for a in read if con.execute(f"SELECT count(*) FROM {a}_all").fetchone() == (0,)]
         if empty:
             return f"asset {', '.join(empty)} has no rows yet"
     return None
@@ -82,8 +82,8 @@ def _create(con: duckdb.DuckDBPyConnection, stmt: str, present: list[str]) -> No
     """Run one CREATE statement. One that reads an asset with no rows yet is skipped and logged (see
     `_not_there_yet`); any other failure raises `CatalogError` naming the view, since a catalog that
     silently lacks a view (a store whose columns no longer match the SQL, a broken template) is wrong."""
-    name = _CREATED.search(stmt)
-    name = name.group(1) if name else stmt.split("\n", 1)[0]
+    created = _CREATED.search(stmt)
+    name = created.group(1) if created else stmt.split("\n", 1)[0]
     try:
         con.execute(stmt)
     except (duckdb.CatalogException, duckdb.BinderException) as exc:

@@ -31,5 +31,5 @@ def embedding_matrix(series: pl.Series, dim: int | None = None) -> np.ndarray:
     if series.len() == 0:
         return np.zeros((0, dim or 0), dtype=np.float32)
     if dim is None:  # stored as a fixed-size Array, or as a List
-        dim = series.dtype.size if isinstance(series.dtype, pl.Array) else int(series.list.len().max() or 0)
+        dim = series.dtype.size if isinstance(series.dtype, pl.Array) else int(series.list.len().max() or 0)  # type: ignore[arg-type]  # polars: max() of lengths is an int
     return series.cast(pl.Array(pl.Float32, dim)).to_numpy()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -31,7 +32,7 @@ def safe_name(value: str, what: str) -> str:
     return str(value)
 
 
-def _typed(dtype: pl.DataType) -> pl.DataType:
+def _typed(dtype: pl.DataType | DataTypeClass) -> pl.DataType | DataTypeClass:
     """`dtype` with the Null type, at any depth, read as String."""
     if dtype == pl.Null:
         return pl.String()
@@ -59,7 +60,7 @@ def storable(frame: pl.DataFrame) -> pl.DataFrame:
     Only the file changes: the data version (a hash of the rows, see frames.frame_fingerprint)
     is the same, so a version already on disk is not rewritten."""
     changed = {name: _typed(dtype) for name, dtype in frame.schema.items() if _typed(dtype) != dtype}
-    return frame.cast(changed) if changed else frame
+    return frame.cast(changed) if changed else frame  # type: ignore[arg-type]  # polars: Mapping keys are invariant, str is one of its key types
 
 
 def part_name(shard: int | None) -> str:
@@ -111,13 +112,17 @@ class ParquetStore:
         p = self.pointer_path(asset, dataset, shard)
         return json.loads(p.read_text()) if p.exists() else None
 
-    def scan(self, asset: str, dataset: str, shard: int | None = None) -> pl.LazyFrame:
-        """The current version of a partition; a clear error when it was never materialized."""
+    def pointer(self, asset: str, dataset: str, shard: int | None = None) -> dict:
+        """current(), for a partition that must exist: a clear error when it was never materialized."""
         pointer = self.current(asset, dataset, shard)
         if pointer is None:
             where = f"{asset}[{dataset}{'' if shard is None else f'|{shard}'}]"
             raise FileNotFoundError(f"{where} has not been materialized yet under {self.root}")
-        return pl.scan_parquet(self.root / pointer["path"])
+        return pointer
+
+    def scan(self, asset: str, dataset: str, shard: int | None = None) -> pl.LazyFrame:
+        """The current version of a partition; a clear error when it was never materialized."""
+        return pl.scan_parquet(self.root / self.pointer(asset, dataset, shard)["path"])
 
     def read(self, asset: str, dataset: str, shard: int | None = None) -> pl.DataFrame:
         return self.scan(asset, dataset, shard).collect()

@@ -166,8 +166,8 @@ def dataset_versions(db: Db, dataset: str) -> list[dict]:
 def version_count(db: Db, dataset: str) -> int:
     """How many versions of the dataset were ingested. Kept per store state (Db.cached): the image
     page asks on every load, and a new version rewrites partition pointers."""
-    return db.cached(("version_count", dataset), lambda: db.one(
-        "SELECT count(*) AS n FROM dataset_versions WHERE dataset = ?", [dataset])["n"])
+    return db.cached(("version_count", dataset), lambda: db.rows(
+        "SELECT count(*) AS n FROM dataset_versions WHERE dataset = ?", [dataset])[0]["n"])
 
 
 def asset_rows(db: Db, dataset: str) -> list[dict]:
@@ -432,7 +432,7 @@ def _keys_by_position(db: Db, tables: BrowseTables, used: dict, params: dict) ->
     else:
         keys = db.rows(f"SELECT {cols} FROM {tables.keys} WHERE pos > $offset ORDER BY pos LIMIT $limit", params)
     total = db.cached(("count", _cache_key(used)),
-                      lambda: db.one(f"SELECT count(*) AS n FROM {tables.keys} WHERE {own}", used)["n"])
+                      lambda: db.rows(f"SELECT count(*) AS n FROM {tables.keys} WHERE {own}", used)[0]["n"])
     return keys, total
 
 
@@ -448,7 +448,7 @@ def _keys_found(db: Db, used: dict, params: dict, table: str | None) -> tuple[li
         source = f"WITH {_c(own, table)} SELECT * FROM c"
     found = f"WITH found AS ({source})"
     page_of = f"FROM found {ORDER} LIMIT $limit OFFSET $offset"
-    count = lambda: db.one(f"{found} SELECT count(*) AS n FROM found", used)["n"]  # noqa: E731
+    count = lambda: db.rows(f"{found} SELECT count(*) AS n FROM found", used)[0]["n"]  # noqa: E731
     cols = ", ".join((*KEY, "rid") if table else KEY)
     if "text" in used:  # the turns are searched once: the count comes with the page
         # From the views the page's turns come along (read again, a sparse page would decode every

@@ -97,6 +97,7 @@ class Reader:
                 self._browse = (browsed, BrowseTables(previous.generation + 1, previous.lock, previous.users)
                                 if previous else BrowseTables(0))
             tables = self._browse[1]
+            assert tables is not None  # made above for this state
             tables.users[tables.generation] = tables.users.get(tables.generation, 0) + 1
             return Db(self._connections[-1].cursor(), self._views, self._cache[1], tables, self._release)
 
@@ -113,7 +114,9 @@ class Reader:
         """Build the browse tables of the current state now (else the first browse page after a
         change builds them); how long their build took."""
         with contextlib.closing(self.db()) as db:
-            return browse_tables(db).built_s
+            tables = browse_tables(db)
+            assert tables is not None and tables.built_s is not None  # a reader's Db has browse tables, built now
+            return tables.built_s
 
     @property
     def catalog_bytes(self) -> int:

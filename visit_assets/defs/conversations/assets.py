@@ -116,7 +116,7 @@ def _stage_one_examples(parquet, dataset: str) -> list[answer_mod.AnswerExample]
     return examples_mod.bank_from_rows(parquet.read("instruction_examples", dataset).to_dicts())
 
 
-GENERATION_DEPS = ["image_facts", "instruction_matches", "image_descriptions",
+GENERATION_DEPS: list[str | dg.AssetDep] = ["image_facts", "instruction_matches", "image_descriptions",
                    dg.AssetDep("instruction_examples", partition_mapping=from_dataset)]
 
 
@@ -138,7 +138,7 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
                             llm: LLMResource):
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("image_facts", dataset, shard)
+    parent = parquet.pointer("image_facts", dataset, shard)
     generate = LLMRounds(context, llm, "conversations")
     checker = llm.role("checker")
     verify = LLMRounds(context, checker, "verification", shares=generate)
@@ -208,7 +208,7 @@ def _rule_reason(row: dict) -> str | None:
 def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("generated_conversations", dataset, shard)
+    parent = parquet.pointer("generated_conversations", dataset, shard)
     frame = parquet.read("generated_conversations", dataset, shard)
     rows = frame.to_dicts() if "conversation_id" in frame.columns else []
     reasons = {r["conversation_id"]: _rule_reason(r) for r in rows}

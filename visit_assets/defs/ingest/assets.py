@@ -103,7 +103,7 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
                      datasets: DatasetsResource):
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("source_records", dataset)
+    parent = parquet.pointer("source_records", dataset)
     records = parquet.scan("source_records", dataset).filter(pl.col("shard") == shard).collect()
     images_dir = datasets.layout(dataset).images_dir if config.check_images else None
     version = parent["dataset_version"]
@@ -148,7 +148,7 @@ def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
     OCR), after a vision-language model's description where vlm_descriptions has one (`source`)."""
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("grouped_metadata", dataset, shard)
+    parent = parquet.pointer("grouped_metadata", dataset, shard)
     grouped = parquet.read("grouped_metadata", dataset, shard)
     seen, vlm_version = _vlm_descriptions(parquet, dataset, shard)
     rows = []
@@ -169,7 +169,7 @@ def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
                   dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION)
     yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
         "dataset_version": parent["dataset_version"], "dagster/row_count": described.height,
-        "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),
+        "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),  # type: ignore[arg-type]  # polars: a float
         "by_source": counts_by(described, "source") if rows else {},
         "example": dg.MetadataValue.md("```\n" + (rows[0]["description"] if rows else "(no images)") + "\n```"),
     })

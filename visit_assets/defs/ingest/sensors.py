@@ -10,7 +10,7 @@ import dagster as dg
 
 from ... import settings
 from ...lib.metadata.dataset import DatasetError, fingerprint
-from ..partitions import dataset_partitions
+from ..partitions import DATASET_PARTITIONS, dataset_partitions
 from ..resources import DatasetsResource, StoreResource
 from . import assets  # the module, not its assets: each Dagster object is found once, where it is defined
 
@@ -22,7 +22,7 @@ ingest_dataset_job = dg.define_asset_job("ingest_dataset", selection=[assets.sou
            default_status=dg.DefaultSensorStatus.RUNNING)
 def dataset_folder_sensor(context: dg.SensorEvaluationContext, datasets: DatasetsResource,
                           store: StoreResource) -> dg.SensorResult:
-    known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(DATASET_PARTITIONS))
     parquet = store.store()
     added, requests = [], []
     for folder in datasets.folders():
@@ -47,5 +47,5 @@ def dataset_folder_sensor(context: dg.SensorEvaluationContext, datasets: Dataset
 @dg.schedule(cron_schedule=settings.reingest_cron(), job=ingest_dataset_job, default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_reingest(context: dg.ScheduleEvaluationContext):
     """Re-ingest every dataset nightly; unchanged ones keep their data version, so only real changes flow down."""
-    for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
+    for name in context.instance.get_dynamic_partitions(DATASET_PARTITIONS):
         yield dg.RunRequest(partition_key=name, run_key=f"{name}:{context.scheduled_execution_time.isoformat()}")

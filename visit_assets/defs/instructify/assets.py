@@ -27,7 +27,7 @@ def image_facts(context: dg.AssetExecutionContext, store: StoreResource, llm: LL
     """Each image's metadata as numbered facts: captions, a box layout, QA rewritten as statements by the LLM, OCR."""
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("grouped_metadata", dataset, shard)
+    parent = parquet.pointer("grouped_metadata", dataset, shard)
     records = parquet.read("grouped_metadata", dataset, shard).to_dicts()
     per_record = [facts_mod.qa_to_declarative_requests(r) for r in records]
     requests = [q for qs in per_record for q in qs]

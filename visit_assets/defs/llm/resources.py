@@ -174,7 +174,7 @@ class LLMResource(dg.ConfigurableResource):
         kind = self.backend_kind()
         model_path = self.model_path or settings.env("VISIT_LLM_MODEL_PATH")
         if kind == "llama_cpp":
-            threads = self.n_threads or (int(settings.env("VISIT_LLM_THREADS")) if settings.env("VISIT_LLM_THREADS")
+            threads = self.n_threads or (int(env_threads) if (env_threads := settings.env("VISIT_LLM_THREADS"))
                                          else None)
             return {"model_path": model_path, "n_ctx": self.n_ctx, "n_threads": threads, "n_parallel": self.n_parallel,
                     "seed": self.seed}
@@ -219,7 +219,7 @@ class LLMResource(dg.ConfigurableResource):
         """This run's caps and prices: the fields, else VISIT_LLM_*, else none."""
 
         def pick(value: Any, env: str, cast: Callable[[str], Any]) -> Any:
-            return value if value is not None else (cast(settings.env(env)) if settings.env(env) else None)
+            return value if value is not None else (cast(text) if (text := settings.env(env)) else None)
 
         return Budget(max_requests=pick(self.max_requests_per_run, "VISIT_LLM_MAX_REQUESTS_PER_RUN", int),
                       max_output_tokens=pick(self.max_output_tokens_per_run, "VISIT_LLM_MAX_OUTPUT_TOKENS_PER_RUN", int),

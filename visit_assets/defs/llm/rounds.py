@@ -22,9 +22,9 @@ class LLMRounds:
         self.context, self.llm, self.label, self.noun = context, llm, label, noun
         self.rounds = 0
         self._meta: dict[str, Any] = shares._meta if shares else {}
-        self._lock = shares._lock if shares else threading.Lock()  # rounds of several sampling lanes at once
+        self._lock: threading.Lock = shares._lock if shares else threading.Lock()  # rounds of several sampling lanes at once
         # seconds with at least one batch in flight: lanes' batches overlap, so their own seconds do not add up
-        self._busy = shares._busy if shares else {"in_flight": 0, "since": 0.0, "seconds": 0.0}
+        self._busy: dict[str, Any] = shares._busy if shares else {"in_flight": 0, "since": 0.0, "seconds": 0.0}
 
     def __call__(self, requests: list[LLMRequest]) -> list[LLMResult]:
         with self._lock:

@@ -56,7 +56,7 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
     """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("image_descriptions", dataset, shard)
+    parent = parquet.pointer("image_descriptions", dataset, shard)
     described = parquet.read("image_descriptions", dataset, shard)
     # The materialized seeds (what lineage names), not whatever the file says at this moment.
     seeds_at = parquet.current("seed_instructions", SEEDS_DATASET)
@@ -115,7 +115,7 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: Instructio
     if rows:
         frame = frame.with_columns(pl.Series("embedding", merged_vecs.astype(np.float32)),
                                    pl.lit(model.identity.label()).alias("embedder"))
-    version = content_hash([parquet.current("generated_instructions", dataset, s)["data_version"] for s in shards],
+    version = content_hash([parquet.pointer("generated_instructions", dataset, s)["data_version"] for s in shards],
                            CLUSTER_VERSION, config.model_dump(), llm.get_client().identity.as_dict())
     parquet.write("clustered_instructions", dataset, version, frame, dataset_version=versions[-1],
                   code_version=CLUSTER_VERSION)
@@ -156,7 +156,7 @@ def instruction_vectors(space: str, merged: pl.DataFrame, clip: ClipResource, em
     if space == match_mod.CLIP_IMAGE:
         return clip.get().encode_texts(texts)
     if set(merged["embedder"]) == {embedder.get().identity.label()}:
-        return np.stack(merged["embedding"].to_numpy())  # embedded at clustering: reuse
+        return np.stack(list(merged["embedding"].to_numpy()))  # embedded at clustering: reuse
     return embedder.get().encode(texts)
 
 
@@ -185,14 +185,14 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
     texts = merged["instruction"].to_list() if merged.height else []
     rows: list[dict] = []
     if images.height and texts:
-        sims = match_mod.similarity(np.stack(images["embedding"].to_numpy()),
+        sims = match_mod.similarity(np.stack(list(images["embedding"].to_numpy())),
                                     instruction_vectors(space, merged, clip, embedder))
         ids = merged["instruction_id"].to_list()
         matches = match_mod.match_images(images["image_id"].to_list(), sims, ids, matcher=space, seed=config.seed,
                                          temperature=config.temperature)
         text_of = dict(zip(ids, texts, strict=True))
         rows = [{**m.as_row(ids, keep_top=config.keep_top), "instruction": text_of[m.instruction_id]} for m in matches]
-    parent = parquet.current("image_embeddings", dataset, shard)
+    parent = parquet.pointer("image_embeddings", dataset, shard)
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
                                pl.lit(shard).alias("shard")])
     # From the matches themselves: a new instruction pool that leaves this shard's matches as they

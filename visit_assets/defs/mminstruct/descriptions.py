@@ -50,10 +50,11 @@ def vlm_descriptions(context: dg.AssetExecutionContext, config: VlmDescriptionCo
     before the metadata's text. With no describer configured, no image is sent and none is listed."""
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("grouped_metadata", dataset, shard)
+    parent = parquet.pointer("grouped_metadata", dataset, shard)
     configured = bool(llm.role_overrides(DESCRIBER))  # a text model cannot see: never the generator by default
     rows: list[dict] = []
-    identity, llm_meta = None, {}
+    identity = None
+    llm_meta: dict = {}
     if configured and config.rule != "never":
         grouped = parquet.read("grouped_metadata", dataset, shard)
         wanted = [r for r in grouped.select("image_id", "image_key", "captions", "boxes", "qa", "ocr").iter_rows(named=True)

@@ -54,7 +54,7 @@ def instruction_examples(context: dg.AssetExecutionContext, config: InstructionE
     jobs = examples_mod.example_requests(pairs, config.seed, params=params)
     results, llm_meta = teacher.run_batch(context, [j.request for j in jobs], label="examples") if jobs else ([], {})
     rows = [examples_mod.example_row(j, r) for j, r in zip(jobs, results, strict=True)]
-    dataset_version = parquet.current("clustered_instructions", dataset)["dataset_version"]
+    dataset_version = parquet.pointer("clustered_instructions", dataset)["dataset_version"]
     frame = rows_frame(rows, lineage_columns(dataset, dataset_version, EXAMPLES_VERSION))
     # From the examples themselves: an edit that leaves every example as it was (most edits of one
     # image) changes nothing below, so the conversations of other shards stay as they are.
@@ -89,7 +89,7 @@ def _best_pairs(parquet, dataset: str, shards: list[int], merged: pl.DataFrame, 
                  match_mod.similarity(np.stack(images["embedding"].to_numpy()), vectors[space]))
     chosen = {i: best.best(i) for i in range(merged.height)}
     wanted = {image_id for picks in chosen.values() for image_id, _ in picks}
-    described = {}
+    described: dict = {}
     for shard in shards:
         d = parquet.read("image_descriptions", dataset, shard).select("image_id", "description")
         described.update(zip(*d.filter(pl.col("image_id").is_in(list(wanted))).get_columns(), strict=True))

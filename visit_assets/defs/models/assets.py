@@ -47,7 +47,7 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
     """
     dataset, shard = dataset_and_shard(context)
     parquet = store.store()
-    parent = parquet.current("image_descriptions", dataset, shard)
+    parent = parquet.pointer("image_descriptions", dataset, shard)
     described = parquet.read("image_descriptions", dataset, shard).sort("image_id")
     encoder = clip.get()
     if encoder.available:
@@ -70,8 +70,10 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
     data_version = content_hash(parent["data_version"], EMBEDDING_VERSION, model.as_dict())
     parquet.write("image_embeddings", dataset, data_version, frame, shard,
                   dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION)
+    dtype = frame["embedding"].dtype  # an Array: the vectors are one 2-D array
     yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
-        "dagster/row_count": frame.height, "embedding_space": space, "dim": int(frame["embedding"].dtype.size)
-        if frame.height else 0, "failed_images": int(frame["error"].is_not_null().sum()), **lineage,
+        "dagster/row_count": frame.height, "embedding_space": space, "dim": int(dtype.size)
+        if frame.height and isinstance(dtype, pl.Array) else 0, "failed_images": int(frame["error"].is_not_null().sum()),
+        **lineage,
     })
     yield checks.one_vector_per_image(described, frame)

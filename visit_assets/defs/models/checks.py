@@ -13,7 +13,7 @@ embedding_check_specs = [
 
 
 def one_vector_per_image(described: pl.DataFrame, frame: pl.DataFrame) -> dg.AssetCheckResult:
-    vectors = np.stack(frame["embedding"].to_numpy()) if frame.height else np.zeros((0, 1))
+    vectors = np.stack(list(frame["embedding"].to_numpy())) if frame.height else np.zeros((0, 1))
     nan_rows = np.isnan(vectors).any(axis=1)
     failed = frame["error"].is_not_null().to_numpy()
     ok = (frame.height == described.height and frame["image_id"].n_unique() == frame.height

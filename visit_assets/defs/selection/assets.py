@@ -79,7 +79,7 @@ def imported_conversations(context: dg.AssetExecutionContext, store: StoreResour
     dataset = context.partition_key
     parquet = store.store()
     layout = datasets.layout(dataset)
-    parent = parquet.current("source_records", dataset)
+    parent = parquet.pointer("source_records", dataset)
     known = set(parquet.read_shards("grouped_metadata", dataset, _shards())["image_id"])
     files = [(p, layout.source_name(p)) for p in layout.imported]
     rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(parquet, dataset))

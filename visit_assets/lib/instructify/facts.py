@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from visit_assets.lib.ids import content_hash
@@ -61,7 +61,9 @@ class Fact:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Fact:
-        return cls(**{k: d.get(k) for k in ("fact_id", "image_id", "kind", "text", "derived_from", "note", "model")})
+        values: dict[str, Any] = {k: d.get(k)
+                                  for k in ("fact_id", "image_id", "kind", "text", "derived_from", "note", "model")}
+        return cls(**values)
 
 
 def make_fact(image_id: str, kind: str, text: str, **extra: Any) -> Fact:
@@ -82,7 +84,7 @@ class _Node:
     box: tuple[float, float, float, float]
     count: int = 1  # > 1 only for a "many" group
     parent: _Node | None = None
-    children: list[_Node] | None = None
+    children: list[_Node] = field(default_factory=list)
 
     @property
     def area(self) -> float:

@@ -57,6 +57,12 @@ class _Cache:
     """`get` / `put` in terms of a cache's batch `get_many` / `put_many`, and the spend ledger in
     terms of a cache's atomic `_transact(scope, fn)` (fn: Spend -> (new Spend, value))."""
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        raise NotImplementedError
+
+    def put_many(self, results: Mapping[str, LLMResult]) -> None:
+        raise NotImplementedError
+
     def get(self, key: str) -> dict | None:
         return self.get_many([key]).get(key)
 
@@ -106,7 +112,7 @@ class LLMCache(_Cache):
         return {"path": self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        LLMCache.__init__(self, state["path"])
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from visit_assets.lib.llm.budget import Budget, BudgetExhausted
 from visit_assets.lib.llm.cache import FileCache, LLMCache, NullCache
@@ -36,6 +36,15 @@ class Backend(Protocol):
     def identity(self) -> ModelIdentity: ...
 
     def complete(self, requests: Sequence[LLMRequest], on_result: ResultSink) -> None: ...
+
+
+class RetryingBackend(Backend, Protocol):
+    """A backend that retries: it counts them and reports each retried attempt to `on_retry`."""
+
+    retries: int
+
+    def complete(self, requests: Sequence[LLMRequest], on_result: ResultSink,
+                 on_retry: Callable[[], None] | None = None) -> None: ...
 
 
 @dataclass
@@ -240,7 +249,7 @@ class LLMClient:
             with lock:
                 stats.retries += 1
 
-        self.backend.complete(batch, sink, on_retry=retried)
+        cast(RetryingBackend, self.backend).complete(batch, sink, on_retry=retried)
 
     def close(self) -> None:
         self.cache.close()

@@ -249,7 +249,7 @@ class _ParallelDecoder:
     # -- per request ------------------------------------------------------------------------------
 
     def _prepare(self, index: int, req: LLMRequest) -> _Seq:
-        fmt = self.formatter(messages=req.message_list())
+        fmt = self.formatter(messages=req.message_list())  # type: ignore[arg-type]  # llama_cpp: TypedDicts, same dicts
         prompt = self.llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not fmt.added_special, special=True)
         if len(prompt) >= self.n_ctx_seq:
             raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {self.n_ctx_seq}")
@@ -403,6 +403,7 @@ class _ParallelDecoder:
                 continue
             for j, slot in enumerate(slots):
                 seq = active[slot]
+                assert seq.next_token is not None  # an active sequence has sampled its next token
                 self.slot_tokens[slot].append(seq.next_token)
                 done = self._accept(seq, seq.sampler.sample(self.ctx, j))
                 if done is not None:

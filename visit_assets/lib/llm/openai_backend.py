@@ -199,8 +199,9 @@ class OpenAIBackend:
             ca_certs = None
         parts = urlsplit(url)
         proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
-        options = dict(maxsize=self.concurrency, block=True, retries=False, ca_certs=ca_certs,  # retries are ours
-                       timeout=urllib3.Timeout(connect=self.connect_timeout_s, read=self.timeout_s))
+        options: dict[str, Any] = dict(maxsize=self.concurrency, block=True, retries=False,  # retries are ours
+                                       ca_certs=ca_certs,
+                                       timeout=urllib3.Timeout(connect=self.connect_timeout_s, read=self.timeout_s))
         with self._counter_lock:
             if url not in self._pools:
                 self._pools[url] = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)

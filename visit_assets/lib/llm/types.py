@@ -170,7 +170,7 @@ class LLMRequest:
     tag: Any = field(default=None, compare=False)
     images: tuple[ImageInput, ...] = ()
 
-    __hash__ = None  # holds dicts; dedup goes through cache_key, not hashing
+    __hash__ = None  # type: ignore[assignment]  # holds dicts; dedup goes through cache_key, not hashing (mypy: the idiom for unhashable)
 
     def __post_init__(self) -> None:
         msgs = []
@@ -257,7 +257,7 @@ class LLMResult:
     model: ModelIdentity | None = None
     tag: Any = None
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable on purpose (mypy does not know the idiom)
 
     @property
     def ok(self) -> bool:

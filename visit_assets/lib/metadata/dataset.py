@@ -58,7 +58,7 @@ class DatasetLayout:
 def read_layout(root: Path) -> DatasetLayout:
     root = Path(root)
     name = check_dataset_name(root.name)
-    manifest = {}
+    manifest: dict = {}
     if (root / MANIFEST).exists():
         try:
             manifest = yaml.safe_load((root / MANIFEST).read_text(encoding="utf-8")) or {}

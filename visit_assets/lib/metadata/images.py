@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from PIL import Image, UnidentifiedImageError
@@ -24,7 +25,7 @@ PROBE_SCHEMA = {
 
 
 def probe_image(images_dir: Path, key: str, max_pixels: int = PIL_DEFAULT_MAX_PIXELS) -> dict:
-    row = {"image_key": key}
+    row: dict[str, Any] = {"image_key": key}
     try:
         path = resolve_inside(images_dir, key)
     except UnsafePath as e:

@@ -13,7 +13,7 @@ from .grouping import QCConfig, group_records
 from .images import probe_images
 
 
-def lineage_columns(dataset: str, version: str, code_version: str) -> list[pl.Expr]:
+def lineage_columns(dataset: str, version: str | None, code_version: str) -> list[pl.Expr]:
     return [pl.lit(dataset).alias("dataset"), pl.lit(version).alias("dataset_version"),
             pl.lit(code_version).alias("code_version")]
 

@@ -15,7 +15,7 @@ import polars as pl
 IMAGE, CAPTION, BOX, QA, OCR, INVALID = "image", "caption", "box", "qa", "ocr", "invalid"
 KINDS = (IMAGE, CAPTION, BOX, QA, OCR, INVALID)
 
-SOURCE_RECORD_SCHEMA: dict[str, pl.DataType] = {
+SOURCE_RECORD_SCHEMA: dict[str, pl.datatypes.DataTypeClass] = {
     "source": pl.String,  # source name: the metadata file's path relative to the dataset folder
     "source_format": pl.String,  # coco | llava | records
     "record_id": pl.String,  # unique within the dataset: "<source>#<kind>/<native id or index>"

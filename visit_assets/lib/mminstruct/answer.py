@@ -156,10 +156,11 @@ def answer_requests(
 
 def answer_row(job: AnswerJob, result: LLMResult, *, min_words: int | None = None) -> dict[str, Any]:
     """One output row: the answer, the first filter reason (None = kept) and lineage."""
+    reason: str | None
     if result.status == LLM_ERROR:
         reason = "llm_error"
     else:
-        kw = {} if min_words is None else {"min_words": min_words}
+        kw: dict[str, Any] = {} if min_words is None else {"min_words": min_words}
         reason = check_answer(result.text, result.finish_reason if result.status != "truncated" else "length", **kw)
     return {
         **job.lineage(),

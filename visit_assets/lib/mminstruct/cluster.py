@@ -137,7 +137,7 @@ def group_clusters(ids: Sequence[str], texts: Sequence[str], embeddings: np.ndar
     for lab in sorted(set(labels.tolist())):
         idx = np.flatnonzero(labels == lab)
         dist = np.linalg.norm(x[idx] - x[idx].mean(axis=0), axis=1)
-        order = sorted(range(len(idx)), key=lambda j: (round(float(dist[j]), 6), ids[idx[j]]))
+        order = sorted(range(len(idx)), key=lambda j: (round(float(dist[j]), 6), ids[int(idx[j])]))
         member_ids = tuple(ids[idx[j]] for j in order)
         out.append(Cluster(
             cluster_id=content_hash("mminstruct.cluster", sorted(member_ids)),

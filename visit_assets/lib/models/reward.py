@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,8 @@ class RewardModel:
         self.batch_size = max(1, int(batch_size))
         self.max_length = int(max_length)
         self._name = name
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None
+        self._tokenizer: Any = None
         self._identity: ModelIdentity | None = None
         self._lock = threading.Lock()
 

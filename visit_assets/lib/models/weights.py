@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from visit_assets.lib.environment import environment
 from visit_assets.lib.ids import file_sha256
@@ -34,10 +36,10 @@ def hub_offline() -> Iterator[None]:
     """
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     with _OFFLINE_LOCK, environment({k: "1" for k in keys}):
-        constants = None
+        constants: Any = None
         saved_const = None
         try:
-            from huggingface_hub import constants  # type: ignore[no-redef]
+            from huggingface_hub import constants
 
             saved_const = constants.HF_HUB_OFFLINE
             constants.HF_HUB_OFFLINE = True
@@ -50,7 +52,7 @@ def hub_offline() -> Iterator[None]:
                 constants.HF_HUB_OFFLINE = saved_const
 
 
-def cached_file_sha256(path: str | Path) -> str:
+def cached_file_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a file, memoised per (resolved path, size, mtime) so big checkpoints hash once."""
     p = Path(path).resolve()
     st = p.stat()

@@ -234,8 +234,8 @@ def nearest_among(X: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
         block = np.sort(candidates[lo:lo + RERANK_CHUNK], axis=1)
         rows = np.repeat(np.arange(lo, lo + len(block), dtype=np.int64), c)
         cols = np.ascontiguousarray(np.maximum(block, 0).ravel())
-        dist = np.empty(rows.size, dtype=np.float32)
-        faiss.pairwise_indexed_L2sqr(X.shape[1], rows.size, faiss.swig_ptr(X), faiss.swig_ptr(rows),
+        dist: np.ndarray = np.empty(rows.size, dtype=np.float32)
+        faiss.pairwise_indexed_L2sqr(X.shape[1], rows.size, faiss.swig_ptr(X), faiss.swig_ptr(rows),  # type: ignore[attr-defined]  # in faiss, not in its .pyi
                                      faiss.swig_ptr(X), faiss.swig_ptr(cols), faiss.swig_ptr(dist))
         dist = dist.reshape(len(block), c)
         repeat = np.zeros_like(block, dtype=bool)

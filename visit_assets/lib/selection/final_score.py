@@ -72,6 +72,7 @@ def combine(scores: Mapping[str, Any], weights: Mapping[str, float] | None = Non
     total = sum(weights[name] for name in present)
     if not present or total <= 0:
         raise ValueError("no score with a positive weight is present: F cannot be computed")
+    assert n is not None  # set by the first present score
     weights_used = {name: (weights[name] / total if name in present else 0.0) for name in weights}
     num = np.zeros(n)
     den = np.zeros(n)

@@ -152,8 +152,8 @@ def load_imported(files: list[tuple[Path, str]], dataset: str, known_image_ids: 
     return rows, rejects
 
 
-def rows_schema() -> dict[str, pl.DataType]:
-    schema: dict[str, pl.DataType] = {
+def rows_schema() -> dict[str, pl.DataType | pl.datatypes.DataTypeClass]:
+    schema: dict[str, pl.DataType | pl.datatypes.DataTypeClass] = {
         "conversation_id": pl.String, "image_id": pl.String, "image_key": pl.String, "recipe": pl.String,
         "source": pl.String, "source_id": pl.String, "turns": TURNS,
     }

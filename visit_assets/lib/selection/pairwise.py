@@ -90,7 +90,7 @@ def parse_preference(text: str | None) -> Preference | None:
     if text is None or not text.strip():
         return None
     text = _EMPHASIS_RE.sub("", text)
-    found = {_norm(m.group(1)) for m in _VERDICT_RE.finditer(text)}
+    found: set[str] = {_norm(m.group(1)) for m in _VERDICT_RE.finditer(text)}
     if not found:
         found = {_norm("tie" if m.group(1).upper() == "C" else m.group(1)) for m in _BRACKETED_RE.finditer(text)}
     if not found:

@@ -19,7 +19,8 @@ class Pair:
 def candidate_pairs(s: Scene) -> list[Pair]:
     """Every question the facts settle, one per fact where possible, in fact order."""
     # a question chosen by the fact's own text: the same wording never returns for another fact
-    out, used = [], set()
+    out: list[Pair] = []
+    used: set[str] = set()
     for c in s.captions:
         k = P.digest(c)
         while P.CAPTION_QUESTIONS[k % len(P.CAPTION_QUESTIONS)] in used and len(used) < len(P.CAPTION_QUESTIONS):

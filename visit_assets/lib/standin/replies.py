@@ -99,7 +99,7 @@ def reply(body: dict, plan: F.FaultPlan) -> Reply:
     elif fault == F.REFUSAL:
         text = F.REFUSAL_TEXT
     elif fault == F.UNPARSEABLE and found.role != GENERATE:
-        text = F.UNCLEAR[found.role]
+        text = F.UNCLEAR[found.role] or ""  # None only for GENERATE
     elif fault == F.TRUNCATED:
         text, finish = F.truncate(text), "length"
     elif fault == F.REPETITION and found.role != GENERATE:
@@ -110,7 +110,9 @@ def reply(body: dict, plan: F.FaultPlan) -> Reply:
         text = F.too_short(text)
     limit = int(body.get("max_tokens") or 0)
     if limit and tokens(text) > limit:  # a real server stops at max_tokens
-        text, finish = re.match(rf"\s*(?:\S+\s+){{{limit - 1}}}\S+", text).group(0), "length"
+        cut = re.match(rf"\s*(?:\S+\s+){{{limit - 1}}}\S+", text)
+        assert cut is not None  # the text has more than `limit` tokens
+        text, finish = cut.group(0), "length"
         entry["cut_at_max_tokens"] = True
     entry.update(reply=text, finish_reason=finish)
     return Reply(text, finish, entry)

@@ -58,7 +58,7 @@ def words_of(text: str) -> set[str]:
     return {stem(NUMBERS.get(w, w)) for w in _WORD.findall(text.lower())}
 
 
-def unsupported_words(answer: str, support: set[str], neutral: set[str]) -> set[str]:
+def unsupported_words(answer: str, support: set[str], neutral: set[str] | frozenset[str]) -> set[str]:
     """Words of `answer` that neither the facts nor the stand-in's own phrasing account for.
     A word after a negation ("no giraffe") is a claim of absence: unsupported when the facts HAVE it."""
     text = answer.lower()
@@ -103,8 +103,8 @@ def scene_from_facts(block: str) -> Scene:
                 m = _COUNT.match(part.strip())
                 if m and not any(t.label == singular(m.group(2)) for t in s.things):
                     s.things.append(Thing(singular(m.group(2)), None if m.group(1) == "many" else int(m.group(1))))
-        elif _TEXT.match(first):
-            s.texts.append(_TEXT.match(first).group(1))
+        elif text := _TEXT.match(first):
+            s.texts.append(text.group(1))
         elif _LAYOUT.match(first):
             for line in fact.splitlines():
                 m = _LAYOUT.match(line)

@@ -59,7 +59,7 @@ def _text(s: str) -> str:
 
 
 def _pairs_by_image(conversations: Sequence[Mapping]) -> set[tuple[str, str, str]]:
-    out = set()
+    out: set[tuple[str, str, str]] = set()
     for c in conversations:
         turns = c.get("turns") or []
         out.update((c["image_id"], _text(h["value"]), _text(g["value"]))
@@ -80,8 +80,10 @@ def instructify_report(log: Sequence[Mapping], attempts: Sequence[Mapping], gene
     kept_ids = {c["conversation_id"] for c in kept}
     reject_reason = {c["conversation_id"]: c.get("reason") for c in rejects}
     verified = _pairs_by_image([c for c in generated if c.get("recipe") == "instructify"])
-    outcomes, pairs, checks = Counter(), defaultdict(list), defaultdict(list)
-    clean_lost, clean_duplicates = Counter(), 0
+    outcomes: Counter[str] = Counter()
+    pairs, checks = defaultdict(list), defaultdict(list)
+    clean_lost: Counter[str] = Counter()
+    clean_duplicates = 0
     for a in attempts:
         if a.get("recipe") not in (None, "instructify") or a["status"] == "stopped":
             continue
@@ -127,7 +129,7 @@ def _judged_pairs(a: Mapping, e: Mapping, verified: set, unclear: set, facts: in
     dropped_copies = Counter(_text(q) for q in a.get("duplicates") or [])
     copies = Counter(_text(p["question"]) for p in e.get("pairs") or [])
     seen: set[str] = set()
-    out = []
+    out: list[tuple] = []
     for p in e.get("pairs") or []:
         q, ans = _text(p["question"]), _text(p["answer"])
         repeated = q in seen or dropped_copies[q] == copies[q]
@@ -150,7 +152,8 @@ def mminstruct_report(log: Sequence[Mapping], attempts: Sequence[Mapping], gener
     reason = {c["conversation_id"]: c.get("reason") for c in rejects}
     fits = {(e["instruction"], e["scene"]): None if e.get("fault") else e["truth"]["fits"]  # None: a planted unclear reply
             for e in log if e.get("role") == "fit" and e.get("status") == 200}
-    checks, outcomes, fit_pairs, unclear_fit = defaultdict(list), Counter(), [], []
+    outcomes: Counter[str] = Counter()
+    checks, fit_pairs, unclear_fit = defaultdict(list), [], []
     clean_lost: Counter[str] = Counter()
     for e in answers:
         row, fault = rows.get(_text(e.get("reply") or "")), _fault(e)
@@ -183,7 +186,9 @@ def examples_report(log: Sequence[Mapping], examples: Sequence[Mapping]) -> dict
     reason, a clean one must stay in. Replies meet their row by text."""
     replies = [e for e in log if e.get("role") == "example_answer" and e.get("status") == 200]
     rows = {_text(r.get("raw_text") or ""): r for r in examples}
-    checks, outcomes, clean_lost = defaultdict(list), Counter(), Counter()
+    outcomes: Counter[str] = Counter()
+    clean_lost: Counter[str] = Counter()
+    checks = defaultdict(list)
     for e in replies:
         row, fault = rows.get(_text(e.get("reply") or "")), _fault(e)
         got = "no example row" if row is None else None if row["kept"] else row["filter_reason"]

@@ -59,13 +59,15 @@ class StandInServer:
         self._next_free = 0.0  # the shared token budget: when the server can next emit a token
         self.busy_s = 0.0  # the shared decoder's busy time (0 without total_tokens_per_s)
         self.output_tokens = 0
-        self.first_request_at = self.last_reply_at = None  # epoch seconds
+        self.first_request_at: float | None = None  # epoch seconds
+        self.last_reply_at: float | None = None
         self.log: list[dict[str, Any]] = []
         self.attempts: Counter[str] = Counter()  # request key -> HTTP attempts
         self.answered: Counter[str] = Counter()  # request key -> 200 replies
         self.log_path = Path(log_path) if log_path else None
         self._httpd = _Server((host, port), self._handler())
-        self.host, self.port = self._httpd.server_address[:2]
+        bound, self.port = self._httpd.server_address[:2]
+        self.host = str(bound)  # a str already (AF_INET)
         self._thread: threading.Thread | None = None
 
     @property

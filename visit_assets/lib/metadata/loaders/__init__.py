@@ -25,7 +25,7 @@ def load_source(path: Path, source: str, fmt: str | None = None) -> pl.DataFrame
             return _file_reject(source, "malformed_file", "the file is empty")
         found = registry.detect(path)
         if found.format is None:
-            return _file_reject(source, found.reason, found.detail)
+            return _file_reject(source, found.reason or "unknown_format", found.detail)  # (always set without a format)
         fmt = found.format
     return registry.get(fmt).load(path, source)
 

@@ -85,7 +85,7 @@ _FAST = msgspec.json.Decoder(_Coco)
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
-_ENTRY = {
+_ENTRY: dict[str, tuple[type[msgspec.Struct], msgspec.json.Decoder]] = {
     "images": (_Image, msgspec.json.Decoder(_Image)),
     "annotations": (_Annotation, msgspec.json.Decoder(_Annotation)),
     "categories": (_Category, msgspec.json.Decoder(_Category)),
@@ -149,10 +149,11 @@ def _json_type(v: Any) -> str:
         return "a boolean"
     if isinstance(v, (int, float)):
         return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(v), "null")
+    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(v), "null")
 
 
-def _coerce(raw: msgspec.Raw, cls: type) -> tuple[Any, str, str | None]:
+def _coerce(raw: msgspec.Raw, cls: type[msgspec.Struct]) -> tuple[Any, str, str | None]:
     """An entry the typed decoder refused: keep the fields of the right type, note the others.
     Returns (struct, note, kind hint for annotations)."""
     try:
@@ -218,7 +219,9 @@ def _decode(buf: bytes | memoryview) -> _Doc:
             raise _BadFile("unknown_format", _short(f"JSON object has no 'images' list (keys: {keys})"))
         out: dict[str, tuple[list, list, list]] = {}
         for key, (cls, decoder) in _ENTRY.items():
-            entries, notes, hints = [], [], []
+            entries: list = []
+            notes: list[str | None] = []
+            hints: list[str | None] = []
             if key in top and bytes(memoryview(top[key])[:5]) != b"null":  # (no copy of the list)
                 try:
                     raws = _RAW_LIST.decode(top[key])
@@ -261,7 +264,8 @@ def _first_match(rules: list[tuple[pl.Expr, str | pl.Expr, pl.Expr | str]]) -> l
     """reject_reason / reject_detail from (condition, reason, detail) rules; the first match wins."""
     lit = lambda v: pl.lit(v, dtype=pl.String) if isinstance(v, str) else v  # noqa: E731
     (c0, r0, d0), rest = rules[0], rules[1:]
-    reason, detail = pl.when(c0).then(lit(r0)), pl.when(c0).then(lit(d0))
+    reason: Any = pl.when(c0).then(lit(r0))  # Then, then ChainedThen: both chain .when/.otherwise
+    detail: Any = pl.when(c0).then(lit(d0))
     for cond, r, d in rest:
         reason, detail = reason.when(cond).then(lit(r)), detail.when(cond).then(lit(d))
     return [reason.otherwise(None).alias("reject_reason"),
@@ -388,7 +392,7 @@ def _annotation_rows(doc: _Doc, source: str, images: pl.DataFrame) -> pl.DataFra
 def _to_schema(df: pl.DataFrame, source: str) -> pl.DataFrame:
     return df.select(
         pl.col(c) if c in df.columns else pl.lit(None).alias(c) for c in SOURCE_RECORD_SCHEMA
-    ).with_columns(source=pl.lit(source), source_format=pl.lit(SOURCE_FORMAT)).cast(SOURCE_RECORD_SCHEMA)
+    ).with_columns(source=pl.lit(source), source_format=pl.lit(SOURCE_FORMAT)).cast(SOURCE_RECORD_SCHEMA)  # type: ignore[arg-type]  # polars: invariant keys
 
 
 def _file_row(source: str, reason: str, detail: str) -> pl.DataFrame:
@@ -401,7 +405,7 @@ def _file_row(source: str, reason: str, detail: str) -> pl.DataFrame:
 def _read(path: pathlib.Path) -> _Doc:
     """Read and decode; the raw bytes are released on return, before any frame is built."""
     buf: bytes | memoryview = path.read_bytes()
-    if not buf or buf.isspace():
+    if not buf or (isinstance(buf, bytes) and buf.isspace()):  # bytes: as read
         raise _BadFile("malformed_file", "empty file")
     _check_utf8(buf)
     if buf[:3] == codecs.BOM_UTF8:

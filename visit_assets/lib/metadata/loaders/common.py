@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeGuard
 
 from ..paths import UnsafePath, normalise_image_key
 from ..records import INVALID
@@ -61,7 +62,7 @@ def image_key_or_reject(raw: object, row: dict) -> dict:
     return row
 
 
-def nonempty_str(value: object) -> bool:
+def nonempty_str(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 

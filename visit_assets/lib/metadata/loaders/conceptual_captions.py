@@ -105,7 +105,8 @@ def _rows_per_line(buf: bytes, source: str) -> dict[str, list]:
             continue
         first = False
         caption, url, problem = _problem(raw)
-        rows = [(f"{source}#image/{index}", IMAGE, image_key(index), None, None, None)] if url is not None else []
+        rows: list[tuple] = ([(f"{source}#image/{index}", IMAGE, image_key(index), None, None, None)]
+                             if url is not None else [])
         rows.append((f"{source}#caption/{index}", CAPTION, image_key(index) if url is not None else None, caption,
                      "invalid_record" if problem else None, problem[:_DETAIL_MAX] if problem else None))
         for row in rows:

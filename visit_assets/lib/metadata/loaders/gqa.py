@@ -179,9 +179,9 @@ def _number(v: Any) -> bool:
 def _box_row(obj: Any, base: dict, rid: str, key: str | None, bad_image: str | None) -> dict:
     row = {**base, "record_id": rid, "kind": BOX, "image_key": key}
     if not isinstance(obj, dict):
-        problem = f"object is {json_type(obj)}, not an object"
+        problem: str | None = f"object is {json_type(obj)}, not an object"
     else:
-        xywh = [obj.get(k) for k in ("x", "y", "w", "h")]
+        xywh: list[Any] = [obj.get(k) for k in ("x", "y", "w", "h")]
         if nonempty_str(obj.get("name")):
             row["label"] = obj["name"].strip()
         if all(_number(v) for v in xywh):

@@ -139,7 +139,9 @@ def _decode(buf: bytes | memoryview) -> coco._Doc:
         except msgspec.ValidationError:
             raise coco._BadFile("unknown_format", f"'{key}' is not a list") from None
     images, images_bad = zip(*map(_coerce_image, lists["images"]), strict=True) if lists["images"] else ((), ())
-    anns, ann_bad, ann_kind = [], [], []
+    anns: list = []
+    ann_bad: list[str | None] = []
+    ann_kind: list[str | None] = []
     for raw in lists["annotations"]:
         try:
             anns.append(coco._ENTRY["annotations"][1].decode(raw))
@@ -163,7 +165,7 @@ def load_lvis(path: pathlib.Path, source: str) -> pl.DataFrame:
     """One LVIS JSON file -> source records (module docstring). Bad data never raises."""
     try:
         buf: bytes | memoryview = pathlib.Path(path).read_bytes()
-        if not buf or buf.isspace():
+        if not buf or (isinstance(buf, bytes) and buf.isspace()):  # bytes: as read
             raise coco._BadFile("malformed_file", "empty file")
         coco._check_utf8(buf)
         if buf[:3] == b"\xef\xbb\xbf":

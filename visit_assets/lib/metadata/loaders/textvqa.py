@@ -233,7 +233,7 @@ def load_textvqa(path: Path, source: str) -> pl.DataFrame:
         qid, img, text = f["question_id"], f["image_id"], f["question"]
         safe_img = img if img is not None and _SAFE_ID.match(img) else None
         key = image_key(safe_img, f["set_name"] or split) if safe_img else None
-        if key is not None and safe_img not in images:
+        if key is not None and safe_img is not None and safe_img not in images:  # (key: safe_img is set)
             images[safe_img] = key
             rows.append({**base, "record_id": f"{source}#image/{safe_img}", "kind": IMAGE, "image_key": key,
                          "width": as_size(_attr(entry, "image_width")), "height": as_size(_attr(entry, "image_height"))})

@@ -283,7 +283,7 @@ def _image_rows(data: list, source: str) -> _Images:
         native = str(image_id) if image_id is not None else f"@{index}"
         if image_id is not None and image_id in lookup:
             native = f"{image_id}@{index}"
-        row = {**base, "record_id": f"{source}#image/{native}"}
+        row: dict[str, Any] = {**base, "record_id": f"{source}#image/{native}"}
         url = entry.get("url")
         if image_id is None:
             _reject(row, "invalid_record", "image_id is missing or not an integer")
@@ -292,7 +292,7 @@ def _image_rows(data: list, source: str) -> _Images:
         row["width"], row["height"] = _size(entry, "width", row), _size(entry, "height", row)
         if image_id is not None and image_id in lookup:
             _reject(row, "duplicate_record_id", f"image_id {image_id} repeats an earlier entry")
-        if not row.get("reject_reason"):
+        if not row.get("reject_reason") and isinstance(url, str):  # (a str when nothing was rejected)
             image_key_or_reject(image_key_from_url(url), row)
         rows.append(row)
         if image_id is not None and image_id not in lookup:
@@ -312,8 +312,10 @@ def _box(row: dict, item: dict | _Item, keys: tuple[str, str, str, str]) -> None
         _reject(row, "invalid_record", f"{', '.join(bad)} missing or not numbers")
         return
     row.update(bbox_x=values[0], bbox_y=values[1], bbox_w=values[2], bbox_h=values[3], bbox_norm=False)
-    if values[2] <= 0 or values[3] <= 0:
-        _reject(row, "box_out_of_bounds", f"box size {values[2]:g}x{values[3]:g} is not positive")
+    w, h = values[2], values[3]
+    assert w is not None and h is not None  # (bad is empty)
+    if w <= 0 or h <= 0:
+        _reject(row, "box_out_of_bounds", f"box size {w:g}x{h:g} is not positive")
 
 
 def _fill(row: dict, role: str, item: dict | _Item) -> None:
@@ -363,7 +365,7 @@ def _annotation_rows(data: list, source: str, role: str, images: _Images | None,
         entry_image = _int(entry.get("image_id"))
         entry_image = entry_image if entry_image is not None else _int(entry.get("id"))
         for j, item in enumerate(items):
-            row = {"source": source, "source_format": FORMAT, "kind": kind}
+            row: dict[str, Any] = {"source": source, "source_format": FORMAT, "kind": kind}
             if not isinstance(item, (dict, _Item)):
                 row["record_id"] = f"{source}#{kind}/@{index}.{j}"
                 rows.append(_reject(row, "invalid_record", f"{list_key}[{j}] is not an object"))
