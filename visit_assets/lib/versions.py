@@ -183,8 +183,8 @@ def version_changes(store: ParquetStore | str | Path, dataset: str, old: str, ne
     with _open(store, dataset) as db:
         old, new = _pick_versions(db, dataset, old, new)
         rows = db.rows("SELECT * FROM version_diff(?, ?, ?)", [dataset, old, new])
-    schema = {"asset": pl.String, "item_id": pl.String, "image_id": pl.String, "change": pl.String,
-              "reasons": pl.List(pl.String)}
+    schema: dict[str, pl.DataType | pl.datatypes.DataTypeClass] = {
+        "asset": pl.String, "item_id": pl.String, "image_id": pl.String, "change": pl.String, "reasons": pl.List(pl.String)}
     return pl.DataFrame([r for r in rows if r["asset"] in assets], schema=schema).sort("asset", "item_id")
 
 
@@ -221,6 +221,7 @@ def _pick_versions(db: _Db, dataset: str, old: str | None, new: str | None) -> t
     for v in (old, new):
         if v not in ordered:
             raise ValueError(f"{dataset!r} has no dataset version {v!r}; known: {ordered}")
+    assert old is not None and new is not None  # both in ordered: checked above
     return old, new
 
 
@@ -287,11 +288,11 @@ def image_changes(store: ParquetStore | str | Path, dataset: str, image: str, ol
 
 
 def manifest_changes(store: ParquetStore | str | Path, dataset: str, previous_dataset_version: str | None,
-                     dataset_version: str, max_examples: int = 20) -> dict[str, Any]:
+                     dataset_version: str | None, max_examples: int = 20) -> dict[str, Any]:
     """"Changes since the previous export", small and JSON-serialisable: per asset the counts, the
     reasons histogram and at most `max_examples` ids per kind of change."""
     base = {"previous_dataset_version": previous_dataset_version, "dataset_version": dataset_version}
-    if previous_dataset_version is None:
+    if previous_dataset_version is None or dataset_version is None:
         return {**base, "first": True, "assets": {}}
     if previous_dataset_version == dataset_version:
         return {**base, "same_version": True, "assets": {}}

@@ -104,9 +104,9 @@ class _ImageVectors:
 JUDGE_CHUNK = 20_000
 
 
-def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series], dict, dict]:
+def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Series | pl.Expr], dict, dict]:
     if not config.judge or not frame.height:
-        empty = [pl.Series("judge_status", [None] * frame.height, dtype=pl.String)]
+        empty: list[pl.Series | pl.Expr] = [pl.Series("judge_status", [None] * frame.height, dtype=pl.String)]
         return None, empty, {}, {}
     params = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
     imported = frame["imported_judge"] if "imported_judge" in frame.columns else pl.repeat(None, frame.height, eager=True)
@@ -129,7 +129,7 @@ def _judge(context, frame, config, llm) -> tuple[np.ndarray | None, list[pl.Seri
             score, parsed = scores_mod.parse_judge(result.text) if result.status != "error" else (None, "llm-error")
             values[i], status[i], replies[i], keys[i] = np.nan if score is None else score, parsed, result.text, \
                 result.cache_key
-    columns = [pl.Series("judge_status", status.tolist(), dtype=pl.String),
+    columns: list[pl.Series | pl.Expr] = [pl.Series("judge_status", status.tolist(), dtype=pl.String),
                pl.Series("judge_reply", replies.tolist(), dtype=pl.String),
                pl.Series("judge_cache_key", keys.tolist(), dtype=pl.String),
                pl.lit(f"{scores_mod.JUDGE_PROMPT_ID}@{scores_mod.JUDGE_PROMPT_VERSION}").alias("judge_prompt")]
@@ -177,7 +177,7 @@ def score_all(context: dg.AssetExecutionContext, config: QualityConfig, parquet:
     raw, models = {}, {}
     for name, (values, model) in computed.items():
         raw[name], models[name] = quality_mod.merge_score(frame, name, values, model)
-    info = {"models": {n: m for n, (_, m) in computed.items()}, "clip_source": space,
+    info: dict[str, Any] = {"models": {n: m for n, (_, m) in computed.items()}, "clip_source": space,
             "judge_status": judge_status, "llm": llm_meta}
     if reward_values is None:
         info["models"]["reward"] = "none configured (score absent; weights renormalised)"
@@ -215,8 +215,8 @@ def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> 
                          "reply_ba": pl.String, "cache_key_ab": pl.String, "cache_key_ba": pl.String,
                          "candidate_id": pl.String, "baseline_id": pl.String, "image_id": pl.String,
                          "image_key": pl.String, "prompt_id": pl.String, "outcome": pl.String})
-    counts = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in counts.items()}
+    shown = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in counts.items()}
     return frame.with_columns(pl.lit(config.rule).alias("rule"), pl.lit(config.baseline).alias("baseline"),
                               pl.lit(llm.get_client().identity.label()).alias("judge_model"),
                               pl.lit(current_dataset_version(parquet, dataset)).alias("dataset_version")), \
-        counts, len(unpaired), meta
+        shown, len(unpaired), meta

@@ -238,7 +238,7 @@ ATTEMPT_FIELDS = (
 
 
 def _attempt(**kw: Any) -> dict[str, Any]:
-    row = {k: None for k in ATTEMPT_FIELDS}
+    row: dict[str, Any] = {k: None for k in ATTEMPT_FIELDS}
     row.update(duplicates=[], verdicts=[], consumed_fact_ids=[], verify_cache_keys=[])
     unknown = set(kw) - set(ATTEMPT_FIELDS)
     if unknown:
@@ -340,7 +340,7 @@ def _verify_request(s: _Image, pair: QAPair, cfg: SamplingConfig, tag: Any) -> L
 
 def _verify_requests(pending: list[_Pending], cfg: SamplingConfig) -> list[LLMRequest]:
     """One request per parsed pair of the round; each _Pending notes where its pairs' requests are."""
-    requests = []
+    requests: list[LLMRequest] = []
     for p in pending:
         for j, pair in enumerate(p.pairs):
             p.verify_at.append(len(requests))
@@ -450,7 +450,9 @@ class _Lane:
     def _accept(self, p: _Pending, row: dict[str, Any], verdicts: list[bool | None], vres: list[LLMResult]) -> None:
         """The verified pairs become a conversation; the facts they used are consumed."""
         s = p.state
-        kept, pair_rows, consumed_ids = [], [], []
+        kept: list[QAPair] = []
+        pair_rows: list[dict[str, Any]] = []
+        consumed_ids: list[str] = []
         for pair, verdict, v in zip(p.pairs, verdicts, vres, strict=True):
             if verdict is not True:
                 p.detail.append(f"pair dropped (verdict {verdict}): {pair.question[:60]!r}")

@@ -184,6 +184,7 @@ class ClipEncoder:
                 tokenizer = open_clip.get_tokenizer(self.arch)
         else:
             tag = self.pretrained
+            assert tag is not None  # available, not random init, not a file: a tag
             if not open_clip.get_pretrained_cfg(self.arch, tag):
                 raise ValueError(
                     f"CLIP pretrained={tag!r} is neither an existing file nor an open_clip tag for "
@@ -243,15 +244,15 @@ class ClipEncoder:
         import torch
 
         self._ensure_loaded()
-        paths = [str(p) for p in paths]
+        names = [str(p) for p in paths]
         dim = self.dim
-        out = np.full((len(paths), dim), np.nan, dtype=np.float32)
-        errors: list[str | None] = [None] * len(paths)
-        if not paths:
+        out = np.full((len(names), dim), np.nan, dtype=np.float32)
+        errors: list[str | None] = [None] * len(names)
+        if not names:
             return out, errors
         dtype = self._model_dtype()
         prep = self.image_prep
-        batches = BATCHERS[self.loader](paths, prep, self.batch_size, self.num_workers)
+        batches = BATCHERS[self.loader](names, prep, self.batch_size, self.num_workers)
         with torch_num_threads(self.torch_threads), torch.inference_mode():
             for start, items in batches:
                 ok_rows, tensors = [], []

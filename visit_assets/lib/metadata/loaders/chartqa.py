@@ -61,11 +61,11 @@ def load_chartqa(path: Path, source: str) -> pl.DataFrame:
     m = _NAME.match(path.name)
     prefix = f"{m['split']}/png/" if m else "png/"
     out = Rows(source, FORMAT)
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            out.qa(str(i), i, None, None, None, ("invalid_record", f"entry is not an object ({type(e).__name__})"))
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            out.qa(str(i), i, None, None, None, ("invalid_record", f"entry is not an object ({type(entry).__name__})"))
             continue
-        name = e.get("imgname")
+        name = entry.get("imgname")
         key, unsafe = out.key(name) if nonempty_str(name) else (None, None)
         if key is not None:
             key = out.image(key, prefix + key)
@@ -74,9 +74,9 @@ def load_chartqa(path: Path, source: str) -> pl.DataFrame:
             problem = ("unsafe_path", unsafe)
         elif key is None:
             problem = ("invalid_record", "imgname is missing or not a non-empty string")
-        elif nonempty_str(e.get("query")) and as_answer(e.get("label")) is None:
+        elif nonempty_str(entry.get("query")) and as_answer(entry.get("label")) is None:
             problem = ("invalid_record", "label is missing, empty, or not a string or number")
-        out.qa(str(i), i, key, e.get("query"), as_answer(e.get("label")), problem)
+        out.qa(str(i), i, key, entry.get("query"), as_answer(entry.get("label")), problem)
     return out.frame()
 
 

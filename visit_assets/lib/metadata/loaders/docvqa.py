@@ -83,17 +83,17 @@ def _load(path: Path, source: str, fmt: str, image_field: str, name: re.Pattern,
     split = m["split"] if m else None
     prefix = f"{split}/" if split and split_folder else ""
     out = Rows(source, fmt)
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            out.qa(None, i, None, None, None, ("invalid_record", f"entry is not an object ({type(e).__name__})"))
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            out.qa(None, i, None, None, None, ("invalid_record", f"entry is not an object ({type(entry).__name__})"))
             continue
-        qid = e.get("questionId")
+        qid = entry.get("questionId")
         native = str(qid) if isinstance(qid, int) and not isinstance(qid, bool) else None
-        raw = e.get(image_field)
+        raw = entry.get(image_field)
         key, unsafe = out.key(raw) if nonempty_str(raw) else (None, None)
         if key is not None:
             key = out.image(key, prefix + key)
-        answer = most_common(e.get("answers"))
+        answer = most_common(entry.get("answers"))
         problem = None
         if unsafe:
             problem = ("unsafe_path", unsafe)
@@ -101,10 +101,10 @@ def _load(path: Path, source: str, fmt: str, image_field: str, name: re.Pattern,
             problem = ("invalid_record", "questionId is missing or not an integer")
         elif key is None:
             problem = ("invalid_record", f"{image_field} is missing or not a non-empty string")
-        elif answer is None and nonempty_str(e.get("question")) and native not in out.seen:
+        elif answer is None and nonempty_str(entry.get("question")) and native not in out.seen:
             problem = ("invalid_record", "no answers: the test split publishes questions only" if split == "test"
                        else "no non-empty answer in answers")
-        out.qa(native, i, key, e.get("question"), answer, problem)
+        out.qa(native, i, key, entry.get("question"), answer, problem)
     return out.frame()
 
 

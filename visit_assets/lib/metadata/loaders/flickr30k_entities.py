@@ -177,10 +177,10 @@ def _object_rows(base: dict, rid: str, key: str | None, obj: ET.Element, bndbox:
     labels = list(dict.fromkeys(label for name in names for label in chains.get(name, [])))
     corners = [_int_text(bndbox, t) for t in ("xmin", "ymin", "xmax", "ymax")]
     one = {**base, "record_id": rid, "kind": BOX, "image_key": key}
-    if None in corners:
+    xmin, ymin, xmax, ymax = corners
+    if xmin is None or ymin is None or xmax is None or ymax is None:  # None in corners
         return [{**one, "reject_reason": "invalid_record",
                  "reject_detail": "bndbox needs integer xmin, ymin, xmax and ymax"}]
-    xmin, ymin, xmax, ymax = corners
     box = {"bbox_x": float(xmin - 1), "bbox_y": float(ymin - 1), "bbox_w": float(xmax - xmin),
            "bbox_h": float(ymax - ymin), "bbox_norm": False}
     if not labels:

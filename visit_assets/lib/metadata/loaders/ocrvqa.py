@@ -73,17 +73,18 @@ def load_ocrvqa(path: Path, source: str) -> pl.DataFrame:
     except BadFile as e:
         return to_source_records([file_reject(source, FORMAT, e)])
     out = Rows(source, FORMAT)
-    for i, (raw_id, e) in enumerate(entries.items()):
+    for i, (raw_id, entry) in enumerate(entries.items()):
         image_id = safe_id(raw_id)
-        if image_id is None or not isinstance(e, dict):
+        if image_id is None or not isinstance(entry, dict):
             why = (f"image id {raw_id[:80]!r} is empty or has '/', '#' or spaces" if image_id is None
-                   else f"entry is not an object ({type(e).__name__})")
+                   else f"entry is not an object ({type(entry).__name__})")
             out.qa(image_id, i, None, None, None, ("invalid_record", why))
             continue
-        suffix = _suffix(e.get("imageURL"))
+        suffix = _suffix(entry.get("imageURL"))
         key = out.image(image_id, f"{image_id}{suffix}") if suffix else None
-        questions = e.get("questions") if isinstance(e.get("questions"), list) else []
-        answers = e.get("answers") if isinstance(e.get("answers"), list) else []
+        raw_questions, raw_answers = entry.get("questions"), entry.get("answers")
+        questions = raw_questions if isinstance(raw_questions, list) else []
+        answers = raw_answers if isinstance(raw_answers, list) else []
         if not questions and not answers:
             out.qa(image_id, i, key, None, None, ("invalid_record", "no questions / answers lists"))
             continue

@@ -59,7 +59,7 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import polars as pl
@@ -162,7 +162,7 @@ def _instances(path: Path) -> tuple[dict, dict, tuple[str, str] | None]:
     return images, anns, None
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return type(v) is int
 
 
@@ -219,7 +219,7 @@ def load_refcoco(path: Path, source: str) -> pl.DataFrame:
         img = ref.get("image_id")
         if _is_int(img) and img in images and img not in keys:
             entry = images[img]
-            row = {**base, "record_id": f"{source}#image/{img}", "kind": IMAGE,
+            row: dict[str, Any] = {**base, "record_id": f"{source}#image/{img}", "kind": IMAGE,
                    "width": as_size(entry.get("width")), "height": as_size(entry.get("height"))}
             if nonempty_str(entry.get("file_name")):
                 image_key_or_reject(entry["file_name"], row)
@@ -268,7 +268,7 @@ def _sentence_row(base: dict, source: str, i: int, n: int, sent: Any, key: str |
             problem = ("invalid_record", f"sentence {n} has no non-empty sent or raw")
         elif too_long := phrase_too_long(row["label"], "referring expression"):
             problem = ("text_too_long", too_long)
-        elif box[2] <= 0 or box[3] <= 0:
+        elif box is not None and (box[2] <= 0 or box[3] <= 0):  # (box: set when the ref has no problem)
             problem = ("box_out_of_bounds", f"box size {box[2]:g}x{box[3]:g} is not positive")
     if sid is not None:
         first.setdefault(sid, f"ref [{i}] sentence {n}")

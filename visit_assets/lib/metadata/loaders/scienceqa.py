@@ -85,14 +85,14 @@ def load_scienceqa(path: Path, source: str) -> pl.DataFrame:
     except BadFile as e:
         return to_source_records([file_reject(source, FORMAT, e)])
     out = Rows(source, FORMAT)
-    for i, (raw_pid, e) in enumerate(problems.items()):
+    for i, (raw_pid, entry) in enumerate(problems.items()):
         pid = safe_id(raw_pid)
-        if pid is None or not isinstance(e, dict):
+        if pid is None or not isinstance(entry, dict):
             why = (f"pid {raw_pid[:80]!r} is empty or has '/', '#' or spaces" if pid is None
-                   else f"entry is not an object ({type(e).__name__})")
+                   else f"entry is not an object ({type(entry).__name__})")
             out.qa(pid, i, None, None, None, ("invalid_record", why))
             continue
-        split, image = e.get("split"), e.get("image")
+        split, image = entry.get("split"), entry.get("image")
         key, problem = None, None
         if not nonempty_str(image):
             problem = ("invalid_record", "text-only problem: no image")
@@ -100,13 +100,13 @@ def load_scienceqa(path: Path, source: str) -> pl.DataFrame:
             problem = ("invalid_record", f"split {split!r} is not a plain word")
         else:
             key, unsafe = out.key(f"{split}/{pid}/{image}")
-            if unsafe or not key.startswith(f"{split}/{pid}/"):
+            if unsafe or key is None or not key.startswith(f"{split}/{pid}/"):  # key is None: unsafe
                 key, problem = None, ("unsafe_path", unsafe or f"image {image!r} leaves its problem's folder")
             else:
                 key = out.image(pid, key)
-        text, answer = e.get("question"), None
+        text, answer = entry.get("question"), None
         if problem is None and nonempty_str(text):
-            mc = _mc(e)
+            mc = _mc(entry)
             if isinstance(mc, str):
                 problem = ("invalid_record", mc)
             else:

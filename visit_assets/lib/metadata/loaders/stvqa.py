@@ -66,16 +66,16 @@ def load_stvqa(path: Path, source: str) -> pl.DataFrame:
     m = _NAME.match(path.name)
     test = bool(m and m["split"] == "test")
     out = Rows(source, FORMAT)
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            out.qa(None, i, None, None, None, ("invalid_record", f"entry is not an object ({type(e).__name__})"))
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            out.qa(None, i, None, None, None, ("invalid_record", f"entry is not an object ({type(entry).__name__})"))
             continue
-        qid = e.get("question_id")
+        qid = entry.get("question_id")
         native = str(qid) if isinstance(qid, int) and not isinstance(qid, bool) else None
-        key, unsafe = out.key(e.get("file_path")) if nonempty_str(e.get("file_path")) else (None, None)
+        key, unsafe = out.key(entry.get("file_path")) if nonempty_str(entry.get("file_path")) else (None, None)
         if key is not None:
             key = out.image(key, key)
-        answer = most_common(e.get("answers"))
+        answer = most_common(entry.get("answers"))
         problem = None
         if unsafe:
             problem = ("unsafe_path", unsafe)
@@ -83,10 +83,10 @@ def load_stvqa(path: Path, source: str) -> pl.DataFrame:
             problem = ("invalid_record", "question_id is missing or not an integer")
         elif key is None:
             problem = ("invalid_record", "file_path is missing or not a non-empty string")
-        elif answer is None and nonempty_str(e.get("question")) and native not in out.seen:
+        elif answer is None and nonempty_str(entry.get("question")) and native not in out.seen:
             problem = ("invalid_record", "no answers: the test split publishes questions only" if test
                        else "no non-empty answer in answers")
-        out.qa(native, i, key, e.get("question"), answer, problem)
+        out.qa(native, i, key, entry.get("question"), answer, problem)
     return out.frame()
 
 

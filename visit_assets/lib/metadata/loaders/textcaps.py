@@ -115,7 +115,7 @@ def load_textcaps(path: Path, source: str) -> pl.DataFrame:
         cid, img, text = f["caption_id"], f["image_id"], f["caption_str"]
         safe_img = img if img is not None and _SAFE_ID.match(img) else None
         key = textvqa.image_key(safe_img, f["set_name"] or split) if safe_img else None
-        if key is not None and safe_img not in images:
+        if key is not None and safe_img is not None and safe_img not in images:  # (key: safe_img is set)
             images[safe_img] = key
             rows.append({**base, "record_id": f"{source}#image/{safe_img}", "kind": IMAGE, "image_key": key,
                          "width": as_size(entry.get("image_width")),  # entry is a dict: image_id was read

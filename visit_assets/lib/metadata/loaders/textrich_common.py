@@ -33,7 +33,8 @@ def json_kind(v: Any) -> str:
         return "a boolean"
     if isinstance(v, (int, float)):
         return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(v), type(v).__name__)
+    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(v), type(v).__name__)
 
 
 def read_top(path: Path, want: type, what: str) -> Any:

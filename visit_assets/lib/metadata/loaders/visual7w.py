@@ -75,7 +75,8 @@ def _read(path: Path) -> tuple[list, dict]:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         what = json_type(data) if not isinstance(data, dict) else "an object without an 'images' list"
         raise BadFile("unknown_format", f"top-level JSON value is {what}, not a Visual7W file")
-    boxes = data.get("boxes") if isinstance(data.get("boxes"), list) else []
+    raw_boxes = data.get("boxes")
+    boxes = raw_boxes if isinstance(raw_boxes, list) else []
     return data["images"], {b["box_id"]: b for b in boxes if isinstance(b, dict) and type(b.get("box_id")) is int}
 
 
@@ -101,8 +102,8 @@ def _qa(pair: dict, boxes: dict) -> tuple[str, str] | str:
         if not isinstance(choices, list) or not all(type(c) is int for c in choices):
             return "multiple_choices of a pointing QA are not a list of box ids"
         ids = [answer, *choices]
-        texts = {i: _box_text(boxes.get(i)) for i in ids}
-        bad = [str(i) for i in ids if texts[i] is None]
+        texts = {i: text for i in ids if (text := _box_text(boxes.get(i))) is not None}
+        bad = [str(i) for i in ids if i not in texts]
         if bad:
             return f"box {', '.join(bad)} is not in 'boxes' or has no x, y, width, height numbers"
         ordered = sorted(dict.fromkeys(ids), key=lambda i: (boxes[i]["x"], boxes[i]["y"], i))
@@ -130,10 +131,10 @@ def load_visual7w(path: Path, source: str) -> pl.DataFrame:
     first_image: dict[int, int] = {}
     first_qa: dict[int, str] = {}
     for i, entry in enumerate(images):
-        img = entry.get("image_id") if isinstance(entry, dict) else None
+        img: Any = entry.get("image_id") if isinstance(entry, dict) else None  # an int when good_id
         good_id = type(img) is int and img >= 0
         native = f"@{i}" if not good_id else f"{img}@{i}" if img in first_image else str(img)
-        row = {**base, "record_id": f"{source}#image/{native}", "kind": IMAGE, "image_key": None}
+        row: dict[str, Any] = {**base, "record_id": f"{source}#image/{native}", "kind": IMAGE, "image_key": None}
         problem: tuple[str, str] | None = None
         if not isinstance(entry, dict):
             problem = ("invalid_record", f"image entry [{i}] is {json_type(entry)}, not an object")

@@ -55,6 +55,7 @@ image folder (image paths are resolved inside it, symlinks included), e.g. in `i
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ class _AnnotationsDoc(msgspec.Struct):
     annotations: list[_Annotation]
 
 
-_TYPED = {"questions": msgspec.json.Decoder(_QuestionsDoc), "annotations": msgspec.json.Decoder(_AnnotationsDoc)}
+_TYPED: dict[str, msgspec.json.Decoder] = {"questions": msgspec.json.Decoder(_QuestionsDoc),
+                                           "annotations": msgspec.json.Decoder(_AnnotationsDoc)}
 _TOP_FIELDS = ("data_type", "data_subtype")
 _ANY = msgspec.json.Decoder()
 
@@ -145,7 +147,8 @@ def json_type(v: Any) -> str:
         return "a boolean"
     if isinstance(v, (int, float)):
         return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(v), type(v).__name__)
+    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(v), type(v).__name__)
 
 
 def read_list(path: Path, key: str, typed: msgspec.json.Decoder, top_fields: tuple[str, ...] = (),
@@ -178,7 +181,7 @@ def read_list(path: Path, key: str, typed: msgspec.json.Decoder, top_fields: tup
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "an object"}
 
 
-def typed_fields(entry: Any, spec: dict[str, type]) -> tuple[dict, str | None]:
+def typed_fields(entry: Any, spec: Mapping[str, type]) -> tuple[dict, str | None]:
     """The fields of `spec` found with the right type (bool is not int), and a note on the others."""
     if isinstance(entry, msgspec.Struct):
         return {k: getattr(entry, k, None) for k in spec}, None
@@ -272,7 +275,7 @@ def _join_table(entries: list, ann_name: str) -> tuple[dict, list[tuple]]:
             bad.append((i, qid, "duplicate_record_id",
                         f"{ann_name} annotations[{i}]: question_id {qid} repeats annotations[{table[qid][2]}]"))
         else:
-            answers = entry.answers if isinstance(entry, msgspec.Struct) else entry.get("answers")
+            answers = entry.answers if isinstance(entry, _Annotation) else entry.get("answers")  # typed: an _Annotation
             table[qid] = (f["image_id"], _consensus(f["multiple_choice_answer"], answers), i)
     return table, bad
 
