@@ -1,7 +1,9 @@
 """`openai` backend: any OpenAI-compatible chat server (a fleet of `vllm serve`, llama.cpp servers, ...).
 
 Requests are spread over several base URLs with bounded concurrency (a thread pool over one
-urllib3 connection pool: httpx took 2-5x its client CPU per request, bench/feed_rate.py).
+urllib3 connection pool: httpx took 2-5x its client CPU per request, bench/feed_rate.py). Not the
+`openai` SDK: it is built on httpx (that cost again), a client talks to one base URL, and its
+retries stay on it, where a retry here moves to the next healthy endpoint of the pool.
 429/5xx/connection errors are retried with exponential backoff + jitter
 (Retry-After honoured); a retry moves to the next healthy endpoint. A request that still fails
 after the retries stops the batch: in-flight requests finish (and are reported, so the client

@@ -392,7 +392,9 @@ def schema_problem(value: Any, schema: Mapping[str, Any], path: str = "$") -> st
     """A small JSON-schema check (type, enum, const, properties, required, items, lengths).
 
     Grammar-constrained decoding already enforces the schema; this catches backends that could
-    not constrain (or ignored the constraint) so a bad row is recorded as unparseable.
+    not constrain (or ignored the constraint) so a bad row is recorded as unparseable. Not the
+    `jsonschema` package: no stage of the product asks for a JSON schema today (each parses its
+    replies as text), so five more packages would serve only this fallback check of a user's request.
     """
     if not isinstance(schema, Mapping):
         return None
