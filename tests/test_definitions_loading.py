@@ -1,7 +1,7 @@
 """The code location is the defs folder as Dagster loads it (visit_assets/definitions.py): every module
 under visit_assets/defs is imported and whatever Dagster object sits at its top level is registered.
 So an asset or sensor imported into a second module would be found twice, and nothing else may slip
-in or out; and `dagster dev -w workspace.yaml` must load it cleanly, warnings included."""
+in or out; and workspace.yaml must load it cleanly, as the dev server does, warnings included."""
 
 from __future__ import annotations
 
