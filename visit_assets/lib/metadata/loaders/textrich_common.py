@@ -16,6 +16,7 @@ from ..paths import UnsafePath, normalise_image_key
 from ..records import IMAGE, QA, to_source_records
 from .common import BadFile, json_bytes, nonempty_str
 from .common import most_common as common_most_common
+from .vqa import json_type
 
 DETAIL_MAX = 300
 _ANY = msgspec.json.Decoder()
@@ -24,17 +25,6 @@ _BOM = b"\xef\xbb\xbf"
 
 def strip_bom(head: bytes) -> bytes:
     return head[3:] if head[:3] == _BOM else head
-
-
-def json_kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
-    return names.get(type(v), type(v).__name__)
 
 
 def read_top(path: Path, want: type, what: str) -> Any:
@@ -46,7 +36,7 @@ def read_top(path: Path, want: type, what: str) -> Any:
     except msgspec.DecodeError as e:
         raise BadFile("malformed_file", f"invalid JSON: {e}") from None
     if not isinstance(data, want):
-        raise BadFile("unknown_format", f"top-level JSON value is {json_kind(data)}, not a {what} "
+        raise BadFile("unknown_format", f"top-level JSON value is {json_type(data)}, not a {what} "
                                         f"{'list' if want is list else 'object'}")
     return data
 
@@ -58,7 +48,7 @@ def data_list(path: Path, what: str) -> tuple[list, dict]:
         keys = ", ".join(sorted(map(str, doc))[:8]) or "none"
         raise BadFile("unknown_format", f"JSON object has no 'data' list (keys: {keys})")
     if not isinstance(doc["data"], list):
-        raise BadFile("unknown_format", f"'data' is {json_kind(doc['data'])}, not a list")
+        raise BadFile("unknown_format", f"'data' is {json_type(doc['data'])}, not a list")
     return doc.pop("data"), doc
 
 
