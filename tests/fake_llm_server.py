@@ -12,12 +12,18 @@ Faults, set on the instance:
 - `die_after = n`: answer the first n requests; the next one makes the server go away: that
   connection is dropped, the listening socket is closed (new connections are refused) and every
   later request on a kept-alive connection is dropped too. `start()` brings it back on the same port.
+
+Each server serves under its own random path (`url` holds it): a request for another path (a process
+of another test that was given the same port after that test's server closed) is refused with 404 and
+counted in `strays`, never in `received`, so tests running side by side cannot count each other's
+requests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import socket
 import threading
 import time
@@ -65,6 +71,8 @@ class FakeLLMServer:
         self.held = 0  # requests currently held (hold_after)
         self.dead = False
         self.port = 0
+        self.token = secrets.token_hex(6)  # this server's path prefix (see the module docstring)
+        self.strays = 0  # requests for another server's path
         self.cond = threading.Condition()
         self._release = threading.Event()
         self._httpd: _QuietServer | None = None
@@ -95,7 +103,7 @@ class FakeLLMServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}/{self.token}/v1"
 
     def reset_counts(self) -> None:
         with self.cond:
@@ -130,7 +138,17 @@ class FakeLLMServer:
                 except OSError:
                     pass
 
+            def refuse_stray(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with server.cond:
+                    server.strays += 1
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
+                if not self.path.startswith(f"/{server.token}/"):
+                    return self.refuse_stray()
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 key = body_hash(body)
                 with server.cond:

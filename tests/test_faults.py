@@ -262,6 +262,16 @@ def _kill_mid_batch(home: Path, server: FakeLLMServer, env: dict[str, str]) -> t
 
 
 
+def _described(server: FakeLLMServer, keys: set[str]) -> list[str]:
+    """Each body by its system prompt's start and its last message's start (enough to tell which stage sent it)."""
+    out = []
+    for key in sorted(keys):
+        messages = server.bodies[key].get("messages") or [{}]
+        system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+        out.append(f"{key}: system={str(system)[:60]!r} last={str(messages[-1].get('content', ''))[:160]!r}")
+    return out
+
+
 def assert_resent_only_unanswered(server, resent: set, answered: set, ref_bodies: set, event: str) -> None:
     assert not resent & answered, f"a request answered before {event} was sent again"
     assert max(server.received.values()) == 1  # and nothing twice in the re-run
@@ -285,7 +295,7 @@ def test_sigkill_mid_generation_then_rerun_loses_nothing_and_resends_nothing(pre
     finally:
         server.close()
     assert_resent_only_unanswered(server, resent, answered, ref_bodies, "the kill")
-    assert in_flight <= resent
+    assert in_flight <= resent, f"sent before the kill, never by a whole run: {_described(server, in_flight - resent)}"
     meta = latest_metadata(home, "generated_conversations")
     assert meta["llm_cache_hits"] == KILL_AFTER and meta["llm_sent"] == len(resent)
     assert cache_rows(home) == len(ref_bodies)
