@@ -55,6 +55,37 @@ def test_shard_materializes_with_lineage_and_a_rerun_sends_nothing(home):
     assert tried["prompt_id"].null_count() == 0 and tried["generation_cache_key"].null_count() == 0
     facts = store.read("image_facts", "sample", SHARD_NO)
     assert set(facts["image_id"]) == set(grouped["image_id"])
+    assert facts["layout_prompt_version"].null_count() == facts.height  # the default: the layout text as it is
+
+
+PARAGRAPHS = {"ops": {"image_facts": {"config": {"layout_text": "paragraphs", "layout_max_tokens": 48}}}}
+
+
+def test_layout_paragraphs_are_asked_once_and_kept_or_explained(home):
+    """The optional layout pass with the real packaged model: one request per layout subtree beside
+    the QA rewrites (answered QA rewrites not sent again), each subtree either a paragraph or the
+    layout text with the reason, the prompt version on every row; a re-run sends nothing."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("dataset", ["sample"])
+        _run(instance, job, ["source_records"], "sample")
+        _run(instance, job, ["grouped_metadata", "metadata_rejects", "image_facts"], SHARD)
+        tree = _meta(instance, "image_facts")
+        _run(instance, job, ["image_facts"], SHARD, PARAGRAPHS)
+        first = _meta(instance, "image_facts")
+        _run(instance, job, ["image_facts"], SHARD, PARAGRAPHS)
+        again = _meta(instance, "image_facts")
+    facts = ParquetStore(home / "store").read("image_facts", "sample", SHARD_NO)
+    layout = facts.filter((pl.col("kind") == "object") & pl.col("text").str.contains("centre (", literal=True)
+                          | (pl.col("note") == "layout paragraph"))
+    assert layout.height > 0 and set(facts["layout_prompt_version"]) == {1}
+    assert first["llm_sent"].value == layout.height  # the layout requests only: the QA rewrites were cached
+    assert first["llm_cache_hits"].value == tree["llm_sent"].value
+    assert again["llm_sent"].value == 0
+    notes = layout["note"].to_list()
+    explained = ("fallback: omits", "fallback: too_short", "fallback: llm_")
+    assert all(n == "layout paragraph" or n.startswith(explained) for n in notes), notes
+    assert first.get("layout_paragraphs") is not None
 
 
 def test_sampling_lanes_overlap_an_endpoints_requests_and_stay_single_for_a_model_in_process():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -179,12 +179,17 @@ def _build_tree(nodes: list[_Node]) -> list[_Node]:
     return sorted((n for n in nodes if n.parent is None), key=_Node.sort_key)
 
 
+def gives_region(f: Fact) -> bool:
+    """An object fact that states a region (a layout line, or a paragraph that kept its centres)."""
+    return f.kind == "object" and _GEOMETRY in f.text
+
+
 def features(facts: Iterable[Fact]) -> set[str]:
     """What the facts offer a prompt type (`requires`): their kinds, and REGION when an object fact
     gives a region (the counts line "Objects: ..." does not)."""
     facts = list(facts)
     found = {f.kind for f in facts}
-    if any(f.kind == "object" and _GEOMETRY in f.text for f in facts):
+    if any(gives_region(f) for f in facts):
         found.add(REGION)
     return found
 
@@ -333,20 +338,23 @@ def clean_declarative(text: str) -> tuple[str, str | None]:
     return sentence, None
 
 
-def apply_declarative(facts: Sequence[Fact], results: Sequence[LLMResult]) -> list[Fact]:
-    """Replace each QA fact by its declarative rewrite, or keep the "Q? A." text and say why.
+def apply_rewrites(facts: Sequence[Fact], results: Sequence[LLMResult], *, is_target: Callable[[Fact], bool],
+                   clean: Callable[[Fact, str], tuple[str, str | None]], note: str) -> list[Fact]:
+    """Replace each target fact by the LLM's rewrite of it, or keep it and say why ("fallback: <why>").
 
-    `results` answer `qa_to_declarative_requests` for the same record: matched by tag (the QA
-    fact id) when tags are present, else by position among the QA facts.
+    The one rule for every LLM rewrite of a fact (declarative QA, layout paragraphs): the rewrite is
+    a new fact (new text, new id) naming the fact it came from; `results` are matched by tag (the
+    target fact's id) when tags are present, else by position among the targets; `clean(fact, text)`
+    gives (text, None) or ("", reason). Results for other facts are ignored.
     """
-    qa_facts = [f for f in facts if f.kind == "qa" and f.derived_from is None]
+    targets = [f for f in facts if is_target(f)]
     by_tag = {r.tag: r for r in results if r.tag is not None}
-    if not by_tag and len(results) != len(qa_facts):
-        raise ValueError(f"{len(results)} results for {len(qa_facts)} QA facts and no tags to match them")
-    positional = {f.fact_id: results[i] for i, f in enumerate(qa_facts)} if not by_tag else {}
+    if not by_tag and len(results) != len(targets):
+        raise ValueError(f"{len(results)} results for {len(targets)} facts to rewrite and no tags to match them")
+    positional = {f.fact_id: results[i] for i, f in enumerate(targets)} if not by_tag else {}
     out = []
     for f in facts:
-        if f.kind != "qa" or f.derived_from is not None:
+        if not is_target(f):
             out.append(f)
             continue
         res = by_tag.get(f.fact_id) or positional.get(f.fact_id)
@@ -356,12 +364,9 @@ def apply_declarative(facts: Sequence[Fact], results: Sequence[LLMResult]) -> li
         elif res.status != OK:
             out.append(replace(f, note=f"fallback: llm_{res.status}", model=model))
         else:
-            sentence, why = clean_declarative(res.text)
-            if why:
-                out.append(replace(f, note=f"fallback: {why}", model=model))
-            else:
-                new = make_fact(f.image_id, "qa", sentence, derived_from=f.fact_id, note="declarative", model=model)
-                out.append(new)
+            text, why = clean(f, res.text)
+            out.append(replace(f, note=f"fallback: {why}", model=model) if why else
+                       make_fact(f.image_id, f.kind, text, derived_from=f.fact_id, note=note, model=model))
     seen: set[str] = set()
     unique = []
     for f in out:  # a rewrite may repeat another fact word for word
@@ -369,3 +374,14 @@ def apply_declarative(facts: Sequence[Fact], results: Sequence[LLMResult]) -> li
             seen.add(f.fact_id)
             unique.append(f)
     return unique
+
+
+def is_qa_source(f: Fact) -> bool:
+    return f.kind == "qa" and f.derived_from is None
+
+
+def apply_declarative(facts: Sequence[Fact], results: Sequence[LLMResult]) -> list[Fact]:
+    """Replace each QA fact by its declarative rewrite (`qa_to_declarative_requests`), or keep the
+    "Q? A." text and say why."""
+    return apply_rewrites(facts, results, is_target=is_qa_source, clean=lambda _f, text: clean_declarative(text),
+                          note="declarative")

@@ -250,3 +250,17 @@ def declarative(values: dict[str, str]) -> str:
             text = form.format(*m.groups(), a=P.lower_first(a))
             return P.sentence(text[0].upper() + text[1:])
     return P.sentence(P.DECLARATIVE_FALLBACK.format(q=q.rstrip("?").lower(), a=a))
+
+
+_LAYOUT_LINE = re.compile(r"^\s*(?:- )?(?P<head>[^:]+):\s*(?P<words>[^;]*);\s*(?P<geometry>.+?)\s*$")
+
+
+def layout_paragraph(values: dict[str, str]) -> str:
+    """A competent rewrite of a layout subtree: one sentence per object line, every name and centre kept."""
+    sentences = []
+    for line in values["layout"].splitlines():
+        m = _LAYOUT_LINE.match(line)
+        if m:
+            head = m["head"].replace("(inside or on", "(on or in")
+            sentences.append(P.sentence(f"The {head.strip()} is {m['words'].strip()}, at {m['geometry'].strip()}"))
+    return " ".join(sentences)

@@ -34,6 +34,7 @@ ROLE_FAULTS = {
     "pairwise": (UNPARSEABLE,),
     "pairwise_example": (UNPARSEABLE,),
     "declarative": (),
+    "layout": (REFUSAL, TOO_SHORT, EMPTY),  # each leaves objects out: the product keeps the layout text
 }
 UNCLEAR = {"verify": "Probably, mostly.", "fit": "Possibly.", "judge": "Pretty good overall.",
            "pairwise": "Both have merits.", "pairwise_example": "Both have merits.", "generate": None}

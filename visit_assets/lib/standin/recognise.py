@@ -21,6 +21,7 @@ from visit_assets.lib.prompts import load_prompts, prompt_dir
 ROLES = {
     ("instructify_checks", "verify"): "verify",
     ("instructify_checks", "declarative"): "declarative",
+    ("instructify_checks", "layout_paragraph"): "layout",
     ("mminstruct", "instruction_generation"): "instruction",
     ("mminstruct", "cluster_merge"): "merge",
     ("mminstruct", "answer_generation"): "answer",

@@ -62,6 +62,8 @@ def _competent(role: str, prompt_id: str, values: dict, h: int, fault: str | Non
         return text
     if role == "declarative":
         return conversation.declarative(values)
+    if role == "layout":
+        return conversation.layout_paragraph(values)
     if role == "instruction":
         return tasks.instruction(values, h)
     if role == "merge":
