@@ -253,14 +253,23 @@ def declarative(values: dict[str, str]) -> str:
 
 
 _LAYOUT_LINE = re.compile(r"^\s*(?:- )?(?P<head>[^:]+):\s*(?P<words>[^;]*);\s*(?P<geometry>.+?)\s*$")
+_SIZED = re.compile(r"^(large|medium|small),\s*(.+)$")
+
+
+def _placed(words: str) -> str:
+    """ "large, top left" -> "large and in the top left of the image"; a group's words stay as they are."""
+    m = _SIZED.match(words.strip())
+    return f"{m[1]} and in the {m[2]} of the image" if m else words.strip()
 
 
 def layout_paragraph(values: dict[str, str]) -> str:
-    """A competent rewrite of a layout subtree: one sentence per object line, every name and centre kept."""
+    """A competent rewrite of a layout subtree: one sentence per object line, every name and centre kept
+    (scene.py reads these sentences back, as it reads layout lines)."""
     sentences = []
     for line in values["layout"].splitlines():
         m = _LAYOUT_LINE.match(line)
         if m:
-            head = m["head"].replace("(inside or on", "(on or in")
-            sentences.append(P.sentence(f"The {head.strip()} is {m['words'].strip()}, at {m['geometry'].strip()}"))
+            head = m["head"].strip().replace("(inside or on", "(on or in")
+            verb = "are" if head.startswith("many ") else "is"
+            sentences.append(P.sentence(f"The {head} {verb} {_placed(m['words'])}, at {m['geometry'].strip()}"))
     return " ".join(sentences)

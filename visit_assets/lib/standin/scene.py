@@ -75,7 +75,12 @@ _COUNT = re.compile(r"(many|\d+)\s+([a-z][a-z ]*?)$")
 _LAYOUT = re.compile(r"^\s*(?:-\s+)?(?:many\s+)?([a-z][a-z ]*?)(?:\s\d+)?(?:\s\(inside or on [^)]*\))?:\s*"
                      r"(?:(large|medium|small),\s*([a-z ]+);|spread across the image;|in the ([a-z ]+) area;)")
 _TEXT = re.compile(r'^Visible text: "(.*)"\.?$')
-_REGION = re.compile(r"centre \([\d.]+, [\d.]+\), size [\d.]+ x [\d.]+")
+# a layout subtree rewritten as a paragraph (conversation.layout_paragraph's sentences)
+_PARAGRAPH = re.compile(r"The (?:many )?([a-z][a-z ]*?)(?: \d+)?(?: \(on or in [^)]*\))? (?:is|are) "
+                        r"(?:(large|medium|small) and in the ([a-z ]+) of the image|spread across the image|"
+                        r"in the ([a-z ]+) area), at (?:region )?centre")
+_NUMBER = r"\d+(?:\.\d+)?"  # not [\d.]+: a paragraph's sentence ends with a full stop after the size
+_REGION = re.compile(rf"centre \({_NUMBER}, {_NUMBER}\), size {_NUMBER} x {_NUMBER}")
 
 
 def numbered_facts(block: str) -> list[str]:
@@ -112,6 +117,11 @@ def scene_from_facts(block: str) -> Scene:
                     region = _REGION.search(line)
                     _place(s, singular(m.group(1)), m.group(3) or m.group(4) or "whole image", m.group(2) or "large",
                            region.group(0) if region else "")
+        elif _PARAGRAPH.match(first):
+            for m in _PARAGRAPH.finditer(fact):
+                region = _REGION.search(fact, m.end() - len("centre"))
+                _place(s, singular(m.group(1)), m.group(3) or m.group(4) or "whole image", m.group(2) or "large",
+                       region.group(0) if region else "")
         elif "?" in first:
             q, _, a = first.partition("?")
             s.qa.append((q.strip() + "?", a.strip()))
