@@ -90,7 +90,7 @@ def test_sample_qc_cases_and_accounting(sample_dir):
             "near_duplicate_caption", "box_out_of_bounds"} <= reasons
     assert grouped.height >= 12 and grouped["image_id"].n_unique() == grouped.height
     boxes = grouped["boxes"].explode().drop_nulls().struct.unnest()
-    assert boxes.select(pl.all().exclude("label").is_between(0, 1).all()).row(0) == (True,) * 4
+    assert boxes.select(pl.all().exclude("label", "depth").is_between(0, 1).all()).row(0) == (True,) * 4
     assert grouped["image_checked"].all()
     astronaut = grouped.filter(pl.col("image_key") == "astronaut.jpg").row(0, named=True)
     assert len(astronaut["sources"]) >= 3 and astronaut["qa"] and astronaut["ocr"]

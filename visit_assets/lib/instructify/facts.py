@@ -36,6 +36,11 @@ CONTAIN_FRACTION = 0.90  # a box lies inside/on another when >= 90% of its area 
 DUPLICATE_IOU = 0.90  # same-label boxes overlapping this much are one object annotated twice (merged)
 GRID = 0.05  # coordinates shown are rounded to 0.05 (Instructify's layout rule)
 MIN_DECLARATIVE_CHARS = 10  # rewritten lines of 10 characters or fewer are dropped (Instructify's rule)
+# Depth bands. A box may carry `depth`, its relative distance from the camera in [0, 1] (0 nearest;
+# written by the user into the record format, never estimated here). Instructify names depth bands
+# but publishes no thresholds: equal thirds are this product's choice.
+FOREGROUND_BELOW = 1 / 3  # depth < 1/3: foreground
+BACKGROUND_FROM = 2 / 3  # depth >= 2/3: background; between the two: middle ground
 
 # The QA-to-declarative prompt: visit_assets/prompts/instructify_checks/declarative.yaml (edit the
 # text there and bump its `version`; facts record it as `declarative_prompt_version`).
@@ -85,6 +90,7 @@ class _Node:
     count: int = 1  # > 1 only for a "many" group
     parent: _Node | None = None
     children: list[_Node] = field(default_factory=list)
+    band: str | None = None  # depth band (depth_band), None when the depth is unknown
 
     @property
     def area(self) -> float:
@@ -123,6 +129,21 @@ def _clean_box(b: Mapping[str, Any]) -> tuple[str, tuple[float, float, float, fl
     return label, (x1, y1, x2, y2)
 
 
+def depth_band(depth: float | None) -> str | None:
+    """"foreground" / "middle ground" / "background" for a relative depth in [0, 1]; None otherwise."""
+    if depth is None or not 0 <= depth <= 1:  # NaN fails the range test too
+        return None
+    return "foreground" if depth < FOREGROUND_BELOW else "middle ground" if depth < BACKGROUND_FROM else "background"
+
+
+def _clean_depth(b: Mapping[str, Any]) -> float | None:
+    """The box's depth when it is a number in [0, 1], else None: a layout never guesses one."""
+    depth = b.get("depth")
+    if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not 0 <= depth <= 1:
+        return None
+    return float(depth)
+
+
 def _inter(a: tuple, b: tuple) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
@@ -139,23 +160,32 @@ def _iou(a: tuple, b: tuple) -> float:
 
 
 def _nodes(boxes: Iterable[Mapping[str, Any]]) -> list[_Node]:
-    by_label: dict[str, list[tuple]] = defaultdict(list)
+    by_label: dict[str, list[tuple[tuple, float | None]]] = defaultdict(list)
     for b in boxes or []:
         cleaned = _clean_box(b)
         if cleaned:
-            by_label[cleaned[0]].append(cleaned[1])
+            by_label[cleaned[0]].append((cleaned[1], _clean_depth(b)))
     nodes: list[_Node] = []
     for label in sorted(by_label):
-        kept: list[tuple] = []
-        for box in sorted(by_label[label], key=lambda t: (t[0], t[1], t[2], t[3])):
-            if all(_iou(box, k) < DUPLICATE_IOU for k in kept):
-                kept.append(box)
+        kept: list[list] = []  # [box, depth]
+        # the depth in the key keeps the result independent of input order when equal boxes differ in depth
+        for box, depth in sorted(by_label[label], key=lambda t: (t[0], t[1] is None, t[1] or 0.0)):
+            twin = next((k for k in kept if _iou(box, k[0]) >= DUPLICATE_IOU), None)
+            if twin is None:
+                kept.append([box, depth])
+            elif twin[1] is None:  # one object boxed twice: a depth from either source counts
+                twin[1] = depth
         if len(kept) > MANY:
-            union = (min(k[0] for k in kept), min(k[1] for k in kept), max(k[2] for k in kept), max(k[3] for k in kept))
-            nodes.append(_Node(label, plural(label, len(kept)), union, count=len(kept)))
+            members = [k[0] for k in kept]
+            union = (min(m[0] for m in members), min(m[1] for m in members),
+                     max(m[2] for m in members), max(m[3] for m in members))
+            # a group names a band only when every member has a depth in that same band
+            bands = {depth_band(d) for _, d in kept}
+            nodes.append(_Node(label, plural(label, len(kept)), union, count=len(kept),
+                               band=bands.pop() if len(bands) == 1 else None))
             continue
-        for i, box in enumerate(kept):
-            nodes.append(_Node(label, f"{label} {i + 1}" if len(kept) > 1 else label, box))
+        for i, (box, depth) in enumerate(kept):
+            nodes.append(_Node(label, f"{label} {i + 1}" if len(kept) > 1 else label, box, band=depth_band(depth)))
     return nodes
 
 
@@ -199,10 +229,11 @@ def _node_line(n: _Node) -> str:
     where = position(*n.box)
     geometry = f"{_GEOMETRY}{_grid((x1 + x2) / 2)}, {_grid((y1 + y2) / 2)}), size {_grid(x2 - x1)} x {_grid(y2 - y1)}"
     inside = f" (inside or on {n.parent.name})" if n.parent is not None else ""
+    band = f", in the {n.band}" if n.band else ""  # nothing at all without a depth: the text stays as before
     if n.is_group:
         spread = "spread across the image" if n.area > 0.5 else f"in the {where} area"
-        return f"many {n.name}{inside}: {spread}; region {geometry}"
-    return f"{n.name}{inside}: {size_word(*n.box)}, {where}; {geometry}"
+        return f"many {n.name}{inside}: {spread}{band}; region {geometry}"
+    return f"{n.name}{inside}: {size_word(*n.box)}, {where}{band}; {geometry}"
 
 
 def _subtree_lines(n: _Node, depth: int) -> list[str]:
@@ -236,7 +267,8 @@ def layout_parts(boxes: Iterable[Mapping[str, Any]]) -> tuple[str, list[str]]:
 
 def layout_description(boxes: Iterable[Mapping[str, Any]]) -> str:
     """Hierarchical layout: counts per label ("many" above 8), then a containment tree of objects
-    with coarse position and size words and centre/size rounded to 0.05.
+    with coarse position and size words and centre/size rounded to 0.05; a box with a depth also
+    names its depth band ("in the foreground"), a box without one reads as if depth did not exist.
 
     Same-label boxes with IoU >= 0.9 are merged (one object annotated by two sources). A label with
     more than 8 boxes becomes one "many" region (the count is not shown: large counts from

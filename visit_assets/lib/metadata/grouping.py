@@ -159,6 +159,8 @@ def group_records(
 
 def _aggregate(accepted: pl.DataFrame) -> pl.DataFrame:
     kind = pl.col("kind")
+    # Source records stored before the depth column existed group with every depth null.
+    depth = pl.col("bbox_depth") if "bbox_depth" in accepted.columns else pl.lit(None, pl.Float64)
     return (
         accepted.group_by("image_key", maintain_order=True)
         .agg(
@@ -169,7 +171,7 @@ def _aggregate(accepted: pl.DataFrame) -> pl.DataFrame:
             pl.col("image_mode").first(),
             pl.col("image_checked").first(),
             pl.col("text").filter(kind == CAPTION).alias("captions"),
-            pl.struct("label", "x1", "y1", "x2", "y2").filter(kind == BOX).alias("boxes"),
+            pl.struct("label", "x1", "y1", "x2", "y2", depth.alias("depth")).filter(kind == BOX).alias("boxes"),
             pl.struct(pl.col("text").alias("question"), "answer").filter(kind == QA).alias("qa"),
             pl.col("text").filter(kind == OCR).alias("ocr"),
             pl.col("source").unique().sort().alias("sources"),

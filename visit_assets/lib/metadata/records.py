@@ -31,6 +31,7 @@ SOURCE_RECORD_SCHEMA: dict[str, pl.datatypes.DataTypeClass] = {
     "bbox_w": pl.Float64,
     "bbox_h": pl.Float64,
     "bbox_norm": pl.Boolean,  # True: the four bbox values are already fractions of the image size
+    "bbox_depth": pl.Float64,  # box: optional relative depth in [0, 1], 0 = nearest the camera (records format)
     "reject_reason": pl.String,  # set by the loader when the record is unusable (kept, never dropped)
     "reject_detail": pl.String,
 }

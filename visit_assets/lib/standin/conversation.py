@@ -253,13 +253,14 @@ def declarative(values: dict[str, str]) -> str:
 
 
 _LAYOUT_LINE = re.compile(r"^\s*(?:- )?(?P<head>[^:]+):\s*(?P<words>[^;]*);\s*(?P<geometry>.+?)\s*$")
-_SIZED = re.compile(r"^(large|medium|small),\s*(.+)$")
+_SIZED = re.compile(r"^(large|medium|small),\s*([^,]+)(.*)$")
 
 
 def _placed(words: str) -> str:
-    """ "large, top left" -> "large and in the top left of the image"; a group's words stay as they are."""
+    """ "large, top left, in the foreground" -> "large and in the top left of the image, in the foreground";
+    a group's words stay as they are."""
     m = _SIZED.match(words.strip())
-    return f"{m[1]} and in the {m[2]} of the image" if m else words.strip()
+    return f"{m[1]} and in the {m[2]} of the image{m[3]}" if m else words.strip()
 
 
 def layout_paragraph(values: dict[str, str]) -> str:

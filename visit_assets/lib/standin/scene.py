@@ -72,13 +72,15 @@ def unsupported_words(answer: str, support: set[str], neutral: set[str] | frozen
 
 _FACT = re.compile(r"^\[(\d+)\]\s?(.*)$")
 _COUNT = re.compile(r"(many|\d+)\s+([a-z][a-z ]*?)$")
+_BAND = r"(?:, in the (?:foreground|middle ground|background))?"  # facts.py's depth band, when a box has depth
 _LAYOUT = re.compile(r"^\s*(?:-\s+)?(?:many\s+)?([a-z][a-z ]*?)(?:\s\d+)?(?:\s\(inside or on [^)]*\))?:\s*"
-                     r"(?:(large|medium|small),\s*([a-z ]+);|spread across the image;|in the ([a-z ]+) area;)")
+                     rf"(?:(large|medium|small),\s*([a-z ]+?){_BAND};|spread across the image{_BAND};|"
+                     rf"in the ([a-z ]+) area{_BAND};)")
 _TEXT = re.compile(r'^Visible text: "(.*)"\.?$')
 # a layout subtree rewritten as a paragraph (conversation.layout_paragraph's sentences)
 _PARAGRAPH = re.compile(r"The (?:many )?([a-z][a-z ]*?)(?: \d+)?(?: \(on or in [^)]*\))? (?:is|are) "
-                        r"(?:(large|medium|small) and in the ([a-z ]+) of the image|spread across the image|"
-                        r"in the ([a-z ]+) area), at (?:region )?centre")
+                        rf"(?:(large|medium|small) and in the ([a-z ]+) of the image|spread across the image|"
+                        rf"in the ([a-z ]+) area){_BAND}, at (?:region )?centre")
 _NUMBER = r"\d+(?:\.\d+)?"  # not [\d.]+: a paragraph's sentence ends with a full stop after the size
 _REGION = re.compile(rf"centre \({_NUMBER}, {_NUMBER}\), size {_NUMBER} x {_NUMBER}")
 

@@ -4,8 +4,11 @@ Each object describes one image and may carry any of:
     {"id": "optional", "image": "path/relative/to/images.jpg", "width": 640, "height": 480,
      "captions": ["..."], "ocr": ["..."],
      "qa": [{"question": "...", "answer": "..."}],
-     "boxes": [{"label": "dog", "bbox": [x, y, w, h], "normalized": true}]}
+     "boxes": [{"label": "dog", "bbox": [x, y, w, h], "normalized": true, "depth": 0.2}]}
 `bbox` is top-left x, y, width, height; in pixels unless `normalized` is true.
+`depth` (optional) is the box's relative distance from the camera, a number in [0, 1]: 0 nearest,
+1 farthest, e.g. the median of a depth map inside the box, normalised per image. Absent or null
+means unknown; any other value rejects the box (`invalid_record`).
 Every element becomes its own source record, so each can be accepted or rejected on its own.
 """
 
@@ -56,10 +59,15 @@ def _element_rows(obj: dict, base: dict, rid: str) -> list[dict]:
             elif kind == QA and isinstance(item, dict) and nonempty_str(item.get("question")) \
                     and nonempty_str(item.get("answer")):
                 row["text"], row["answer"] = item["question"].strip(), item["answer"].strip()
+            elif kind == BOX and _valid_box(item) and (why := _bad_depth(item)):
+                # A bad depth rejects the whole box rather than dropping the depth quietly: it means the
+                # depth step that wrote the file is broken (unnormalised, wrong column), and the rejects
+                # table is where every other bad field already shows; a kept box would hide that.
+                row["reject_reason"], row["reject_detail"] = "invalid_record", f"{field}[{i}].depth {why}"
             elif kind == BOX and _valid_box(item):
                 x, y, w, h = (float(v) for v in item["bbox"])
                 row.update(label=item["label"].strip(), bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h,
-                           bbox_norm=bool(item.get("normalized", False)))
+                           bbox_norm=bool(item.get("normalized", False)), bbox_depth=item.get("depth"))
             else:
                 row["reject_reason"] = "invalid_record"
                 row["reject_detail"] = f"{field}[{i}] has the wrong shape: {str(item)[:120]}"
@@ -74,6 +82,15 @@ def _valid_box(item: object) -> bool:
     return isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
     )
+
+
+def _bad_depth(item: dict) -> str | None:
+    """Why a box's optional `depth` is unusable, or None when it is absent or a number in [0, 1]."""
+    depth = item.get("depth")
+    if depth is None:
+        return None
+    ok = isinstance(depth, (int, float)) and not isinstance(depth, bool) and 0 <= depth <= 1  # NaN fails too
+    return None if ok else f"must be a number in [0, 1] (0 = nearest the camera), got {str(depth)[:40]}"
 
 
 def load_records(path: Path, source: str) -> pl.DataFrame:
