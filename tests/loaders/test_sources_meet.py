@@ -191,11 +191,13 @@ def test_the_rule_on_keys_alone():
     ids = {"COCO_val2014_000000000042.jpg": 42, "val2017/000000000042.jpg": 42, "VG_100K/7.jpg": 42,
            "VG_100K/8.jpg": 8}
     on_disk = {"val2014/COCO_val2014_000000000042.jpg", "VG_100K/7.jpg"}
-    assert canonical_keys(ids, on_disk.__contains__) == {
+    assert canonical_keys(ids, on_disk, on_disk.__contains__) == {
         "COCO_val2014_000000000042.jpg": "val2014/COCO_val2014_000000000042.jpg",
         "val2017/000000000042.jpg": "val2014/COCO_val2014_000000000042.jpg",
         "VG_100K/7.jpg": "val2014/COCO_val2014_000000000042.jpg"}
-    assert canonical_keys({"VG_100K/7.jpg": 42}, {"VG_100K/7.jpg"}.__contains__) == {}  # no COCO file: VG's stays
+    assert canonical_keys({"VG_100K/7.jpg": 42}, set(), {"VG_100K/7.jpg"}.__contains__) == {}  # no COCO file
+    assert canonical_keys(ids, set(), lambda _: False) == {  # no file at all: the best name a record gives
+        "COCO_val2014_000000000042.jpg": "val2017/000000000042.jpg", "VG_100K/7.jpg": "val2017/000000000042.jpg"}
     frame = pl.DataFrame({"image_key": ["COCO_val2014_000000000042.jpg", "VG_100K/9.jpg", "x/000000000001.jpg",
                                         "abstract_v002_train2015_000000000001.png"],
                           "kind": ["image"] * 4, "coco_id": [43, 5, None, None], "reject_reason": [None] * 4})

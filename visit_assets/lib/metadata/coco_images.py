@@ -20,8 +20,9 @@ of these that is a file in the image folder:
     (`<id>.jpg`), train2014/, val2014/, test2014/, test2015/ (`COCO_<folder>_<id>.jpg`), the same
     2014 / 2015 names flat, `<id>.jpg` flat; then the keys the metadata gives (e.g. Visual Genome's)
 
-and when none is on disk, the first of them that some record gives (so the result never depends on
-the order of the files). The key is a real path, so the image is found as before, and the loader's
+and when none is on disk, the first of them that some record gives (never the order of the metadata
+files). The image folder is looked at when the records are loaded (source_records): files renamed
+later are seen at the next ingest. The key is a real path, so the image is found as before, and the loader's
 own key stays in `source_image_key`. Keys not of these shapes (an extra folder level, another
 extension) are not COCO names here and keep their key. A key with two different ids (a 2014 name
 whose Visual Genome row says another coco_id) is left alone rather than guessed.
@@ -36,7 +37,7 @@ coco_ids is untouched and its image folder never listed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 
 import polars as pl
@@ -55,6 +56,8 @@ LAYOUTS = (
     *(f"COCO_{f}_{{id}}.jpg" for f in _FOLDERS_2014),
     "{id}.jpg",
 )
+_LAYOUT_PARTS = tuple(tuple(layout.split("{id}")) for layout in LAYOUTS)
+_RANK = {layout: n for n, layout in enumerate(LAYOUTS)}
 
 
 def coco_id_expr(key: pl.Expr) -> pl.Expr:
@@ -69,7 +72,8 @@ def coco_ids_of_keys(records: pl.DataFrame) -> dict[str, int]:
     declared = pl.when((pl.col("kind") == IMAGE) & pl.col("reject_reason").is_null()).then(pl.col("coco_id"))
     ids = (
         records.filter(key.is_not_null())
-        .select(key, pl.concat_list(coco_id_expr(key), declared).alias("ids"))
+        .select(key, declared.alias("declared")).unique()  # a key per picture, not per caption / box
+        .select(key, pl.concat_list(coco_id_expr(key), "declared").alias("ids"))
         .explode("ids").drop_nulls("ids")
         .group_by("image_key").agg(pl.col("ids").unique())
         .filter(pl.col("ids").list.len() == 1)
@@ -90,16 +94,20 @@ def listed_coco_files(images_dir: Path) -> set[str]:
     return found
 
 
-def canonical_keys(ids: dict[str, int], present: Callable[[str], bool]) -> dict[str, str]:
-    """{key: the picture's key} for every key that changes (module docstring: the rule)."""
+def canonical_keys(ids: dict[str, int], listed: Container[str], is_file: Callable[[str], bool]) -> dict[str, str]:
+    """{key: the picture's key} for every key that changes (module docstring: the rule). `listed`
+    holds the files of COCO's layouts (listed_coco_files), `is_file` tells of any other key."""
     by_id: dict[int, list[str]] = {}
     for key, coco_id in ids.items():
         by_id.setdefault(coco_id, []).append(key)
     changes: dict[str, str] = {}
     for coco_id, keys in by_id.items():
-        layouts = [layout.format(id=f"{coco_id:012d}") for layout in LAYOUTS]
-        candidates = layouts + sorted(set(keys) - set(layouts))
-        chosen = next((c for c in candidates if present(c)), None) or next(c for c in candidates if c in keys)
+        digits = f"{coco_id:012d}"
+        chosen = next((name for name in (p + digits + s for p, s in _LAYOUT_PARTS) if name in listed), None)
+        if chosen is None:  # no COCO file: the dataset's own name if on disk, else the best name given
+            ranked = sorted(keys, key=lambda k: (_RANK.get(k.replace(digits, "{id}"), len(LAYOUTS)), k))
+            own = (k for k in ranked if k.replace(digits, "{id}") not in _RANK and is_file(k))
+            chosen = next(own, ranked[0])
         changes.update((k, chosen) for k in keys if k != chosen)
     return changes
 
@@ -111,12 +119,5 @@ def merge_coco_keys(records: pl.DataFrame, images_dir: Path | None) -> pl.DataFr
     if not ids:
         return records
     listed = listed_coco_files(images_dir) if images_dir is not None else set()
-
-    def present(key: str) -> bool:
-        if key in listed:
-            return True
-        scanned = key.rpartition("/")[0] in ("", *_FOLDERS_2017, *_FOLDERS_2014) and key.endswith(".jpg")
-        return not scanned and images_dir is not None and (images_dir / key).is_file()  # e.g. VG's own name
-
-    changes = canonical_keys(ids, present)
+    changes = canonical_keys(ids, listed, lambda key: images_dir is not None and (images_dir / key).is_file())
     return records.with_columns(pl.col("image_key").replace(changes)) if changes else records
