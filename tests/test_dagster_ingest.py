@@ -54,6 +54,10 @@ def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
                                                           for n in kinds.values()) == meta["dagster/row_count"].value
     grouped_meta = instance.get_latest_materialization_event(dg.AssetKey("grouped_metadata")).asset_materialization
     assert "images_from_several_sources" in grouped_meta.metadata
+    per_source = grouped_meta.metadata["records_by_source"].value  # this shard's records, per source and kind
+    assert per_source and all({"format", "images", "kept", "rejected"} == set(c) for c in per_source.values())
+    by_count = grouped_meta.metadata["images_by_source_count"].value
+    assert sum(by_count.values()) == grouped_meta.metadata["dagster/row_count"].value
     # The catalog answers lineage questions across assets.
     con = duckdb.connect(str(build_catalog(home / "store")), read_only=True)
     n = con.sql("SELECT count(DISTINCT image_id) FROM image_lineage").fetchone()[0]

@@ -8,9 +8,9 @@ import polars as pl
 from ... import settings
 from ...lib.code_version import code_version
 from ...lib.ids import content_hash
+from ...lib.metadata import coco_images, grouping, images, paths, pipeline
 from ...lib.metadata import dataset as dataset_mod
 from ...lib.metadata import describe as describe_mod
-from ...lib.metadata import grouping, images, paths, pipeline
 from ...lib.metadata import loaders as loaders_pkg
 from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import common as loader_common
@@ -30,8 +30,8 @@ def _loader_modules() -> list:
     return [importlib.import_module(n) for n in sorted(names)]
 
 
-LOADING_VERSION = code_version(dataset_mod, loaders_pkg, loader_registry, loader_common, paths, pipeline,
-                               *_loader_modules())
+LOADING_VERSION = code_version(dataset_mod, coco_images, loaders_pkg, loader_registry, loader_common, paths,
+                               pipeline, *_loader_modules())
 GROUPING_VERSION = code_version(grouping, images, paths, pipeline)
 DESCRIBE_VERSION = code_version(describe_mod)
 
@@ -117,6 +117,8 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
         "images_checked": config.check_images, "source_records": records.height,
         # images whose record merges several sources (e.g. COCO captions with VQAv2 questions)
         "images_from_several_sources": int((grouped["sources"].list.len() > 1).sum()) if grouped.height else 0,
+        "images_by_source_count": dg.MetadataValue.json(grouping.images_by_source_count(grouped)),
+        "records_by_source": dg.MetadataValue.json(grouping.source_counts(records, rejects)),
         "preview": preview(grouped, ["image_key", "width", "height", "captions", "boxes", "qa", "sources"]),
         "viewer": viewer_link("/", dataset=dataset),
     })

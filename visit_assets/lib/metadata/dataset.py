@@ -22,6 +22,7 @@ import polars as pl
 import yaml
 
 from ..ids import content_hash, file_sha256, image_id, shard_of
+from .coco_images import merge_coco_keys
 from .loaders import METADATA_SUFFIXES, load_source, registry
 from .paths import UnsafePath, normalise_image_key, resolve_inside
 from .records import empty_source_records
@@ -142,6 +143,7 @@ def load_dataset(layout: DatasetLayout, n_shards: int) -> pl.DataFrame:
     """All source records of a dataset, with `image_id` and `shard` columns (rejects included)."""
     frames = [load_source(p, layout.source_name(p), fmt) for p, fmt in layout.sources]
     records = pl.concat(frames, how="vertical") if frames else empty_source_records()
+    records = merge_coco_keys(records, layout.images_dir)  # before ids and shards: they follow the key
     keys = records.get_column("image_key").drop_nulls().unique().to_list()
     ids = pl.DataFrame(
         {

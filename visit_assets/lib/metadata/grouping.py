@@ -51,12 +51,16 @@ def _apply(frame: pl.DataFrame, cond: pl.Expr, reason: pl.Expr | str, detail: pl
 
 def image_table(records: pl.DataFrame, probes: pl.DataFrame | None, qc: QCConfig) -> pl.DataFrame:
     """One row per image key: metadata size, file size (when probed) and an image-level reason."""
+    sized = (pl.col("kind") == IMAGE) & pl.col("width").is_not_null() & pl.col("height").is_not_null()
+    # A picture merged from several names (coco_images.py) takes the size given for the file its key
+    # names: Visual Genome's copy of a COCO picture may be stored at another size than COCO's.
+    own = pl.col("source_image_key") == pl.col("image_key") if "source_image_key" in records.columns else True
     meta = (
         records.filter(pl.col("image_key").is_not_null())
         .group_by("image_key")
         .agg(
-            pl.col("width").filter(pl.col("kind") == IMAGE).drop_nulls().first().alias("meta_width"),
-            pl.col("height").filter(pl.col("kind") == IMAGE).drop_nulls().first().alias("meta_height"),
+            *(pl.coalesce(pl.col(c).filter(sized & own).first(), pl.col(c).filter(sized).first()).alias(f"meta_{c}")
+              for c in ("width", "height")),
         )
     )
     if probes is None:
@@ -110,11 +114,24 @@ def _text_checks(frame: pl.DataFrame, qc: QCConfig) -> pl.DataFrame:
     return frame.drop("_exact", "_bag")
 
 
+def annotation_frames(records: pl.DataFrame) -> pl.DataFrame:
+    """The image size each format's pixel boxes are in, per image key: the size its own image rows
+    give. One picture's copies may differ in size across datasets (Visual Genome's and COCO's), and a
+    box is in the pixels of the copy its dataset annotated."""
+    sized = (pl.col("kind") == IMAGE) & pl.col("width").is_not_null() & pl.col("height").is_not_null()
+    return (
+        records.filter(sized & pl.col("image_key").is_not_null())
+        .group_by("image_key", "source_format")
+        .agg(pl.col("width").first().alias("frame_width"), pl.col("height").first().alias("frame_height"))
+    )
+
+
 def _box_checks(frame: pl.DataFrame, qc: QCConfig) -> pl.DataFrame:
-    """Normalise pixel boxes by the annotation frame (metadata size, else file size), then bound-check."""
+    """Normalise pixel boxes by the annotation frame (its format's metadata size, else the image's
+    metadata size, else the file size), then bound-check."""
     is_box = pl.col("kind") == BOX
-    frame_w = pl.coalesce("meta_width", "width").cast(pl.Float64)
-    frame_h = pl.coalesce("meta_height", "height").cast(pl.Float64)
+    frame_w = pl.coalesce("frame_width", "meta_width", "width").cast(pl.Float64)
+    frame_h = pl.coalesce("frame_height", "meta_height", "height").cast(pl.Float64)
     px = is_box & ~pl.col("bbox_norm").fill_null(False)
     frame = _apply(frame, px & (frame_w.is_null() | frame_h.is_null()), "image_size_unknown",
                    "pixel box but no image size")
@@ -143,8 +160,10 @@ def group_records(
     """Return (grouped images, rejects). `probes` is None when image files are not checked."""
     images = image_table(records, probes, qc)
     frame = (
-        records.rename({"reject_reason": "reason", "reject_detail": "detail"})
+        # width / height are the image's (file, else metadata) from here on, not one row's own
+        records.drop("width", "height").rename({"reject_reason": "reason", "reject_detail": "detail"})
         .join(images, on="image_key", how="left")
+        .join(annotation_frames(records), on=["image_key", "source_format"], how="left")
         .sort("record_order")
     )
     frame = _apply(frame, pl.col("image_reason").is_not_null(), pl.col("image_reason"), pl.col("image_detail"))
@@ -180,3 +199,28 @@ def _aggregate(accepted: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.col("source_record_ids").list.len().alias("n_source_records"))
         .sort("image_id")
     )
+
+
+def source_counts(records: pl.DataFrame, rejects: pl.DataFrame) -> dict[str, dict]:
+    """What each source brought to a grouping, for a mixed dataset folder: {source: {"format",
+    "images": grouped images it is part of, "kept": {kind: n}, "rejected": {kind: n}}}."""
+    rejected = pl.col("record_id").is_in(rejects["record_id"].implode())
+    frame = records.select("source", "source_format", "kind", "image_key", rejected.alias("rejected"))
+    out: dict[str, dict] = {}
+    for (source, fmt), part in frame.sort("source").group_by("source", "source_format", maintain_order=True):
+        kept = part.filter(~pl.col("rejected"))
+        out[str(source)] = {
+            "format": fmt,
+            "images": kept["image_key"].drop_nulls().n_unique(),
+            **{status: {str(k): int(n) for k, n in rows.group_by("kind").len().sort("kind").iter_rows()}
+               for status, rows in (("kept", kept), ("rejected", part.filter(pl.col("rejected"))))},
+        }
+    return out
+
+
+def images_by_source_count(grouped: pl.DataFrame) -> dict[str, int]:
+    """{number of sources: grouped images made from that many}: how far the datasets overlap."""
+    if grouped.is_empty():
+        return {}
+    counts = grouped.group_by(pl.col("sources").list.len().alias("n")).len().sort("n")
+    return {str(n): int(c) for n, c in counts.iter_rows()}

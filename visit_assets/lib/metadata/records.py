@@ -32,6 +32,9 @@ SOURCE_RECORD_SCHEMA: dict[str, pl.datatypes.DataTypeClass] = {
     "bbox_h": pl.Float64,
     "bbox_norm": pl.Boolean,  # True: the four bbox values are already fractions of the image size
     "bbox_depth": pl.Float64,  # box: optional relative depth in [0, 1], 0 = nearest the camera (records format)
+    # image entries only: the COCO id of a picture the dataset names otherwise (Visual Genome's
+    # coco_id), so its records meet COCO's (coco_images.py); null for most formats
+    "coco_id": pl.Int64,
     "reject_reason": pl.String,  # set by the loader when the record is unusable (kept, never dropped)
     "reject_detail": pl.String,
 }

@@ -13,7 +13,9 @@ Rows (see ..records), entries in file order:
   * one "image" row per distinct image_id, `<source>#image/<image_id>`, no width/height (A-OKVQA
     gives none); image_key `<split>2017/<image_id as 12 digits>.jpg`, the way the COCO 2017 zips
     (train2017.zip, val2017.zip, test2017.zip) unpack, so `images:` in dataset.yaml names the folder
-    holding `train2017/`. The split is the entry's `split`, else the file name's;
+    holding `train2017/` (or COCO's 2014 folders: ../coco_images.py resolves any COCO naming, and a
+    picture also named by COCO 2014 / VQAv2 / RefCOCO is one record). The split is the entry's
+    `split`, else the file name's;
   * one "qa" row per question, `<source>#qa/<question_id>`. Decision: the multiple-choice form is
     kept, because its answer is exact: text = "<question> Options: <c1>, <c2>, <c3>, <c4>.", answer
     = choices[correct_choice_idx] (always one of the options). When there is no usable correct

@@ -3,6 +3,9 @@
 Rows (see records.py): one per `images` entry (kind "image") and one per `annotations` entry
 (kind "caption" when it has a caption, else "box" when it has a bbox, else "invalid"), in file
 order. A file that cannot be read as COCO becomes one kind="invalid" row `"<source>#file"`.
+An image's key is its `file_name`; a COCO-named one (`COCO_train2014_<id>.jpg`, `<id>.jpg`) is then
+resolved to the picture's file under whichever COCO naming the image folder holds, and meets the
+other datasets' records of that picture (../coco_images.py).
 
 Record ids are `"<source>#image/<id>"`, `"<source>#caption/<id>"`, `"<source>#box/<id>"`
 (`"<source>#annotation/<id>"` for an annotation that is neither); an entry without a usable

@@ -18,7 +18,9 @@ Rows (see ..records):
 
 Image keys, per dataset_id (matched case-insensitively on its prefix), each the path the dataset's
 official image download unpacks to, so `images:` in dataset.yaml names the folder holding them:
-  * coco / mscoco_<split>2017: `<split>2017/<image_id as 12 digits>.jpg` (train2017/, val2017/ zips);
+  * coco / mscoco_<split>2017: `<split>2017/<image_id as 12 digits>.jpg` (train2017/, val2017/ zips;
+    any other COCO naming on disk is found too and other datasets' records of the picture merged:
+    ../coco_images.py);
   * open_images_*: `<split>/<image_id>.jpg`, split train / validation / test from the dataset_id
     (the Open Images downloader's folders);
   * flickr30k* / flick30k*: `flickr30k-images/<image_id>.jpg` (the official archive's folder);

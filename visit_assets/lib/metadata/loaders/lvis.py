@@ -11,7 +11,9 @@ LVIS annotates the COCO 2017 images in a COCO-like JSON:
 Images have no "file_name", so the COCO loader rejects every one of them (file_name missing): hence
 this loader. The image key is the coco_url's last two path parts, `<split>2017/<file>.jpg`, as the
 COCO 2017 zips unpack (the LVIS val split also holds train2017 images: the url names the right
-folder). So `images:` in dataset.yaml names the folder holding `train2017/` and `val2017/`.
+folder). So `images:` in dataset.yaml names the folder holding `train2017/` and `val2017/` (or
+COCO's 2014 folders: ../coco_images.py resolves the key to whichever naming is on disk and merges
+it with COCO 2014 / VQAv2 / RefCOCO / Visual Genome records of the same picture).
 
 Rows are the COCO loader's (coco.py: the same checks, ids and reasons, vectorised), with
 source_format "lvis": one "image" row per images entry, `<source>#image/<id>` (width/height given),

@@ -32,7 +32,8 @@ dataset folder scan takes `.p` files named `refs(<split_by>).p` only.
 Rows (see ..records), refs in file order:
   * one "image" row per distinct image_id the refs name, `<source>#image/<image_id>`: image_key
     = instances.json's `file_name`, width/height from it; point `images:` in dataset.yaml at the
-    folder holding COCO's train2014 images;
+    folder holding COCO's images, under their 2014 or 2017 names (../coco_images.py resolves the
+    key to the file on disk and merges the picture's records from other datasets);
   * one "box" row per sentence, `<source>#box/<sent_id>`: a referring expression names one object,
     so, as visual_genome does for region descriptions, it is a box labelled with the expression
     (`sent`, else `raw`; whitespace collapsed, first letter lower-cased unless an acronym, final

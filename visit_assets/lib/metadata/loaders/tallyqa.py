@@ -15,7 +15,10 @@ Rows (see ..records), entries in file order:
   * one "image" row per distinct image_id, `<source>#image/<image_id>`, no width/height (TallyQA
     gives none), image_key = `image` as given: the paths are those of Visual Genome's
     (`VG_100K/`, `VG_100K_2/`) and COCO 2014's (`train2014/`, `val2014/`) zips as they unpack, so
-    `images:` in dataset.yaml names one folder holding those folders side by side;
+    `images:` in dataset.yaml names one folder holding those folders side by side (a COCO key
+    resolves to whichever COCO naming is on disk and meets other datasets' records of the picture:
+    ../coco_images.py; a Visual Genome key meets the `visual_genome` loader's records, and follows
+    them to the COCO file when image_data.json gives the image a coco_id);
   * one "qa" row per entry, `<source>#qa/<question_id>`: text = the question, answer = the count as
     a decimal string ("0" included). `issimple` and `data_source` are not kept (no record field;
     they describe the question, not the image).

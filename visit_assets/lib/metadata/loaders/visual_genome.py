@@ -15,7 +15,12 @@ are skipped); a file whose structure does not fit is decoded again generically, 
 
 Records:
   image   one per image_data.json entry: image_key = the url's last two path parts ("VG_100K/1.jpg",
-          "VG_100K_2/5.jpg": how the image zips unpack), width/height in pixels.
+          "VG_100K_2/5.jpg": how the image zips unpack), width/height in pixels, and its `coco_id`
+          (a non-negative integer, else null) in the record's coco_id column. A COCO picture's
+          records (boxes and QA too: they share the key) then meet the COCO-family datasets'
+          records of it in one image record, at the COCO file when the image folder has one, else
+          at VG's file (../coco_images.py). Its boxes stay in VG's pixels: grouping normalises
+          them by VG's own image size, not COCO's.
   box     one per object: label = its first name, pixel box x/y/w/h.
   box     one per region description. Our records have no region kind, so a region is a box whose
           label is its phrase (whitespace collapsed, first letter lower-cased unless the first word is
@@ -290,6 +295,8 @@ def _image_rows(data: list, source: str) -> _Images:
         if not isinstance(url, str) or not url.strip():
             _reject(row, "invalid_record", "url is missing or not a string")
         row["width"], row["height"] = _size(entry, "width", row), _size(entry, "height", row)
+        coco_id = _int(entry.get("coco_id"))  # null for most VG images; a bad one is just not used
+        row["coco_id"] = coco_id if coco_id is not None and coco_id >= 0 else None
         if image_id is not None and image_id in lookup:
             _reject(row, "duplicate_record_id", f"image_id {image_id} repeats an earlier entry")
         if not row.get("reject_reason") and isinstance(url, str):  # (a str when nothing was rejected)

@@ -40,16 +40,13 @@ instance files, so VQA questions and COCO captions of one picture land on the sa
   mscoco         `COCO_<subtype>_<12-digit image_id>.jpg`  (train2014, val2014; test-dev2015 and
                  test2015 questions -> `COCO_test2015_...`)
   abstract_v002  `abstract_v002_<subtype>_<12-digit image_id>.png`
-with no folder: point `images:` in dataset.yaml at the folder holding them (the official
-`train2014.zip` unpacks to `train2014/COCO_train2014_*.jpg`). The subtype and data type come from
-the questions file's `data_subtype` / `data_type` (plain words only: letters, digits, "_", "-"),
-else from its name; with neither, the key is the 2017 name `<12-digit image_id>.jpg`.
-COCO 2017 image files (`train2017/000000000009.jpg`) are the same pictures under other names and
-other splits (train2017 = train2014 + most of val2014): link each under its 2014 names, inside the
-image folder (image paths are resolved inside it, symlinks included), e.g. in `images/`:
-  for f in train2017/*.jpg val2017/*.jpg; do b=$(basename "$f")
-    ln -s "$f" "COCO_train2014_$b"; ln -s "$f" "COCO_val2014_$b"; done
-(only the names the questions ask for are ever read).
+with no folder. The subtype and data type come from the questions file's `data_subtype` /
+`data_type` (plain words only: letters, digits, "_", "-"), else from its name; with neither, the
+key is the 2017 name `<12-digit image_id>.jpg`. A COCO key is then resolved to the picture's file
+wherever the image folder holds it, under any COCO naming (../coco_images.py): `train2014/`,
+`val2014/` as the official 2014 zips unpack, the same names flat, or the 2017 files
+(`train2017/000000000009.jpg`: the same pictures under other names and splits), so no links are
+needed, and a picture also named by A-OKVQA, LVIS or Visual Genome is one record.
 """
 
 from __future__ import annotations

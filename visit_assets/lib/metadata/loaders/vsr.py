@@ -11,7 +11,9 @@ in a COCO 2017 image:
 
 Images: VSR's data README gathers the COCO 2017 train and val images it uses into one flat
 `images/` folder (or its own vsr_images.zip), so image_key is `image` as given (a file name) and
-`images:` in dataset.yaml names that flat folder. `image_link` (a URL) is not used.
+`images:` in dataset.yaml names that flat folder. `image_link` (a URL) is not used. A 12-digit
+name is a COCO picture: in a folder mixing datasets it resolves to COCO's `train2017/` (or 2014)
+file when that is there, and meets the other datasets' records of it (../coco_images.py).
 
 Rows (see ..records):
   * one "image" row per distinct image, `<source>#image/<image>` (no size in the file: null);
