@@ -80,6 +80,15 @@ def test_no_clean_reply_is_lost(report):
     assert report["mminstruct"]["empty_attempt_rows"] == report["mminstruct"]["empty_replies"]
 
 
+def test_layout_paragraphs_keep_every_clean_one_and_no_planted_one(report):
+    """The layout pass (on in the rehearsal): the stand-in's clean paragraphs all become facts, its
+    planted refusals / too-short / empty replies never do, each falls back with its reason."""
+    lp = report["layout_paragraphs"]
+    assert lp["requests"] > 0 and lp["clean"] > 0 and lp["clean_kept"] == lp["clean"], lp
+    assert sum(lp["planted"].values()) > 0 and lp["planted_kept"] == 0, lp
+    assert sum(lp["fallbacks"].values()) == sum(lp["planted"].values()), lp
+
+
 def test_stage_one_examples_are_filtered_and_shown_to_stage_two(report):
     """The teacher's answers (MM-Instruct's stage 1) pass the answers' filters before they become
     examples: each planted fault is left out with its reason, no clean one is lost, and stage 2

@@ -30,7 +30,8 @@ DEFAULT_FAULTS = {"unsupported": 0.12, "truncated": 0.06, "repetition": 0.06, "r
                   "empty": 0.04, "source_leak": 0.06, "too_short": 0.06, "server_error": 0.05, "slow": 0.01}
 # The reference's sampling knobs (10 iterations, 1000 tokens): the stand-in is fast, the laptop
 # shortcuts of run-sample are not needed.
-OP_CONFIG = {"selected_subset": {"alpha_fraction": 0.5}}
+# The layout pass is on: a competent model is what it needs, and the stand-in plays one.
+OP_CONFIG: dict[str, dict] = {"selected_subset": {"alpha_fraction": 0.5}, "image_facts": {"layout_text": "paragraphs"}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -197,6 +198,7 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
             **scoring.mminstruct_report(log, attempts, generated, kept, rejects),
             **_stage_one_use(log, _rows(store, "instruction_examples", "sample", None), generated),
         },
+        "layout_paragraphs": _layout_report(log, facts),
         "rejects_by_reason": dict(sorted(Counter(r.get("reason") for r in rejects).items())),
         "selection": {"selected": len(_rows(store, "selected_subset", "sample", None)),
                       "pairwise_rows": len(pairwise),
@@ -205,6 +207,24 @@ def build_report(home: Path, log: list[dict], answered: Counter, plan: FaultPlan
                    "models": manifest.get("models"), "not_real_models": manifest.get("not_real_models")},
         "models_by_role": _models_by_role(store, shards, log, ins, kept, pairwise),
     }
+
+
+def _layout_report(log: list[dict], facts) -> dict[str, Any]:
+    """The layout pass: how many of the stand-in's clean and planted paragraphs became facts (all the
+    clean ones, none of the planted ones, when the check works), and why the others fell back."""
+    kept = {" ".join(t.split()) for t in facts.filter(facts["note"] == "layout paragraph")["text"]}
+    answered = {e["key"]: e for e in log if e.get("role") == "layout" and e.get("status") == 200}
+    planted = [e for e in answered.values() if e.get("fault")]
+    clean = [e for e in answered.values() if not e.get("fault")]
+
+    def became_facts(entries: list[dict]) -> int:
+        return sum(" ".join(e["reply"].split()) in kept for e in entries)
+
+    fallbacks = Counter(n for k, n in zip(facts["kind"], facts["note"], strict=True)
+                        if k == "object" and n and n.startswith("fallback"))
+    return {"requests": len(answered), "clean": len(clean), "clean_kept": became_facts(clean),
+            "planted": dict(sorted(Counter(e["fault"] for e in planted).items())),
+            "planted_kept": became_facts(planted), "fallbacks": dict(sorted(fallbacks.items()))}
 
 
 def _stage_one_use(log: list[dict], examples: list[dict], generated: list[dict]) -> dict[str, Any]:
@@ -250,7 +270,7 @@ def _image_token_ok(turns: list[dict]) -> bool:
 
 def summary(report: dict[str, Any], home: Path) -> str:
     """What a user reads after `visit-assets rehearse`: the mix, each check, where the rows are."""
-    ins, mm = report["instructify"], report["mminstruct"]
+    ins, mm, lp = report["instructify"], report["mminstruct"], report["layout_paragraphs"]
     checks = {**{f"instructify: {k}": v for k, v in ins["checks"].items()},
               **{f"mm-instruct: {k}": v for k, v in mm["checks"].items()},
               **{f"mm-instruct examples: {k}": v for k, v in mm["examples"]["checks"].items()}}
@@ -260,6 +280,8 @@ def summary(report: dict[str, Any], home: Path) -> str:
              f"{mm['matches']} matched, "
              f"{mm['examples']['kept']} stage-1 examples kept, {mm['answers']} answers "
              f"({mm['answers_with_instruction_examples']} shown stage-1 examples), {mm['kept']} kept",
+             f"Layout paragraphs: {lp['clean_kept']} of {lp['clean']} clean kept, {lp['planted_kept']} of "
+             f"{sum(lp['planted'].values())} planted kept; fallbacks {lp['fallbacks'] or 'none'}",
              f"Planted faults: {report['planted']}", "", f"{'check':62} {'tp':>4} {'fp':>4} {'fn':>4}  precision  recall"]
     lines += [f"{n:62} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4}  {str(c['precision']):>9}  {str(c['recall']):>6}"
               for n, c in checks.items()]

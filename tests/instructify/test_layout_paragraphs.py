@@ -4,6 +4,8 @@ kept and its planted faults fall back to the layout text."""
 
 from __future__ import annotations
 
+import random
+
 from visit_assets.lib.instructify.facts import apply_declarative, facts_for, features, gives_region
 from visit_assets.lib.instructify.layout_paragraphs import (
     LAYOUT_PROMPT_VERSION,
@@ -89,3 +91,34 @@ def test_qa_and_layout_rewrites_share_one_batch_matched_by_tag():
     assert {f.note for f in out if f.kind == "qa"} == {"declarative"}
     # echo repeats the prompt, which holds the layout: kept, since it names every object and centre
     assert sum(f.note == "layout paragraph" for f in out) == 2
+
+
+def test_the_stand_in_sees_the_same_scene_in_paragraphs_and_its_pairs_still_verify(fakes):
+    """With depths on the boxes, and with each layout subtree rewritten as the stand-in's paragraph,
+    the stand-in (the rehearsal's model) sees the same things, places and regions, and every
+    conversation it writes from the paragraphs verifies True against them."""
+    from visit_assets.lib.instructify.parse import parse_qa
+    from visit_assets.lib.instructify.registry import format_facts, load_registry, render
+    from visit_assets.lib.instructify.sampling import VERIFY_PROMPT
+    from visit_assets.lib.standin.faults import FaultPlan
+    from visit_assets.lib.standin.replies import reply
+    from visit_assets.lib.standin.scene import scene_from_facts
+
+    clean = FaultPlan({})
+    deep = {**RECORD, "boxes": [{**b, "depth": d} for b, d in zip(BOXES, (0.8, 0.5, 0.5, 0.1), strict=True)]}
+    for record in (RECORD, deep):
+        facts = facts_for(record)
+        requests = layout_paragraph_requests(facts)
+        replies = [fakes.result(reply({"messages": list(r.messages)}, clean).text, request=r) for r in requests]
+        rewritten = apply_layout_paragraphs(facts, replies)
+        assert sum(f.note == "layout paragraph" for f in rewritten) == len(requests) > 0  # every clean reply kept
+        assert scene_from_facts(format_facts(rewritten)).things == scene_from_facts(format_facts(facts)).things
+        verified = 0
+        for prompt in load_registry().prompts:
+            slots = {s.name: s.sample(random.Random(0)) for s in prompt.slots}
+            for pair in parse_qa(reply({"messages": render(prompt, rewritten, slots), "seed": 0}, clean).text).pairs:
+                values = {"facts": format_facts(rewritten), "question": pair.question, "answer": pair.answer}
+                verdict = reply({"messages": VERIFY_PROMPT.messages(values, strip=False)}, clean).text
+                assert verdict.startswith("True"), (prompt.id, pair, verdict)
+                verified += 1
+        assert verified >= len(load_registry().prompts)  # every type wrote at least one pair on average
