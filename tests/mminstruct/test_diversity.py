@@ -6,6 +6,7 @@ from visit_assets.lib.mminstruct.diversity import (
     root_verb,
     rouge_l,
     seeds_report,
+    verb_object,
 )
 
 
@@ -53,3 +54,15 @@ def test_seeds_against_each_other_leave_themselves_out():
     r = seeds_report(seeds)
     assert r["instructions"] == 3 and r["mean_rouge_l_to_nearest_seed"] < 1.0  # against itself it would be 1.0
     assert r["share_rouge_l_over_0_7"] == round(2 / 3, 4)  # the two near-copies find each other
+
+
+def test_verb_object_is_the_verb_and_the_head_of_the_phrase_after_it():
+    assert verb_object("Please write a short story inspired by this image.") == ("write", "story")
+    assert verb_object("Describe the image in detail.") == ("describe", "image")
+    assert verb_object("Tell me a joke about the cat.") == ("tell", "joke")  # the pronoun is not the object
+    assert verb_object("Give a detailed description of the scene.") == ("give", "description")
+    assert verb_object("Explain why the man is smiling.") == ("explain", None)  # a clause, not an object
+    assert verb_object("Summarize.") == ("summarize", None) and verb_object(" ") == (None, None)
+    report = diversity_report(["Write a poem about the sea.", "Write a poem on love.", "Describe the image."], [])
+    assert report["top_verb_objects"] == [("write poem", 2), ("describe image", 1)]
+    assert report["distinct_verb_objects"] == 2 and "no dependency parser" in report["verb_object_method"]

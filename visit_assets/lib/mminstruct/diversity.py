@@ -3,6 +3,10 @@
 - root verb: the first word of the instruction after politeness words ("please", "now"), lower
   case. MM-Instruct parses verb + object with a dependency parser; imperative instructions start
   with their verb, so the first word is a close, dependency-free stand-in (recorded as such).
+- direct object: the head of the noun phrase after the verb, guessed as the last word before the
+  phrase ends (a preposition, conjunction, copula or participle), determiners and pronouns left
+  out; none when the verb takes a clause ("explain why ..."). No dependency parser ships offline
+  (spaCy's models are not on PyPI): the guess is recorded as such beside the figures.
 - ROUGE-L: F-measure of the longest common token subsequence with the most similar seed; high
   means the LLM copied a seed, low means a new instruction.
 """
@@ -25,6 +29,33 @@ def tokens(text: str) -> list[str]:
 def root_verb(instruction: str) -> str | None:
     words = [w for w in tokens(instruction) if w not in _LEAD]
     return words[0] if words else None
+
+
+# words that end the noun phrase after the verb, and words that are not its head
+_PHRASE_END = {"in", "of", "on", "about", "for", "with", "to", "from", "at", "by", "as", "into", "onto", "over",
+               "under", "between", "within", "without", "through", "like", "using", "while", "where", "when",
+               "that", "which", "who", "and", "or", "but", "so", "if", "because", "is", "are", "was", "were", "be"}
+_NOT_HEAD = {"a", "an", "the", "this", "that", "these", "those", "its", "their", "his", "her", "my", "your", "our",
+             "some", "any", "each", "every", "all", "both", "few", "several", "more", "most", "other", "another",
+             "such", "me", "us", "it", "them", "him", "you", "one"}
+_CLAUSE = {"what", "why", "how", "where", "when", "who", "which", "whether", "if"}  # the verb takes a clause
+
+
+def verb_object(instruction: str) -> tuple[str | None, str | None]:
+    """(root verb, direct object) by the rule of the module docstring; (None, None) for no words."""
+    words = [w for w in tokens(instruction) if w not in _LEAD]
+    if not words:
+        return None, None
+    verb, rest = words[0], words[1:]
+    if not rest or rest[0] in _CLAUSE:
+        return verb, None
+    phrase: list[str] = []
+    for w in rest:
+        if w in _PHRASE_END or (phrase and w.endswith(("ed", "ing")) and phrase[-1] not in _NOT_HEAD):
+            break  # "a short story inspired by ..." ends at the participle
+        if w not in _NOT_HEAD:
+            phrase.append(w)
+    return verb, (phrase[-1] if phrase else None)
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -61,6 +92,7 @@ def diversity_report(instructions: Sequence[str], seeds: Sequence[str], sample: 
     """Root verbs over every instruction; ROUGE-L to the nearest seed over all, or over a seeded
     sample of `sample` instructions (recorded) when there are more."""
     verbs = Counter(v for v in map(root_verb, instructions) if v)
+    pairs = Counter(f"{v} {o}" for v, o in map(verb_object, instructions) if v and o)
     scored = list(instructions)
     if sample is not None and len(scored) > sample:
         scored = random.Random(0).sample(scored, sample)
@@ -72,7 +104,10 @@ def diversity_report(instructions: Sequence[str], seeds: Sequence[str], sample: 
         "mean_rouge_l_to_nearest_seed": round(sum(scores) / len(scores), 4) if scores else None,
         "share_rouge_l_over_0_7": round(sum(s > 0.7 for s in scores) / len(scores), 4) if scores else None,
         "rouge_l_over": len(scores),
+        "distinct_verb_objects": len(pairs),
+        "top_verb_objects": pairs.most_common(10),
         "root_verb_method": "first word (no dependency parser)",
+        "verb_object_method": "first word + the last word of the noun phrase after it (no dependency parser)",
     }
 
 
