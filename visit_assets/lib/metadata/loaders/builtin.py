@@ -12,6 +12,7 @@ from . import (
     flickr30k_entities,
     gqa,
     image_paragraphs,
+    llavar,
     localized_narratives,
     lvis,
     ocrvqa,
@@ -53,5 +54,5 @@ LOADERS = [
     *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
                          localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w)),
     # text-rich VQA sets (docs/loaders.md)
-    *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER,
+    *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER, llavar.LOADER,
 ]
