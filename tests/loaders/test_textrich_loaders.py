@@ -188,9 +188,12 @@ def test_chartqa_bad_records():
 
 def test_scienceqa_multiple_choice_with_hint_as_context():
     df = load("scienceqa", "good/problems.json")
-    assert _kinds(df) == {"image": 3, "qa": 4}
+    assert _kinds(df) == {"image": 3, "qa": 4, "caption": 6}  # a lecture and a solution per kept problem
     assert df.filter(pl.col("kind") == "image")["image_key"].to_list() == [
         "train/1/image.png", "val/3/image.png", "test/4/image.png"]
+    teaching = df.filter(pl.col("record_id").str.starts_with("good/problems.json#caption/1/"))
+    assert teaching["text"].to_list() == ["Background: Lecture text.", "Solution: Solution text."]
+    assert set(teaching["image_key"]) == {"train/1/image.png"}
     rows = {r["record_id"]: r for r in df.iter_rows(named=True)}
     first = rows["good/problems.json#qa/1"]
     assert (first["text"], first["answer"]) == (

@@ -108,6 +108,17 @@ def _ocr_result(row: dict, result: Any) -> dict:
     return row
 
 
+def _ocr_line(line: str, n: int) -> tuple[Any, str | None]:
+    """(the parsed line, None) or (None, what is wrong with it)."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"line {n} is not JSON: {e}"
+    if isinstance(entry, dict) and nonempty_str(entry.get("llavar_id")) and isinstance(entry.get("ocr_results"), list):
+        return entry, None
+    return None, f"line {n} is not {{llavar_id, ocr_results: [...]}}"
+
+
 def _others(meta: Path) -> tuple[set[str], bool]:
     """(ids the other meta files beside `meta` list, whether `meta` reports OCR of images no meta
     file lists): with both files beside one OCR file, each takes its own images' OCR, and the first
@@ -139,13 +150,7 @@ def _ocr_rows(meta: Path, keys: dict[str, str], base: dict, source: str) -> list
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            entry, error = None, f"line {n} is not JSON: {e}"
-        else:
-            error = None if isinstance(entry, dict) and nonempty_str(entry.get("llavar_id")) and \
-                isinstance(entry.get("ocr_results"), list) else f"line {n} is not {{llavar_id, ocr_results: [...]}}"
+        entry, error = _ocr_line(line, n)
         if error:
             if reports_unknown:  # a bad line is reported once, like an unknown image
                 rows.append(_reject({**base, "kind": OCR, "record_id": f"{source}#ocr/@{n}"}, "invalid_record", error))

@@ -20,10 +20,13 @@ Rows (see ..records), problems in file order:
   * one "qa" row per problem, `<source>#qa/<pid>`, multiple choice as for A-OKVQA: text =
     "<question> Options: <c1>, <c2>, ….", answer = choices[answer]. Decision: the `hint` is the
     problem's context (often text the question cannot be answered without), so a non-empty hint
-    leads the text: "Context: <hint> <question> Options: …". `lecture` and `solution` are not kept:
-    they teach the subject and explain the answer, they do not describe the picture, and the record
-    has no field for them.
-So rows == problems + problems with a usable image.
+    leads the text: "Context: <hint> <question> Options: …";
+  * of a problem whose QA row is kept, one "caption" row for a non-empty `lecture`
+    (`<source>#caption/<pid>/lecture`, "Background: <lecture>") and one for a non-empty `solution`
+    (`<source>#caption/<pid>/solution`, "Solution: <solution>"), as Instructify's reference keeps
+    them: facts the conversations may draw on (the lecture teaches the subject, the solution explains
+    the answer), whitespace collapsed.
+So rows == problems + problems with a usable image + their non-empty lectures and solutions.
 
 Rejects: unsafe_path (a pid or image that leaves the folder) > invalid_record (entry not an object;
 pid with '/', '#' or spaces; no image: "text-only problem"; split not a plain word; question empty;
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..records import to_source_records
+from ..records import CAPTION, to_source_records
 from .common import BadFile, file_reject, nonempty_str
 from .registry import NO, SIGNATURE, Loader
 from .textrich_common import Rows, read_top, safe_id, strip_bom
@@ -111,8 +114,17 @@ def load_scienceqa(path: Path, source: str) -> pl.DataFrame:
                 problem = ("invalid_record", mc)
             else:
                 text, answer = mc
-        out.qa(pid, i, key, text, answer, problem)
+        row = out.qa(pid, i, key, text, answer, problem)
+        if not row.get("reject_reason"):
+            out.rows += _teaching(entry, pid, key, out.base, source)
     return out.frame()
+
+
+def _teaching(entry: dict, pid: str, key: str | None, base: dict, source: str) -> list[dict]:
+    """The problem's lecture and solution as caption rows (module docstring)."""
+    return [{**base, "record_id": f"{source}#caption/{pid}/{field}", "kind": CAPTION, "image_key": key,
+             "text": f"{label}: {' '.join(entry[field].split())}"}
+            for field, label in (("lecture", "Background"), ("solution", "Solution")) if nonempty_str(entry.get(field))]
 
 
 LOADER = Loader(FORMAT, load_scienceqa, detect, companions,
