@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -293,18 +291,11 @@ def _child(name: str, folder: Path, workdir: Path) -> None:
 
 def run_stage(name: str, folder: Path, workdir: Path) -> dict:
     """Run one stage in a fresh interpreter; wall time and the child's own peak RSS."""
+    sys.path.insert(0, str(HERE))
+    from common import run_child
+
     workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "_stage", name, str(folder), str(workdir)],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"stage {name} failed (exit {proc.returncode}):\n{out}")
-    result = next(json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT "))
-    return {"stage": name, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, **result}
+    return {"stage": name, **run_child([__file__, "_stage", name, str(folder), str(workdir)], f"stage {name}")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,6 +42,24 @@ def open_instance(dagster_home: Path):
     return dg.DagsterInstance.from_ref(dg._core.instance.ref.InstanceRef.from_dir(str(dagster_home)))
 
 
+def run_child(args: list[str], what: str) -> dict:
+    """Run `python <args>` in a fresh interpreter whose last "RESULT {json}" line is its result; add
+    the wall time and the child's own peak RSS (os.wait4), so stages never contaminate each other."""
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{what} failed (exit {code}):\n{out}")
+    result = next(json.loads(line[7:]) for line in reversed(out.splitlines()) if line.startswith("RESULT "))
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, **result}
+
+
 def save_result(name: str, result: dict, render, write_docs: bool, heading: str, section: str | None = None) -> Path:
     """Write `result` to bench/results/<name>-<date>.json; with `write_docs`, render the newest
     <name>-*.json into docs/benchmarks.md's section `section` (default <name>; under `heading` when new)."""
