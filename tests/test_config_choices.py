@@ -13,13 +13,16 @@ import polars as pl
 import pytest
 
 from visit_assets.definitions import defs
-from visit_assets.defs.conversations.assets import GenerationConfig
+from visit_assets.defs.conversations.assets import ExportConfig, GenerationConfig
+from visit_assets.defs.instructify.assets import ImageFactsConfig
 from visit_assets.defs.llm.resources import LLMResource
+from visit_assets.defs.mminstruct.descriptions import VlmDescriptionConfig
 from visit_assets.defs.models.resources import ClipResource
 from visit_assets.defs.partitions import dataset_partitions
 from visit_assets.defs.selection.assets import EvaluationConfig, ImageClusterConfig, SelectionConfig
 from visit_assets.lib.instructify import sampling
-from visit_assets.lib.llm import openai_backend
+from visit_assets.lib.llm import backends, openai_backend
+from visit_assets.lib.mminstruct import describe
 from visit_assets.lib.models import clip, decode_pool
 from visit_assets.lib.selection import clustering, final_score, pairwise, ranking, select
 
@@ -35,6 +38,9 @@ OP_CHOICES = [
     ("pairwise_evaluation", EvaluationConfig, "rule", pairwise.RULES),
     ("pairwise_evaluation", EvaluationConfig, "baseline", ("random", "imported")),  # defs/selection/scoring.py
     ("generated_conversations", GenerationConfig, "consume", sampling.CONSUME_RULES),
+    ("vlm_descriptions", VlmDescriptionConfig, "rule", get_args(describe.Rule)),
+    ("image_facts", ImageFactsConfig, "layout_text", ("tree", "paragraphs")),  # defs/instructify/assets.py
+    ("visit_export", ExportConfig, "source", ("selected", "filtered")),  # defs/conversations/assets.py
 ]
 # (resource key, its class, the field, the names the pure logic knows)
 RESOURCE_CHOICES = [
@@ -130,3 +136,5 @@ def test_the_pure_functions_still_refuse_unknown_names():
         openai_backend.OpenAIBackend(["http://127.0.0.1:9"], served_model="m", schema_style=BOGUS)
     with pytest.raises(ValueError, match="loader"):
         clip.ClipEncoder(loader=BOGUS)
+    with pytest.raises(ValueError, match="unknown LLM backend"):
+        backends.make_backend(BOGUS)

@@ -42,13 +42,17 @@ def test_sample_runs_end_to_end_with_checks_and_metadata(home, instance):
     assert {"dataset", "dataset_version", "code_version", "source_record_ids"} <= set(grouped.columns)
     # Checks ran and passed for every shard.
     n_shards = len(shard_partitions.get_partition_keys())
-    for check in ("records_accounted_for", "unique_image_ids"):
+    for check in ("records_accounted_for", "unique_image_ids", "required_columns"):
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("grouped_metadata"), check), limit=50)
         assert len(history) == n_shards
         assert all(r.event.dagster_event.event_specific_data.passed for r in history)
     meta = instance.get_latest_materialization_event(dg.AssetKey("source_records")).asset_materialization.metadata
     assert meta["dagster/row_count"].value > 0 and meta["dataset_version"].value
+    assert {"record_id", "kind", "image_id"} <= {c.name for c in meta["dagster/column_schema"].schema.columns}
+    assert instance.event_log_storage.get_asset_check_execution_history(  # the columns readers rely on are there
+        dg.AssetCheckKey(dg.AssetKey("source_records"), "required_columns"), limit=1)[0].event.dagster_event \
+        .event_specific_data.passed
     by_format = meta["records_by_format_and_kind"].value  # what each source dataset brought, per kind
     assert set(by_format) >= {"coco", "records"} and sum(n for kinds in by_format.values()
                                                           for n in kinds.values()) == meta["dagster/row_count"].value

@@ -1,4 +1,5 @@
-"""Materialization metadata helpers: previews and counts that read well in the Dagster UI."""
+"""Materialization metadata helpers: previews, column schemas and counts that read well in the
+Dagster UI, and the check of a written frame against the columns its readers rely on."""
 
 from __future__ import annotations
 
@@ -8,19 +9,43 @@ import dagster as dg
 import polars as pl
 
 from .. import settings
+from ..lib.columns import preview_rows, problem_text, schema_names, schema_problems
+from ..lib.contracts import REQUIRED_COLUMNS
+from ..lib.storage import storable
+
+REQUIRED_COLUMNS_CHECK = "required_columns"
+
+
+def _table_schema(schema: pl.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, type) for name, type in schema_names(schema)])
 
 
 def preview(frame: pl.DataFrame, columns: list[str], rows: int = 5) -> dg.MetadataValue:
-    """A markdown table of the first rows (long text cut, lists shown as lists)."""
-    cols = [c for c in columns if c in frame.columns]
-    head = frame.select(cols).head(rows).with_columns(
-        pl.col(c).cast(pl.String).str.slice(0, 120) if frame.schema[c] == pl.String else
-        pl.col(c).map_elements(lambda v: str(v)[:120], return_dtype=pl.String)
-        for c in cols if frame.schema[c] not in (pl.Int64, pl.Int32, pl.Float64, pl.Boolean, pl.UInt32)
-    )
-    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
-                   tbl_hide_dataframe_shape=True, fmt_str_lengths=120, tbl_rows=rows, tbl_cols=len(cols)):
-        return dg.MetadataValue.md(str(head))
+    """The first rows of the named columns as a table (long text cut, lists and structs as text)."""
+    cols, records = preview_rows(frame, columns, rows)
+    return dg.MetadataValue.table(records=[dg.TableRecord(r) for r in records],
+                                  schema=_table_schema(frame.select(cols).schema))
+
+
+def frame_metadata(frame: pl.DataFrame) -> dict[str, dg.MetadataValue]:
+    """Row count and column schema of a frame as the store writes it (all-null columns as text)."""
+    return {"dagster/row_count": dg.MetadataValue.int(frame.height),
+            "dagster/column_schema": dg.MetadataValue.table_schema(_table_schema(storable(frame).schema))}
+
+
+def required_columns_spec(asset: str) -> dg.AssetCheckSpec:
+    """The check, in the asset's own step, that its frame has the columns lib/contracts.py lists."""
+    return dg.AssetCheckSpec(REQUIRED_COLUMNS_CHECK, asset=asset,
+                             description="the written frame has the columns (and types) its readers rely on")
+
+
+def required_columns(asset: str, frame: pl.DataFrame) -> dg.AssetCheckResult:
+    """Fails (ERROR) naming the missing or mistyped columns; the frame is written either way."""
+    problems = schema_problems(storable(frame).schema, REQUIRED_COLUMNS[asset], has_rows=frame.height > 0)
+    text = problem_text(problems)
+    return dg.AssetCheckResult(check_name=REQUIRED_COLUMNS_CHECK, asset_key=asset, passed=text is None,
+                               severity=dg.AssetCheckSeverity.ERROR, description=text,
+                               metadata={"required": len(REQUIRED_COLUMNS[asset]), **problems})
 
 
 def viewer_link(path: str, **query: str) -> dg.MetadataValue:
@@ -34,9 +59,3 @@ def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
     rows = frame.group_by(column).len().sort("len", descending=True).iter_rows()
     return {str(k): int(n) for k, n in rows}
 
-
-def markdown(frame: pl.DataFrame) -> dg.MetadataValue:
-    """A whole (small) frame as a markdown table."""
-    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1):
-        return dg.MetadataValue.md(str(frame))

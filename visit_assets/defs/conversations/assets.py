@@ -32,7 +32,7 @@ from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..llm.rounds import LLMRounds
-from ..metadata import counts_by, preview, viewer_link
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
 from ..waves import REGENERATED
@@ -167,15 +167,16 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
         parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                       code_version=GENERATION_VERSION)
     llm_meta = generate.metadata()
-    yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": conv_frame.height, "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
+    yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version),
+                               check_results=[required_columns("generated_conversations", conv_frame)], metadata={
+        **frame_metadata(conv_frame), "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
         "conversations_per_image": round(len(conversations) / max(len(records), 1), 2),
         "instructify_lanes": lanes,
         "instructify_by_prompt": summary["conversations_by_prompt"],
         "preview": preview(conv_frame, ["image_key", "recipe", "prompt_id", "turns"]), **llm_meta,
     })
     yield dg.MaterializeResult(asset_key="conversation_attempts", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": attempt_frame.height, "instructify_iterations": summary["iterations"],
+        **frame_metadata(attempt_frame), "instructify_iterations": summary["iterations"],
         "instructify_accepted": summary["accepted"], "rejected_by_reason": summary["rejected_by_reason"],
         "stopped_by_reason": summary["stopped_by_reason"], "mminstruct_answers": len(mm_conversations),
         "mminstruct_answer_words": dg.MetadataValue.json(diversity_mod.length_summary(
@@ -202,7 +203,7 @@ def _rule_reason(row: dict) -> str | None:
                      tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=image_partitions, code_version=FILTER_VERSION, pool=llm_pool("checker"),
-    retry_policy=LLM_RETRY_POLICY,
+    retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("filtered_conversations")],
 )
 @retry_only_transient
 def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
@@ -235,14 +236,16 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
         kept, rejected = (f.with_columns(fit_key.alias("fit_cache_key"), fit_model) for f in (kept, rejected))
     version = content_hash(parent["data_version"], FILTER_VERSION, filters_mod.filter_settings(),
                            checker.get_client().identity.as_dict())
+    kept, rejected = (f.with_columns(pl.lit(FILTER_VERSION).alias("filter_version")) for f in (kept, rejected))
     for name, out in (("filtered_conversations", kept), ("conversation_rejects", rejected)):
-        parquet.write(name, dataset, version, out.with_columns(pl.lit(FILTER_VERSION).alias("filter_version")), shard,
-                      dataset_version=parent["dataset_version"], code_version=FILTER_VERSION)
-    yield dg.MaterializeResult(asset_key="filtered_conversations", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": kept.height, "generated": len(rows), "filter_settings": filters_mod.filter_settings(),
+        parquet.write(name, dataset, version, out, shard, dataset_version=parent["dataset_version"],
+                      code_version=FILTER_VERSION)
+    yield dg.MaterializeResult(asset_key="filtered_conversations", data_version=dg.DataVersion(version),
+                               check_results=[required_columns("filtered_conversations", kept)], metadata={
+        **frame_metadata(kept), "generated": len(rows), "filter_settings": filters_mod.filter_settings(),
         "preview": preview(kept, ["image_key", "recipe", "turns"]), **llm_meta})
     yield dg.MaterializeResult(asset_key="conversation_rejects", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": rejected.height,
+        **frame_metadata(rejected),
         "rejects_by_reason": counts_by(rejected, "reason") if rejected.height else {}})
 
 
@@ -323,15 +326,14 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
                                        extra_files={"conversations.parquet": table.getvalue()})
     rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},
                         schema={"conversation_id": pl.String, "image": pl.String})
-    parquet.write("visit_export", dataset, manifest["version"], rows.with_columns(
-        pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version")),
-        export_version=manifest["version"])
+    rows = rows.with_columns(pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version"))
+    parquet.write("visit_export", dataset, manifest["version"], rows, export_version=manifest["version"])
     folder = store.exports() / dataset / manifest["version"]
     if manifest["not_real_models"]:
         context.log.warning(f"export {manifest['version']} holds text or scores of models without real weights: "
                             f"{manifest['not_real_models']} (manifest field not_real_models)")
     return dg.MaterializeResult(data_version=dg.DataVersion(manifest["version"]), metadata={
-        "dagster/row_count": len(items), "export_source": config.source,
+        **frame_metadata(rows), "export_source": config.source,
         "not_real_models": dg.MetadataValue.json(manifest["not_real_models"]),
         "export_folder": dg.MetadataValue.path(str(folder)),
         "manifest": dg.MetadataValue.json(json.loads(json.dumps(manifest, default=str))),

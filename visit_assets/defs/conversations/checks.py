@@ -3,10 +3,13 @@
 import dagster as dg
 import polars as pl
 
+from ..metadata import required_columns_spec
+
 conversation_check_specs = [
     dg.AssetCheckSpec("every_image_accounted_for", asset="conversation_attempts", blocking=True,
                       description="each grouped image has a 'stopped' attempt row explaining its conversation count"),
     dg.AssetCheckSpec("unique_conversation_ids", asset="generated_conversations", blocking=True),
+    required_columns_spec("generated_conversations"),
 ]
 
 

@@ -16,7 +16,7 @@ from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import common as loader_common
 from ...lib.metadata.loaders import registry as loader_registry
 from ...lib.mminstruct import describe as vlm_mod
-from ..metadata import counts_by, preview, viewer_link
+from ..metadata import counts_by, frame_metadata, preview, required_columns, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
@@ -65,9 +65,10 @@ def source_records(context: dg.AssetExecutionContext, store: StoreResource, data
     flagged = frame.filter(pl.col("reject_reason").is_not_null())
     yield dg.MaterializeResult(
         data_version=dg.DataVersion(data_version),
+        check_results=[required_columns("source_records", frame)],
         metadata={
             "dataset_version": version,
-            "dagster/row_count": frame.height,
+            **frame_metadata(frame),
             "records_by_kind": counts_by(frame, "kind"),
             "records_by_format_and_kind": dg.MetadataValue.json(_by_format_and_kind(frame)),
             "loader_rejects_by_reason": counts_by(flagged, "reject_reason"),
@@ -112,8 +113,9 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     data_version = content_hash(pipeline.records_fingerprint(records), GROUPING_VERSION, config.model_dump())
     for name, frame in (("grouped_metadata", grouped), ("metadata_rejects", rejects)):
         parquet.write(name, dataset, data_version, frame, shard, dataset_version=version, code_version=GROUPING_VERSION)
-    yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version), metadata={
-        "dataset_version": version, "dagster/row_count": grouped.height,
+    yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version),
+                               check_results=[required_columns("grouped_metadata", grouped)], metadata={
+        "dataset_version": version, **frame_metadata(grouped),
         "images_checked": config.check_images, "source_records": records.height,
         # images whose record merges several sources (e.g. COCO captions with VQAv2 questions)
         "images_from_several_sources": int((grouped["sources"].list.len() > 1).sum()) if grouped.height else 0,
@@ -123,7 +125,7 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
         "viewer": viewer_link("/", dataset=dataset),
     })
     yield dg.MaterializeResult(asset_key="metadata_rejects", data_version=dg.DataVersion(data_version), metadata={
-        "dataset_version": version, "dagster/row_count": rejects.height,
+        "dataset_version": version, **frame_metadata(rejects),
         "rejects_by_reason": counts_by(rejects, "reason"),
         "preview": preview(rejects, ["record_id", "kind", "image_key", "reason", "detail"]),
     })
@@ -170,7 +172,7 @@ def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
     parquet.write("image_descriptions", dataset, data_version, described, shard,
                   dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION)
     yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
-        "dataset_version": parent["dataset_version"], "dagster/row_count": described.height,
+        "dataset_version": parent["dataset_version"], **frame_metadata(described),
         "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),  # type: ignore[arg-type]  # polars: a float
         "by_source": counts_by(described, "source") if rows else {},
         "example": dg.MetadataValue.md("```\n" + (rows[0]["description"] if rows else "(no images)") + "\n```"),

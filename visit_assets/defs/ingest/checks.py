@@ -5,11 +5,14 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from ..metadata import required_columns_spec
+
 SOURCES, GROUPED, REJECTS, DESCRIPTIONS = "source_records", "grouped_metadata", "metadata_rejects", "image_descriptions"
 
 source_check_specs = [
     dg.AssetCheckSpec("unique_record_ids", asset=SOURCES, blocking=True,
                       description="every input record has its own id, so lineage joins are one-to-one"),
+    required_columns_spec(SOURCES),
 ]
 
 grouping_check_specs = [
@@ -18,6 +21,7 @@ grouping_check_specs = [
                       description="every source record of the shard is in an image or a reject row"),
     dg.AssetCheckSpec("reject_rate_bounded", asset=REJECTS,
                       description="share of rejected source records is under the configured bound"),
+    required_columns_spec(GROUPED),
 ]
 description_check_specs = [
     dg.AssetCheckSpec("one_description_per_image", asset=DESCRIPTIONS, blocking=True),

@@ -16,7 +16,7 @@ from ...lib.metadata.pipeline import lineage_columns
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import StoreResource
 from ..waves import REGENERATED
@@ -54,7 +54,7 @@ def _layout_outcomes(frame: pl.DataFrame) -> dict[str, int]:
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,
           group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR),
-          retry_policy=LLM_RETRY_POLICY)
+          retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("image_facts")])
 @retry_only_transient
 def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, store: StoreResource,
                 llm: LLMResource) -> dg.MaterializeResult:
@@ -81,8 +81,9 @@ def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, sto
                               .alias("layout_prompt_version")])
     parquet.write("image_facts", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                   code_version=FACTS_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "facts_by_kind": counts_by(frame, "kind") if rows else {},
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
+        required_columns("image_facts", frame)], metadata={
+        **frame_metadata(frame), "facts_by_kind": counts_by(frame, "kind") if rows else {},
         "qa_rewrites": sum(map(len, qa)),
         "layout_paragraphs": _layout_outcomes(frame) if paragraphs and rows else {},
         "preview": preview(frame, ["image_key", "kind", "text", "note"]), **llm_meta,

@@ -19,7 +19,7 @@ from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
 from ..models.resources import ClipResource, EmbedderResource
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
@@ -44,13 +44,13 @@ def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
         pl.lit(version).alias("seeds_version"))
     store.store().write("seed_instructions", SEEDS_DATASET, version, frame, dataset_version=version)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "seeds_version": version, "by_category": counts_by(frame, "category"),
+        **frame_metadata(frame), "seeds_version": version, "by_category": counts_by(frame, "category"),
         "path": dg.MetadataValue.path(str(seeds_mod.default_path()))})
 
 
 @dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool=llm_pool(GENERATOR),
           code_version=GENERATE_VERSION, group_name="mminstruct", tags=REGENERATED,
-          kinds={"parquet"}, retry_policy=LLM_RETRY_POLICY)
+          kinds={"parquet"}, retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("generated_instructions")])
 @retry_only_transient
 def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
     """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
@@ -76,8 +76,9 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
     version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_version, model.as_dict())
     parquet.write("generated_instructions", dataset, version, frame, shard,
                   dataset_version=parent["dataset_version"], code_version=GENERATE_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "by_status": counts_by(frame, "status") if rows else {},
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
+        required_columns("generated_instructions", frame)], metadata={
+        **frame_metadata(frame), "by_status": counts_by(frame, "status") if rows else {},
         "preview": preview(frame, ["image_id", "seed_ids", "instruction", "status"]), **llm_meta})
 
 
@@ -89,7 +90,8 @@ class InstructionClusterConfig(dg.Config):
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
           deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)],
           pool="gpu", op_tags=GPU_OP_TAGS,  # the sentence embedder runs in the step (torch), whatever the LLM backend
-          tags=REGENERATED, kinds={"parquet", "scikitlearn"}, retry_policy=LLM_RETRY_POLICY)
+          tags=REGENERATED, kinds={"parquet", "scikitlearn"}, retry_policy=LLM_RETRY_POLICY,
+          check_specs=[required_columns_spec("clustered_instructions")])
 @retry_only_transient
 def clustered_instructions(context: dg.AssetExecutionContext, config: InstructionClusterConfig, store: StoreResource,
                            llm: LLMResource, embedder: EmbedderResource):
@@ -119,8 +121,9 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: Instructio
                            CLUSTER_VERSION, config.model_dump(), llm.get_client().identity.as_dict())
     parquet.write("clustered_instructions", dataset, version, frame, dataset_version=versions[-1],
                   code_version=CLUSTER_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "generated_ok": ok.height, "distinct": len(groups),
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
+        required_columns("clustered_instructions", frame)], metadata={
+        **frame_metadata(frame), "generated_ok": ok.height, "distinct": len(groups),
         "merged_duplicates": sum(1 for r in rows if r["status"] == cluster_mod.DUPLICATE),
         "clustering": dg.MetadataValue.json(info.as_dict()), **_instruction_statistics(parquet, ok, rows),
         "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
@@ -169,7 +172,7 @@ class MatchConfig(dg.Config):
 @dg.asset(partitions_def=image_partitions, code_version=MATCH_VERSION, group_name="mminstruct",
           deps=["image_embeddings", dg.AssetDep("clustered_instructions", partition_mapping=from_dataset)],
           pool="gpu", op_tags=GPU_OP_TAGS,  # the instructions are encoded in the step (CLIP text or the embedder)
-          tags=REGENERATED, kinds={"parquet", "numpy"})
+          tags=REGENERATED, kinds={"parquet", "numpy"}, check_specs=[required_columns_spec("instruction_matches")])
 def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, store: StoreResource,
                         clip: ClipResource, embedder: EmbedderResource):
     """Similarity of each image to every merged instruction, and one instruction sampled per image.
@@ -200,6 +203,7 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
     version = content_hash(frame_fingerprint(frame), MATCH_VERSION, config.model_dump())
     parquet.write("instruction_matches", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                   code_version=MATCH_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "matcher": space, "instructions": len(texts),
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
+        required_columns("instruction_matches", frame)], metadata={
+        **frame_metadata(frame), "matcher": space, "instructions": len(texts),
         "preview": preview(frame, ["image_id", "instruction", "similarity", "probability"])})

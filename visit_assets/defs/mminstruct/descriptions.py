@@ -17,7 +17,7 @@ from ...lib.mminstruct import describe as describe_mod
 from ..llm.pools import LLM, llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, frame_metadata, preview
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
@@ -73,7 +73,7 @@ def vlm_descriptions(context: dg.AssetExecutionContext, config: VlmDescriptionCo
     parquet.write("vlm_descriptions", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
                   code_version=VLM_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "describer": "configured" if configured else
+        **frame_metadata(frame), "describer": "configured" if configured else
         "not configured (VISIT_DESCRIBER_LLM_*): metadata descriptions only", "rule": config.rule,
         "kept": int(frame["kept"].sum()) if rows else 0,
         "by_filter_reason": counts_by(frame.filter(~pl.col("kept")), "filter_reason") if rows else {},

@@ -16,7 +16,7 @@ from ...lib.mminstruct import match as match_mod
 from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, preview
+from ..metadata import counts_by, frame_metadata, preview
 from ..models.resources import ClipResource, EmbedderResource
 from ..partitions import dataset_partitions, from_dataset, shard_partitions
 from ..resources import StoreResource
@@ -64,7 +64,7 @@ def instruction_examples(context: dg.AssetExecutionContext, config: InstructionE
                   code_version=EXAMPLES_VERSION)
     kept = frame.filter(pl.col("kept")) if rows else frame
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "kept": kept.height, "instructions": merged.height,
+        **frame_metadata(frame), "kept": kept.height, "instructions": merged.height,
         "instructions_with_two_or_more": int((kept.group_by("instruction_id").len()["len"] >= 2).sum()) if rows else 0,
         "by_filter_reason": counts_by(frame.filter(~pl.col("kept")), "filter_reason") if rows else {},
         "preview": preview(frame, ["instruction", "image_id", "answer", "kept"]), **llm_meta})

@@ -13,6 +13,7 @@ from ...lib.models import clip as clip_mod
 from ...lib.models import clip_cache, decode_pool, image_prep, threads
 from ...lib.models import embedder as embedder_mod
 from ..k8s import GPU_OP_TAGS
+from ..metadata import frame_metadata
 from ..partitions import dataset_and_shard, image_partitions
 from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
@@ -72,7 +73,7 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
                   dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION)
     dtype = frame["embedding"].dtype  # an Array: the vectors are one 2-D array
     yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
-        "dagster/row_count": frame.height, "embedding_space": space, "dim": int(dtype.size)
+        **frame_metadata(frame), "embedding_space": space, "dim": int(dtype.size)
         if frame.height and isinstance(dtype, pl.Array) else 0, "failed_images": int(frame["error"].is_not_null().sum()),
         **lineage,
     })

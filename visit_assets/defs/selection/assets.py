@@ -31,7 +31,7 @@ from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, markdown, preview
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
 from ..partitions import dataset_partitions, from_dataset, shard_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -92,11 +92,11 @@ def imported_conversations(context: dg.AssetExecutionContext, store: StoreResour
         parquet.write(name, dataset, version, out, dataset_version=parent["dataset_version"],
                       code_version=IMPORT_VERSION)
     yield dg.MaterializeResult(asset_key="imported_conversations", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "files": [name for _, name in files],
+        **frame_metadata(frame), "files": [name for _, name in files],
         "imported_scores": {n: int(frame[f"imported_{n}"].is_not_null().sum()) for n in imported_mod.SCORES},
         "preview": preview(frame, ["image_key", "source_id", "turns"])})
     yield dg.MaterializeResult(asset_key="imported_rejects", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": rejected.height, "rejects_by_reason": counts_by(rejected, "reason")})
+        **frame_metadata(rejected), "rejects_by_reason": counts_by(rejected, "reason")})
 
 
 def _qc_reasons(parquet, dataset: str) -> dict[str, str]:
@@ -147,7 +147,7 @@ def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, sto
     parquet.write("quality_scores", dataset, version, frame, dataset_version=dataset_version,
                   code_version=QUALITY_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "by_recipe": counts_by(frame, "recipe") if frame.height else {},
+        **frame_metadata(frame), "by_recipe": counts_by(frame, "recipe") if frame.height else {},
         "score_models": dg.MetadataValue.json(info["models"]), "scaling": dg.MetadataValue.json(scaling),
         "missing_scores": {n: int(frame[f"{n}_raw"].is_null().sum()) for n in raw},
         "judge_status": info["judge_status"], "clip_source": info["clip_source"],
@@ -190,7 +190,7 @@ def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig
     for warning in info.get("warnings", []):  # e.g. a neighbour graph in pieces: clusters follow the pieces
         context.log.warning(f"image clustering: {warning}")
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": frame.height, "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
+        **frame_metadata(frame), "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
         "embedding_space": sorted(set(frame["embedding_space"])) if frame.height else [],
         "images_without_embedding": emb.height - usable.height,
         "clustering": dg.MetadataValue.json(json.loads(json.dumps(info, default=str)))})
@@ -225,7 +225,7 @@ class SelectionConfig(dg.Config):
                      description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
                      tags=REGENERATED, kinds={"parquet"}),
     ],
-    partitions_def=dataset_partitions, code_version=SELECT_VERSION,
+    partitions_def=dataset_partitions, code_version=SELECT_VERSION, check_specs=[required_columns_spec("selected_subset")],
 )
 def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
     dataset = context.partition_key
@@ -256,16 +256,18 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     table = chosen.table
     plot = plots_mod.selection_plot(F, chosen.rows["selected"].to_numpy(), table["cluster"].to_list(),
                                     table["size"].to_list(), table["selected"].to_list())
-    yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": subset.height, "scored": frame.height, "pool": pool.height,
+    yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version),
+                               check_results=[required_columns("selected_subset", subset)], metadata={
+        **frame_metadata(subset), "scored": frame.height, "pool": pool.height,
         "weights_given": config.weights, "weights_used": used, "scaling": dg.MetadataValue.json(scaling),
         "selection": dg.MetadataValue.json({**chosen.info, "scaling": config.scaling, "pool": config.pool}),
-        "clusters": markdown(table), "clustering_method": dg.MetadataValue.json(_methods(all_clusters)),
+        "clusters": preview(table, table.columns, rows=table.height),
+        "clustering_method": dg.MetadataValue.json(_methods(all_clusters)),
         "F": ranking_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
         "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
     yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": ranking.height, "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
+        **frame_metadata(ranking), "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
 
 
 def _methods(clusters: pl.DataFrame) -> list[dict]:
@@ -304,6 +306,6 @@ def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     parquet.write("pairwise_evaluation", dataset, version, rows, dataset_version=dataset_version,
                   code_version=EVAL_VERSION)
     return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
-        "dagster/row_count": rows.height, "win_tie_lose": dg.MetadataValue.json(counts),
+        **frame_metadata(rows), "win_tie_lose": dg.MetadataValue.json(counts),
         "unpaired_selected": unpaired, "baseline": config.baseline, "rule": config.rule,
         "preview": preview(rows, ["image_key", "prompt_id", "verdict_ab", "verdict_ba", "outcome"]), **llm_meta})
