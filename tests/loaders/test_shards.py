@@ -43,7 +43,8 @@ def meta(key: str, caption: str, status: str = "success", **more) -> bytes:
 
 def write_tar(path: Path) -> None:
     """Two downloaded samples, a failed one (json + txt, no image, as img2dataset's status says),
-    and a json-only sample with a success status but no image member."""
+    and a json-only sample with a success status but no image member. Beside it img2dataset's
+    metadata-only Parquet of every sample, one failed download listed there only."""
     with tarfile.open(path, "w") as tar:
         for key, (w, h, color) in {"000000000": (160, 120, "red"), "000000001": (128, 200, "blue")}.items():
             _add(tar, f"{key}.jpg", jpeg(w, h, color))
@@ -53,6 +54,12 @@ def write_tar(path: Path) -> None:
         _add(tar, "000000002.txt", b"a picture that never downloaded")
         _add(tar, "000000002.json", meta("000000002", "a picture that never downloaded", "failed_to_download"))
         _add(tar, "000000003.json", meta("000000003", "metadata without its picture here"))
+    statuses = {"000000000": "success", "000000001": "success", "000000002": "failed_to_download",
+                "000000004": "failed_to_download"}
+    pq.write_table(pa.table({"key": list(statuses), "status": list(statuses.values()),
+                             "caption": [f"caption {k}" for k in statuses],
+                             "error_message": [None if v == "success" else "HTTP 404" for v in statuses.values()]}),
+                   path.with_suffix(".parquet"))
 
 
 def write_parquet(path: Path) -> None:
@@ -82,7 +89,7 @@ def test_tar_shard_loads_samples_with_captions_and_rejects(shard_dataset):
     assert registry.detect(tar).format == "webdataset"
     df = check_records(registry.get("webdataset").load(tar, "images/00000.tar"), "webdataset")
     images = df.filter(pl.col("kind") == "image")
-    assert images.height == 4  # every sample accounted for
+    assert images.height == 5  # every sample accounted for, the one only the sidecar lists too
     ok = images.filter(pl.col("reject_reason").is_null())
     assert ok["image_key"].to_list() == ["000000000.jpg", "000000001.jpg"]
     assert ok["width"].to_list() == [160, 128] and ok["height"].to_list() == [120, 200]
@@ -92,6 +99,8 @@ def test_tar_shard_loads_samples_with_captions_and_rejects(shard_dataset):
     assert set(rejected["reject_reason"]) == {"image_missing"}
     assert any("failed_to_download" in d for d in rejected["reject_detail"])
     assert any("no image" in d for d in rejected["reject_detail"])
+    assert df.filter(pl.col("record_id") == "images/00000.tar#image/000000004")["reject_reason"].to_list() == [
+        "image_missing"]
 
 
 def test_parquet_shard_detected_over_records_and_loaded(shard_dataset):
@@ -107,6 +116,7 @@ def test_ingest_groups_shards_in_place_without_extracting(shard_dataset):
     before = files_in(shard_dataset)
     layout = read_layout(shard_dataset)
     assert {layout.source_name(p) for p, _ in layout.sources} == {"images/00000.tar", "images/00001.parquet"}
+    assert [layout.source_name(p) for p in layout.companions] == ["images/00000.parquet"]  # img2dataset's sidecar
     records = load_dataset(layout, n_shards=1)
     keys = set(records["image_key"].drop_nulls())
     assert keys == {"00000.tar/000000000.jpg", "00000.tar/000000001.jpg", "00001.parquet/100", "00001.parquet/101"}

@@ -16,8 +16,12 @@ Field names are img2dataset's (its webdataset writer: `<key>.jpg`, `<key>.txt` t
     `caption` when there is no `.txt` or it differs (img2dataset writes the same caption twice).
 A sample whose json `status` is not "success", or which has no image member, keeps its rows as
 rejects `image_missing` (the status and error_message in the detail), image_key null: nothing is
-lost. A json that is not an object is an `invalid_record` row `<source>#json/<key>`. Members of other
-types (`.cls`, `.npy`) are not records. A tar that cannot be read is one `<source>#file` row.
+lost. img2dataset writes only downloaded samples to the tar; every sample, failed ones included,
+goes to the metadata-only `<shard>.parquet` beside it (its `key`, `status`, `error_message`,
+`caption`, ...). That file is the tar's companion: each of its samples absent from the tar is an
+`image_missing` reject the same way, so a failed download is accounted for. A json that is not an
+object is an `invalid_record` row `<source>#json/<key>`. Members of other types (`.cls`, `.npy`)
+are not records. A tar that cannot be read is one `<source>#file` row.
 
 `parquet_images`: one row per image; the image column as image_store says (`jpg` / `png` / `webp` /
 `image`), the row key its `key` column else its row index; caption the first non-empty of `txt`
@@ -127,7 +131,38 @@ def load_webdataset(path: Path, source: str) -> pl.DataFrame:
         image, txt = sample.get("image"), sample.get("txt")
         rows += sample_rows(source, WEBDATASET, key, image if isinstance(image, str) else None,
                             txt if isinstance(txt, str) else None, meta)
-    return to_source_records(rows)
+    return to_source_records(rows + _sidecar_rows(path, source, set(samples)))
+
+
+def sidecar(path: Path) -> list[Path]:
+    """img2dataset's metadata-only Parquet beside a tar (`00000.tar` -> `00000.parquet`); a Parquet
+    of image bytes of that name is a shard of its own, not this tar's companion."""
+    side = path.with_suffix(".parquet")
+    return [side] if side.is_file() and not detect_parquet_images(side, b"") else []
+
+
+def _sidecar_rows(path: Path, source: str, in_tar: set[str]) -> list[dict]:
+    """Reject rows for the samples the sidecar lists and the tar lacks (failed downloads)."""
+    import pyarrow.parquet as pq
+
+    found = sidecar(path)
+    if not found:
+        return []
+    side = found[0]
+    try:
+        names = pq.read_schema(side).names
+        wanted = [c for c in ("key", "status", "error_message", "caption") if c in names]
+        if "key" not in wanted:
+            return []  # not img2dataset's metadata file
+        rows: list[dict] = []
+        for meta in pq.read_table(side, columns=wanted).to_pylist():
+            key = str(meta["key"]) if meta["key"] is not None else None
+            if key and key not in in_tar:
+                rows += sample_rows(source, WEBDATASET, key, None, None, meta)
+        return rows
+    except Exception as e:  # noqa: BLE001 - an unreadable sidecar is one reject row
+        return [{"source": source, "source_format": WEBDATASET, "kind": INVALID, "record_id": f"{source}#sidecar",
+                 "reject_reason": "malformed_file", "reject_detail": f"{side.name}: {e}"[:300]}]
 
 
 def detect_webdataset(path: Path, head: bytes) -> int:
@@ -204,7 +239,7 @@ def load_parquet_images(path: Path, source: str) -> pl.DataFrame:
     return to_source_records(rows)
 
 
-WEBDATASET_LOADER = Loader(WEBDATASET, load_webdataset, detect_webdataset, suffixes=(".tar",), shard=True,
+WEBDATASET_LOADER = Loader(WEBDATASET, load_webdataset, detect_webdataset, sidecar, suffixes=(".tar",), shard=True,
                            description="WebDataset tar shards (img2dataset): image + .txt / .json per sample")
 PARQUET_IMAGES_LOADER = Loader(PARQUET_IMAGES, load_parquet_images, detect_parquet_images, suffixes=(".parquet",),
                                shard=True, description="Parquet shards with image bytes (img2dataset, Hugging Face)")
