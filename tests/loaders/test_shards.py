@@ -171,3 +171,26 @@ def test_clip_preprocessing_of_a_member_key(shard_dataset):
     assert err is None and tuple(tensor.shape) == (3, 224, 224)
     _, err = prep.item(image_store.ImageRef(shard_dataset / "images", "../x.tar/a.jpg"))
     assert err and "UnsafePath" in err
+
+
+def test_viewer_serves_a_member_from_its_shard(shard_dataset, tmp_path):
+    from visit_assets.viewer.reader import Reader
+
+    reader = Reader(tmp_path / "no-store", shard_dataset.parent)
+    try:
+        data = reader.image_file("webshards", "00000.tar/000000001.jpg")
+        assert isinstance(data, bytes) and Image.open(io.BytesIO(data)).size == (128, 200)
+        for key in ("00000.tar/nope.jpg", "../outside.tar/a.jpg"):
+            with pytest.raises(FileNotFoundError):
+                reader.image_file("webshards", key)
+    finally:
+        reader.close()
+
+
+def test_parquet_rows_open_by_key_and_by_row_index(tmp_path):
+    pq.write_table(pa.table({"image": [{"bytes": jpeg(120, 130, "black"), "path": "a.jpg"}],
+                             "text": ["a black square"]}), tmp_path / "hf.parquet")
+    assert registry.detect(tmp_path / "hf.parquet").format == "parquet_images"  # Hugging Face's struct column
+    df = registry.get("parquet_images").load(tmp_path / "hf.parquet", "hf.parquet")
+    assert df.filter(pl.col("kind") == "image")["image_key"].to_list() == ["0"]
+    assert image_store.image_size(tmp_path, "hf.parquet/0") == (120, 130)

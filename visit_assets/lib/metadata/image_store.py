@@ -25,7 +25,9 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,12 +64,28 @@ def locate(images_dir: Path, key: str) -> Location:
 
 # -- tar ---------------------------------------------------------------------------------------
 
+Stamp = tuple[str, int, int]
+MAX_INDEXES = 512  # shards whose index a process keeps (a 10k-member tar's is ~1 MB)
 _lock = threading.Lock()
-_tar_indexes: dict[tuple[str, int, int], dict[str, tuple[int, int]]] = {}
+_indexes: OrderedDict[Stamp, object] = OrderedDict()  # least recently used first
 index_builds = 0  # how many tar / parquet indexes were built (tests check each is built once)
 
 
-def _stamp(path: Path) -> tuple[str, int, int]:
+def _cached(stamp: Stamp, build):
+    """The index of a shard version, built once under the lock (the QC threads ask at once)."""
+    global index_builds
+    with _lock:
+        if stamp in _indexes:
+            _indexes.move_to_end(stamp)
+            return _indexes[stamp]
+        found = _indexes[stamp] = build()
+        index_builds += 1
+        if len(_indexes) > MAX_INDEXES:
+            _indexes.popitem(last=False)
+        return found
+
+
+def _stamp(path: Path) -> Stamp:
     st = path.stat()
     return str(path), st.st_size, st.st_mtime_ns  # a rewritten shard gets a new index
 
@@ -75,22 +93,19 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 def tar_index(path: Path) -> dict[str, tuple[int, int]]:
     """{member name: (data offset, size)} of a tar's regular files, built once per tar version.
     Links and special members are left out (a link could point anywhere)."""
-    global index_builds
-    stamp = _stamp(path)
-    with _lock:  # one build per tar even when the QC threads ask at once
-        found = _tar_indexes.get(stamp)
-        if found is None:
-            found = {}
-            with tarfile.open(path, "r:") as tar:  # "r:": uncompressed only, members are seekable
-                for info in tar:
-                    if info.isreg():
-                        try:
-                            found[normalise_image_key(info.name)] = (info.offset_data, info.size)
-                        except UnsafePath:
-                            continue  # a member named ../x is never addressable
-            _tar_indexes[stamp] = found
-            index_builds += 1
-    return found
+
+    def build() -> dict[str, tuple[int, int]]:
+        found = {}
+        with tarfile.open(path, "r:") as tar:  # "r:": uncompressed only, so members are seekable
+            for info in tar:  # reads the headers only, seeking over the data
+                if info.isreg():
+                    try:
+                        found[normalise_image_key(info.name)] = (info.offset_data, info.size)
+                    except UnsafePath:
+                        continue  # a member named ../x is never addressable
+        return found
+
+    return _cached(_stamp(path), build)
 
 
 def _read_tar_member(path: Path, member: str) -> bytes:
@@ -108,9 +123,6 @@ def _read_tar_member(path: Path, member: str) -> bytes:
 
 # -- parquet -----------------------------------------------------------------------------------
 
-_parquet_indexes: dict[tuple[str, int, int], tuple[str, dict[str, tuple[int, int]]]] = {}
-
-
 def parquet_image_column(names: list[str]) -> str | None:
     return next((c for c in PARQUET_IMAGE_COLUMNS if c in names), None)
 
@@ -119,27 +131,34 @@ def parquet_index(path: Path) -> tuple[str, dict[str, tuple[int, int]]]:
     """(image column, {row key: (row group, row in group)}), reading only the key column."""
     import pyarrow.parquet as pq
 
-    global index_builds
-    stamp = _stamp(path)
-    with _lock:
-        found = _parquet_indexes.get(stamp)
-        if found is None:
-            pf = pq.ParquetFile(path)
-            column = parquet_image_column(pf.schema_arrow.names)
-            if column is None:
-                raise OSError(f"{path.name} has no image column ({', '.join(PARQUET_IMAGE_COLUMNS)})")
-            rows: dict[str, tuple[int, int]] = {}
-            has_key = PARQUET_KEY_COLUMN in pf.schema_arrow.names
-            start = 0
-            for g in range(pf.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                keys = (pf.read_row_group(g, columns=[PARQUET_KEY_COLUMN]).column(0).to_pylist() if has_key
-                        else range(start, start + n))
-                rows.update((str(k), (g, i)) for i, k in enumerate(keys) if k is not None)
-                start += n
-            found = _parquet_indexes[stamp] = (column, rows)
-            index_builds += 1
+    def build() -> tuple[str, dict[str, tuple[int, int]]]:
+        pf = pq.ParquetFile(path)
+        column = parquet_image_column(pf.schema_arrow.names)
+        if column is None:
+            raise OSError(f"{path.name} has no image column ({', '.join(PARQUET_IMAGE_COLUMNS)})")
+        rows: dict[str, tuple[int, int]] = {}
+        has_key = PARQUET_KEY_COLUMN in pf.schema_arrow.names
+        start = 0
+        for g in range(pf.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            keys = (pf.read_row_group(g, columns=[PARQUET_KEY_COLUMN]).column(0).to_pylist() if has_key
+                    else [None] * n)
+            rows.update((parquet_row_key(start + i, k), (g, i)) for i, k in enumerate(keys))
+            start += n
+        return column, rows
+
+    found = _cached(_stamp(path), build)
+    assert isinstance(found, tuple)
     return found
+
+
+@lru_cache(maxsize=4)
+def _row_group_images(stamp: Stamp, group: int, column: str):
+    """One row group's image column: QC reads a shard's images in key order, so the next image is
+    mostly in the row group just read (a few are kept, each ~ rows x image size)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(stamp[0]).read_row_group(group, columns=[column]).column(0)
 
 
 def parquet_row_key(row: int, key: object) -> str:
@@ -148,14 +167,12 @@ def parquet_row_key(row: int, key: object) -> str:
 
 
 def _read_parquet_row(path: Path, member: str) -> bytes:
-    import pyarrow.parquet as pq
-
     column, rows = parquet_index(path)
     where = rows.get(member)
     if where is None:
         raise ImageNotFound(f"no row {member} in {path.name}")
     group, i = where
-    value = pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0)[i].as_py()
+    value = _row_group_images(_stamp(path), group, column)[i].as_py()
     data = value.get("bytes") if isinstance(value, dict) else value
     if not isinstance(data, (bytes, bytearray)) or not data:
         raise ImageNotFound(f"row {member} of {path.name} has no image bytes")
