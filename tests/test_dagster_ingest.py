@@ -138,3 +138,23 @@ def test_regeneration_plans_only_the_changed_datasets_partitions(home, instance)
     assert {(pk.keys_by_dimension["shard"], k.to_user_string()) for pk, k in requested} == {
         (s, a) for s in shard_partitions.get_partition_keys() for a in ("grouped_metadata", "metadata_rejects")}
     assert not planned("other")
+
+
+def test_webdataset_and_parquet_shards_ingest_in_place(home, instance):
+    """Tar and Parquet shards (img2dataset's layout) ingest through Dagster without extraction."""
+    from tests.loaders.test_shards import files_in, write_parquet, write_tar
+
+    images = home / "datasets" / "webshards" / "images"
+    images.mkdir(parents=True)
+    write_tar(images / "00000.tar")
+    write_parquet(images / "00001.parquet")
+    before = files_in(images.parent)
+    run_dataset(defs, "webshards", instance, only=INGEST[:3], log=lambda _: None)
+    store = ParquetStore(home / "store")
+    shards = shard_partitions.get_partition_keys()
+    grouped = store.read_shards("grouped_metadata", "webshards", shards)
+    assert sorted(grouped["image_key"]) == ["00000.tar/000000000.jpg", "00000.tar/000000001.jpg",
+                                            "00001.parquet/100", "00001.parquet/101"]
+    rejects = store.read_shards("metadata_rejects", "webshards", shards)
+    assert "image_missing" in set(rejects["reason"])
+    assert files_in(images.parent) == before

@@ -20,6 +20,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from visit_assets.lib.llm.types import sniff_media_type
+
 from . import queries
 from .compare import image_versions_page, versions_page
 from .reader import Reader
@@ -95,7 +97,10 @@ def image_file(request: Request) -> Response:
         path = None
     if path is None:
         raise HTTPException(404, "no such image")
-    return FileResponse(path, headers={"Cache-Control": "private, max-age=300"})
+    headers = {"Cache-Control": "private, max-age=300"}
+    if isinstance(path, bytes):  # a shard member, read in place
+        return Response(path, media_type=sniff_media_type(path[:16]) or "application/octet-stream", headers=headers)
+    return FileResponse(path, headers=headers)
 
 
 def _page(request: Request) -> int:

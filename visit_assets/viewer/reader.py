@@ -29,7 +29,8 @@ import duckdb
 
 from visit_assets.lib.catalog import assets_with_data, build_catalog, view_names
 from visit_assets.lib.metadata.dataset import DatasetError, check_dataset_name, read_layout
-from visit_assets.lib.metadata.paths import UnsafePath, normalise_image_key, resolve_inside
+from visit_assets.lib.metadata.image_store import locate, read_bytes
+from visit_assets.lib.metadata.paths import UnsafePath
 
 from .queries import BROWSE_ASSETS, BrowseTables, Db, browse_tables
 
@@ -128,17 +129,20 @@ class Reader:
         """How long the current browse tables took to build (None: not built yet)."""
         return self._browse[1].built_s if self._browse[1] else None
 
-    def image_file(self, dataset: str, image_key: str) -> Path:
+    def image_file(self, dataset: str, image_key: str) -> Path | bytes:
         """The file of a registered image key, inside its dataset's image folder (symlinks resolved),
-        or FileNotFoundError: never a path that leaves that folder."""
+        or the bytes of a shard member (image_store), or FileNotFoundError: never a path that
+        leaves that folder."""
         try:
             images = read_layout(self.datasets / check_dataset_name(dataset)).images_dir
-            path = resolve_inside(images, normalise_image_key(image_key))
-        except (DatasetError, UnsafePath) as e:
+            where = locate(images, image_key)
+            if where.member is not None:
+                return read_bytes(images, image_key)
+        except (DatasetError, UnsafePath, OSError) as e:
             raise FileNotFoundError(str(e)) from None
-        if not path.is_file():
+        if not where.path.is_file():
             raise FileNotFoundError(f"{image_key} is not in {images}")
-        return path
+        return where.path
 
     def close(self) -> None:
         with self._lock:

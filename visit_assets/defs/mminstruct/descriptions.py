@@ -11,7 +11,8 @@ from ...lib.frames import rows_frame
 from ...lib.ids import content_hash
 from ...lib.llm.types import ImageInput
 from ...lib.metadata.describe import fact_count
-from ...lib.metadata.paths import UnsafePath, resolve_inside
+from ...lib.metadata.image_store import read_bytes
+from ...lib.metadata.paths import UnsafePath
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import describe as describe_mod
 from ..llm.pools import LLM, llm_pool
@@ -85,7 +86,8 @@ def _read_images(images_dir, wanted: list[dict]) -> tuple[list[tuple[str, ImageI
     images, unreadable = [], []
     for r in wanted:
         try:
-            images.append((r["image_id"], ImageInput.from_file(resolve_inside(images_dir, r["image_key"]))))
+            key = r["image_key"]  # a file or a shard member (image_store): read in place
+            images.append((r["image_id"], ImageInput.from_bytes(read_bytes(images_dir, key), name=key.rsplit("/", 1)[-1])))
         except (OSError, ValueError, UnsafePath) as e:
             unreadable.append(describe_mod.unreadable_row(r["image_id"], f"{type(e).__name__}: {e}"))
     return images, unreadable

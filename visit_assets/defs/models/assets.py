@@ -6,7 +6,7 @@ import polars as pl
 
 from ...lib.code_version import code_version
 from ...lib.ids import content_hash
-from ...lib.metadata.paths import UnsafePath, resolve_inside
+from ...lib.metadata.image_store import ImageRef
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embedding spaces matching reads
 from ...lib.models import clip as clip_mod
@@ -24,15 +24,10 @@ from .resources import ClipResource, EmbedderResource
 EMBEDDING_VERSION = code_version(clip_mod, clip_cache, decode_pool, image_prep, threads, embedder_mod)
 
 
-def _image_paths(images_dir, keys: list[str]) -> list[str]:
-    """Keys were vetted at grouping; vet again here, since this step opens the files."""
-    paths = []
-    for key in keys:
-        try:
-            paths.append(str(resolve_inside(images_dir, key)))
-        except UnsafePath:
-            paths.append("/nonexistent/unsafe-path")  # becomes a per-row error, never an open()
-    return paths
+def _image_paths(images_dir, keys: list[str]) -> list[ImageRef]:
+    """Each key as an image to open (a file or a shard member): image_store vets the key again
+    when it opens it, so an unsafe one is a per-row error, never an open() outside the folder."""
+    return [ImageRef(images_dir, key) for key in keys]
 
 
 @dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],

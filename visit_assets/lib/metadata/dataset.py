@@ -4,6 +4,8 @@
       dataset.yaml          optional: {images: images, sources: [{path: x.json, format: coco}]}
       images/...            the photographs (paths in metadata are relative to this folder)
       *.json / *.jsonl / *.parquet   metadata, any depth outside the image folder
+      images/00000.tar ...  optional: web-scale shards (WebDataset tar, Parquet of image bytes) at
+                            the image folder's top level are sources too; their images stay in them
       conversations/...     optional: already-made VisIT conversations to score and re-select
                             (LLaVA JSON / JSONL / Parquet; not metadata; manifest key `conversations`)
 
@@ -72,7 +74,8 @@ def read_layout(root: Path) -> DatasetLayout:
     if manifest.get("sources"):
         sources = tuple(_manifest_source(root, s) for s in manifest["sources"])
     else:
-        sources = tuple((p, None) for p in _metadata_files(root, (images_dir, imported_dir)))
+        found = _metadata_files(root, (images_dir, imported_dir)) + _shard_files(images_dir)
+        sources = tuple((p, None) for p in found)
     sources, companions = _split_companions(sources)
     if manifest.get("conversations"):
         imported = tuple(_manifest_source(root, s)[0] for s in manifest["conversations"])
@@ -120,6 +123,42 @@ def _metadata_files(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
+def _shard_files(images_dir: Path) -> list[Path]:
+    """The shard files at the image folder's top level (img2dataset writes them flat): one listing,
+    never a walk of the images. A file there of another format (img2dataset's metadata-only
+    `00000.parquet` beside each tar) is not a source."""
+    try:
+        with os.scandir(images_dir) as entries:
+            found = sorted(Path(e.path) for e in entries if e.name.endswith((".tar", ".parquet")) and e.is_file())
+    except OSError:
+        return []
+    shard_formats = {n for n, ld in registry.available().items() if ld.shard}
+    return [p for p in found if registry.detect(p).format in shard_formats]
+
+
+def _shard_keys(frame: pl.DataFrame, path: Path, images_dir: Path) -> pl.DataFrame:
+    """A shard loader's member keys as image keys: `<the shard's path under the image folder>/<member>`.
+    A shard outside the image folder cannot be opened by key: its rows are unsafe_path rejects."""
+    try:
+        prefix = path.resolve().relative_to(images_dir.resolve()).as_posix()
+    except ValueError:
+        outside = pl.col("reject_reason").is_null()
+        return frame.with_columns(
+            pl.when(outside).then(pl.lit("unsafe_path")).otherwise(pl.col("reject_reason")).alias("reject_reason"),
+            pl.when(outside).then(pl.lit(f"shard {path.name} is outside the image folder"))
+            .otherwise(pl.col("reject_detail")).alias("reject_detail"),
+            pl.lit(None, pl.String).alias("image_key"))
+    return frame.with_columns(pl.format("{}/{}", pl.lit(prefix), pl.col("image_key")).alias("image_key"))
+
+
+def _load(layout: DatasetLayout, path: Path, fmt: str | None) -> pl.DataFrame:
+    frame = load_source(path, layout.source_name(path), fmt)
+    formats = frame.get_column("source_format").unique().to_list()
+    if any(f in registry.available() and registry.get(f).shard for f in formats):
+        return _shard_keys(frame, path, layout.images_dir)
+    return frame
+
+
 def dataset_version(layout: DatasetLayout) -> str:
     """Content hash of every metadata file (name + bytes) and of the manifest."""
     parts = [(layout.source_name(p), fmt, file_sha256(p)) for p, fmt in layout.sources]
@@ -141,7 +180,7 @@ def fingerprint(root: Path) -> str:
 
 def load_dataset(layout: DatasetLayout, n_shards: int) -> pl.DataFrame:
     """All source records of a dataset, with `image_id` and `shard` columns (rejects included)."""
-    frames = [load_source(p, layout.source_name(p), fmt) for p, fmt in layout.sources]
+    frames = [_load(layout, p, fmt) for p, fmt in layout.sources]
     records = pl.concat(frames, how="vertical") if frames else empty_source_records()
     records = merge_coco_keys(records, layout.images_dir)  # before ids and shards: they follow the key
     keys = records.get_column("image_key").drop_nulls().unique().to_list()

@@ -1,4 +1,5 @@
-"""Open each image once, safely: refuse paths that escape the dataset, decode fully, read its size."""
+"""Open each image once, safely: refuse paths that escape the dataset, decode fully, read its size.
+Files and shard members alike, through image_store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import polars as pl
 from PIL import Image, UnidentifiedImageError
 
-from .paths import UnsafePath, resolve_inside
+from .image_store import ImageNotFound, open_image_file
+from .paths import UnsafePath
 
 PIL_DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 
@@ -27,15 +29,17 @@ PROBE_SCHEMA = {
 def probe_image(images_dir: Path, key: str, max_pixels: int = PIL_DEFAULT_MAX_PIXELS) -> dict:
     row: dict[str, Any] = {"image_key": key}
     try:
-        path = resolve_inside(images_dir, key)
+        f = open_image_file(images_dir, key)
     except UnsafePath as e:
         return {**row, "image_reason": "unsafe_path", "image_detail": str(e)}
-    if not path.is_file():
-        return {**row, "image_reason": "image_missing", "image_detail": f"no file at {key}"}
+    except ImageNotFound as e:
+        return {**row, "image_reason": "image_missing", "image_detail": str(e)[:300]}
+    except OSError as e:  # a shard that cannot be read (truncated tar, bad Parquet)
+        return {**row, "image_reason": "image_unreadable", "image_detail": f"{type(e).__name__}: {e}"[:300]}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), f:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(f) as im:
                 width, height = im.size
                 row.update(file_width=width, file_height=height, image_mode=im.mode)
                 if width * height > max_pixels:  # checked before decoding a single pixel

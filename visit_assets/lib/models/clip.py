@@ -26,7 +26,7 @@ import numpy as np
 from visit_assets.lib.models.clip_cache import cached_checkpoint_for_tag
 from visit_assets.lib.models.decode_pool import BATCHERS, LOADERS, default_decode_workers
 from visit_assets.lib.models.identity import RANDOM_INIT, UNCONFIGURED, ModelIdentity
-from visit_assets.lib.models.image_prep import ImagePrep
+from visit_assets.lib.models.image_prep import ImagePrep, ImageSource
 from visit_assets.lib.models.threads import torch_num_threads
 from visit_assets.lib.models.weights import cached_file_sha256, hub_offline
 
@@ -236,15 +236,16 @@ class ClipEncoder:
         return next(self.model.parameters()).dtype
 
     # -- images ------------------------------------------------------------------------------
-    def encode_images(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str | None]]:
-        """Embed image files: (float32 [N, dim] L2-normalised, per-image error or None).
+    def encode_images(self, paths: Sequence[ImageSource]) -> tuple[np.ndarray, list[str | None]]:
+        """Embed images (file paths, or image keys as image_store.ImageRef): (float32 [N, dim]
+        L2-normalised, per-image error or None).
 
         A file that cannot be decoded gives a row of NaN and its error string.
         """
         import torch
 
         self._ensure_loaded()
-        names = [str(p) for p in paths]
+        names = list(paths)
         dim = self.dim
         out = np.full((len(names), dim), np.nan, dtype=np.float32)
         errors: list[str | None] = [None] * len(names)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal, get_args
 
-from visit_assets.lib.models.image_prep import ImagePrep
+from visit_assets.lib.models.image_prep import ImagePrep, ImageSource
 from visit_assets.lib.models.threads import usable_cpus
 
 Loader = Literal["threads", "dataloader"]  # how images are decoded (ClipResource.loader)
@@ -27,7 +27,7 @@ def default_decode_workers() -> int:
     return max(2, min(8, usable_cpus() // 2))
 
 
-def batches_threads(paths: list[str], prep: ImagePrep, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def batches_threads(paths: Sequence[ImageSource], prep: ImagePrep, batch_size: int, num_workers: int) -> Iterator[Batch]:
     """Thread-pool decoding, two batches in flight; num_workers=0 decodes synchronously."""
     bs = batch_size
     starts = list(range(0, len(paths), bs))
@@ -56,7 +56,7 @@ def batches_threads(paths: list[str], prep: ImagePrep, batch_size: int, num_work
 class _ImageDataset:
     """Map-style dataset for the DataLoader path (module level so worker processes can use it)."""
 
-    def __init__(self, paths: Sequence[str], prep: ImagePrep) -> None:
+    def __init__(self, paths: Sequence[ImageSource], prep: ImagePrep) -> None:
         self.paths = list(paths)
         self.prep = prep
 
@@ -71,7 +71,7 @@ def _collate_keep(items: list) -> list:
     return items
 
 
-def batches_dataloader(paths: list[str], prep: ImagePrep, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def batches_dataloader(paths: Sequence[ImageSource], prep: ImagePrep, batch_size: int, num_workers: int) -> Iterator[Batch]:
     """torch DataLoader decoding in `num_workers` worker processes (0: in this process)."""
     from torch.utils.data import DataLoader
 

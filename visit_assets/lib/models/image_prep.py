@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class Openable(Protocol):
+    """An image to open later, e.g. ..metadata.image_store.ImageRef (a file or a shard member)."""
+
+    def open(self) -> Any: ...
+
+
+ImageSource = str | os.PathLike | Openable
 
 # Modes open_clip's preprocess handles as the reference loop does (resize, then convert to RGB).
 # Others (palette, bilevel, CMYK, 16/32-bit) go to RGB first: PIL resizes palette images with
@@ -17,13 +26,18 @@ import numpy as np
 _RESIZE_AS_IS = {"RGB", "RGBA", "L", "LA"}
 
 
-def open_image(path: str | os.PathLike):
-    """Decode an image file fully (truncated/corrupt files raise here, not later)."""
+def open_image(source: ImageSource):
+    """Decode an image fully (truncated/corrupt files raise here, not later): a file path, or
+    anything with `open()` giving a binary file (an image key, opened through image_store)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im.load()
-        return im if im.mode in _RESIZE_AS_IS else im.convert("RGB")
+    if isinstance(source, (str, os.PathLike)):
+        with Image.open(source) as im:
+            im.load()
+    else:
+        with source.open() as f, Image.open(f) as im:
+            im.load()
+    return im if im.mode in _RESIZE_AS_IS else im.convert("RGB")
 
 
 class ImagePrep:
@@ -54,7 +68,7 @@ class ImagePrep:
             self.pil_stage = Compose(steps[: cut[0]])
             self.tensor_stage = steps[cut[0] + 1 :]
 
-    def item(self, path: str | os.PathLike) -> tuple[Any, str | None]:
+    def item(self, path: ImageSource) -> tuple[Any, str | None]:
         """(prepared image, None) or (None, "ErrorType: message"); never raises."""
         try:
             im = open_image(path)

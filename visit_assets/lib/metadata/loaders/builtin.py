@@ -18,6 +18,7 @@ from . import (
     ocrvqa,
     refcoco,
     scienceqa,
+    shards,
     stvqa,
     tallyqa,
     textcaps,
@@ -55,4 +56,6 @@ LOADERS = [
                          localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w)),
     # text-rich VQA sets (docs/loaders.md)
     *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER, llavar.LOADER,
+    # web-scale shards, read in place (docs/loaders.md "Web-scale shards")
+    shards.WEBDATASET_LOADER, shards.PARQUET_IMAGES_LOADER,
 ]

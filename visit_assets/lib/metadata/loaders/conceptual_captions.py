@@ -9,7 +9,7 @@ Google publishes urls, not images: the user downloads them. The image key is tha
 name: the line's 0-based index zero-padded to 9 digits, `<index:09d>.jpg` (`000000000.jpg` for the
 first line), which is how img2dataset names the images of a single-folder (`output_format files`)
 download. So `images:` in dataset.yaml names the folder holding those files. img2dataset's tar
-shards (webdataset output) are another layout, out of scope. The index counts records only: blank
+shards (webdataset output) are read by the `webdataset` loader instead (shards.py). The index counts records only: blank
 lines are not records (as a CSV reader skips them), and a first line `caption\\turl` (the header
 img2dataset needs, which users add to the official files) is a header, not a record.
 

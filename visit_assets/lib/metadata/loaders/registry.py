@@ -12,6 +12,8 @@ with a `reject_reason`), and optionally:
   beside its questions). They are part of the dataset version and are not loaded on their own.
 * `scans(path) -> bool`: which files with its suffixes a dataset folder scan takes (default all),
   for a common suffix: Flickr30k Entities' `.txt` files only in a `Sentences` folder.
+* `shard`: the file holds the images themselves (WebDataset tar, Parquet of image bytes): it sits
+  in the image folder and its keys are members of it (..image_store).
 
 Another package adds loaders without editing this one, through the entry-point group
 `visit_assets.loaders`: each entry point names a `Loader` (or a function returning one), and its
@@ -49,6 +51,9 @@ class Loader:
     # which files with its suffixes a folder scan takes (None: all); for a common suffix such as
     # .txt, so that a stray notes.txt is not a source
     scans: Callable[[Path], bool] | None = None
+    # the file is an image shard (a tar, a Parquet of image bytes) kept in the image folder: its
+    # image keys are its member names, prefixed with its path under the image folder when loaded
+    shard: bool = False
 
 
 def _builtin() -> list[Loader]:
@@ -66,7 +71,7 @@ def _plugin(ep) -> Loader:
         raise LoaderError(f"entry point {ep.name} = {ep.value} names a loader called {loader.name!r}")
     dist = getattr(ep, "dist", None)
     return Loader(loader.name, loader.load, loader.detect, loader.companions, loader.description, loader.suffixes,
-                  origin=f"plugin {dist.name if dist else ep.value}", scans=loader.scans)
+                  origin=f"plugin {dist.name if dist else ep.value}", scans=loader.scans, shard=loader.shard)
 
 
 @lru_cache(maxsize=1)
