@@ -26,6 +26,7 @@ from . import (
     visual7w,
     visual_genome,
     vqa,
+    vqa_e,
     vsr,
 )
 from .coco import load_coco, looks_like_coco
@@ -53,7 +54,8 @@ LOADERS = [
            suffixes=(".jsonl", ".parquet")),
     # the datasets Instructify's recipe draws on (docs/loaders.md)
     *(m.LOADER for m in (vqa, textvqa, textcaps, aokvqa, tallyqa, gqa, vsr, visual_genome, image_paragraphs,
-                         localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w)),
+                         localized_narratives, conceptual_captions, lvis, refcoco, flickr30k_entities, visual7w,
+                         vqa_e)),
     # text-rich VQA sets (docs/loaders.md)
     *(m.LOADER for m in (stvqa, ocrvqa, docvqa, chartqa, scienceqa)), docvqa.INFOGRAPHIC_LOADER, llavar.LOADER,
     # web-scale shards, read in place (docs/loaders.md "Web-scale shards")
