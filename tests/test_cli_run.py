@@ -131,8 +131,8 @@ def test_errors_before_anything_runs(env, capsys):
     config = _config(env.tmp / "asset.yaml", "generated_conversatons: {max_iterations: 2}\n")
     err = _fails(["run", str(env.folder), "--config", config], capsys)
     assert "unknown asset 'generated_conversatons' (did you mean generated_conversations?)" in err
-    config = _config(env.tmp / "noconfig.yaml", "image_facts: {threshold: 2}\n")
-    assert "image_facts takes no config" in _fails(["run", str(env.folder), "--config", config], capsys)
+    config = _config(env.tmp / "noconfig.yaml", "image_descriptions: {threshold: 2}\n")
+    assert "image_descriptions takes no config" in _fails(["run", str(env.folder), "--config", config], capsys)
     config = _config(env.tmp / "resource.yaml", "resources: {llm: {backnd: echo}}\n")
     assert 'unexpected config entry "backnd" at path root:resources:llm:config' in _fails(
         ["run", str(env.folder), "--config", config], capsys)
