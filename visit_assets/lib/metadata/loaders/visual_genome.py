@@ -51,7 +51,6 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path, PurePosixPath
@@ -240,8 +239,15 @@ def _reject(row: dict, reason: str, detail: str) -> dict:
     return row
 
 
+# A url whose path is plain segments: urlparse's path is then everything after the host, so its
+# last two parts are the url's own (anything else goes through urlparse).
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9_.-]+){2,}")
+
+
 def image_key_from_url(url: str) -> str:
     """`https://.../VG_100K_2/1.jpg` -> `VG_100K_2/1.jpg` (the url's last two path parts)."""
+    if _PLAIN_URL.fullmatch(url):
+        return "/".join(url.rsplit("/", 2)[-2:])
     parts = [p for p in urlparse(url.strip()).path.split("/") if p]
     return "/".join(parts[-2:])
 
@@ -306,6 +312,7 @@ _BOX_KEYS = {OBJECTS: ("x", "y", "w", "h"), REGIONS: ("x", "y", "width", "height
 _NOT_ENTRY = object()  # the one row of an entry that is not an object or lacks its list
 _JSON_INTS = {int, type(None)}
 _JSON_NUMBERS = {int, float, type(None)}
+_JSON_STRINGS = {str, type(None)}
 
 
 def _entry_image(entry: dict | _Entry) -> int | None:
@@ -366,10 +373,20 @@ def _id_columns(columns: dict[str, list]) -> dict[str, pl.Series]:
                 for name, values in columns.items()}
 
 
-def _per_distinct(values: list, rule: Callable[[str], Any]) -> list:
-    """rule(value) for each string value, computed once per distinct string; None for non-strings."""
-    done = {text: rule(text) for text in {v for v in values if type(v) is str}}
-    return [done[v] if type(v) is str else None for v in values]
+def _distinct(values: list) -> tuple[pl.Series, list[str]]:
+    """The string values as a column (other values null) and its distinct strings: the text rules
+    run once per distinct string (polars finds them), not once per row."""
+    if not set(map(type, values)) <= _JSON_STRINGS:
+        values = [v if type(v) is str else None for v in values]
+    column = pl.Series("v", values, dtype=pl.String)
+    return column, column.drop_nulls().unique().to_list()
+
+
+def _mapped(column: pl.Series, keys: list[str], results: dict[str, pl.Series]) -> dict[str, pl.Series]:
+    """Each row's results, looked up by its string (null for a null string)."""
+    table = pl.DataFrame({"v": pl.Series(keys, dtype=pl.String), **results})
+    joined = column.to_frame().join(table, on="v", how="left", maintain_order="left")
+    return {name: joined[name] for name in results}
 
 
 def _collapsed(text: str) -> str | None:
@@ -377,12 +394,13 @@ def _collapsed(text: str) -> str | None:
     return " ".join(text.split()) if text.strip() else None
 
 
-def _region_label(phrase: str) -> tuple[str, int] | None:
-    """(a region's label, its word count); None when the phrase is blank."""
-    if not phrase.strip():
-        return None
-    label = phrase_label(phrase)
-    return label, len(label.split())
+def _region_label(phrase: str) -> str | None:
+    """A region's label; None when the phrase is blank."""
+    return phrase_label(phrase) if phrase.strip() else None
+
+
+def _n_words(label: str | None) -> int | None:
+    return None if label is None else len(label.split())
 
 
 def _first_name(names: object) -> object:
@@ -396,17 +414,20 @@ def _size_detail(w: float, h: float) -> str:
 def _text_columns(flat: _Flat, role: str) -> dict[str, pl.Series]:
     """label (+ its word count) or text/answer: null where the reject rule says invalid."""
     if role == OBJECTS:
-        return {"label": pl.Series(_per_distinct(list(map(_first_name, flat.field("names"))), _collapsed),
-                                   dtype=pl.String)}
+        column, keys = _distinct(list(map(_first_name, flat.field("names"))))
+        return _mapped(column, keys, {"label": pl.Series(list(map(_collapsed, keys)), dtype=pl.String)})
     if role == REGIONS:
-        pairs = _per_distinct(flat.field("phrase"), _region_label)
-        return {"label": pl.Series([p[0] if p else None for p in pairs], dtype=pl.String),
-                "n_words": pl.Series([p[1] if p else None for p in pairs], dtype=pl.Int64)}
-    text = pl.Series(_per_distinct(flat.field("question"), _collapsed), dtype=pl.String)
-    answer = pl.Series(_per_distinct(flat.field("answer"), _collapsed), dtype=pl.String)
-    both = text.is_not_null() & answer.is_not_null()  # either one bad: neither is kept
-    return {"text": text.zip_with(both, pl.Series([None], dtype=pl.String)), "answer": answer.zip_with(
-        both, pl.Series([None], dtype=pl.String))}
+        column, keys = _distinct(flat.field("phrase"))
+        labels = list(map(_region_label, keys))
+        return _mapped(column, keys, {"label": pl.Series(labels, dtype=pl.String),
+                                      "n_words": pl.Series(list(map(_n_words, labels)), dtype=pl.Int64)})
+    texts = []
+    for name in ("question", "answer"):
+        column, keys = _distinct(flat.field(name))
+        texts.append(_mapped(column, keys, {"t": pl.Series(list(map(_collapsed, keys)), dtype=pl.String)})["t"])
+    both = texts[0].is_not_null() & texts[1].is_not_null()  # either one bad: neither is kept
+    none = pl.Series([None], dtype=pl.String)
+    return {"text": texts[0].zip_with(both, none), "answer": texts[1].zip_with(both, none)}
 
 
 def _box_columns(flat: _Flat, role: str) -> dict[str, pl.Series]:
