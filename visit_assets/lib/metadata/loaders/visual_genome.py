@@ -312,7 +312,6 @@ _BOX_KEYS = {OBJECTS: ("x", "y", "w", "h"), REGIONS: ("x", "y", "width", "height
 _NOT_ENTRY = object()  # the one row of an entry that is not an object or lacks its list
 _JSON_INTS = {int, type(None)}
 _JSON_NUMBERS = {int, float, type(None)}
-_JSON_STRINGS = {str, type(None)}
 
 
 def _entry_image(entry: dict | _Entry) -> int | None:
@@ -347,6 +346,10 @@ class _Flat:
             return list(map(attrgetter(key), self.items))
         return [item.get(key) if isinstance(item, (dict, _Item)) else None for item in self.items]
 
+    def release(self) -> None:
+        """Drop the items once their fields are columns: the decoded file is then freed."""
+        self.items = []
+
     def is_object(self) -> list[bool]:
         return [isinstance(item, (dict, _Item)) for item in self.items]
 
@@ -376,9 +379,10 @@ def _id_columns(columns: dict[str, list]) -> dict[str, pl.Series]:
 def _distinct(values: list) -> tuple[pl.Series, list[str]]:
     """The string values as a column (other values null) and its distinct strings: the text rules
     run once per distinct string (polars finds them), not once per row."""
-    if not set(map(type, values)) <= _JSON_STRINGS:
-        values = [v if type(v) is str else None for v in values]
-    column = pl.Series("v", values, dtype=pl.String)
+    try:  # strict: any other value raises, and only then is the list filtered
+        column = pl.Series("v", values, dtype=pl.String)
+    except TypeError:
+        column = pl.Series("v", [v if type(v) is str else None for v in values], dtype=pl.String)
     return column, column.drop_nulls().unique().to_list()
 
 
@@ -453,6 +457,7 @@ def _rows_frame(flat: _Flat, role: str, lookup: dict | None) -> pl.DataFrame:
         "nid": ids["nid"], "item_image": ids["item_image"], "entry_image": ids["entry_image"].gather(entry),
         **_text_columns(flat, role), **(_box_columns(flat, role) if role in _BOX_KEYS else {}),
     }
+    flat.release()
     frame = pl.DataFrame(columns)
     if lookup is None:
         return frame
@@ -520,10 +525,10 @@ def _short_expr(detail: pl.Expr) -> pl.Expr:
     return pl.when(detail.str.len_chars() > _DETAIL).then(detail.str.slice(0, _DETAIL - 3) + pl.lit("...")).otherwise(detail)
 
 
-def _annotation_rows(data: list, source: str, role: str, images: _Images | None, companion_problem: str) -> pl.DataFrame:
+def _annotation_rows(flat: _Flat, source: str, role: str, images: _Images | None, companion_problem: str) -> pl.DataFrame:
     kind = QA if role == QAS else BOX
     list_key, id_key = _LIST_KEY[role], _ITEM_ID[role]
-    frame = _rows_frame(_Flat(data, list_key), role, None if images is None else images.lookup)
+    frame = _rows_frame(flat, role, None if images is None else images.lookup)
     if frame.height == 0:
         return empty_source_records()
     c = pl.col
@@ -601,7 +606,9 @@ def load_visual_genome(path: Path, source: str) -> pl.DataFrame:
     if role == IMAGES:
         return to_source_records(_image_rows(data, source).rows)
     images, problem, rows = _companion_images(path, source, emits_images)
-    annotations = _annotation_rows(data, source, role, images, problem)
+    flat = _Flat(data, _LIST_KEY[role])
+    del data  # (the items alone hold the decoded structs, until they are columns)
+    annotations = _annotation_rows(flat, source, role, images, problem)
     return pl.concat([to_source_records(rows), annotations], how="vertical") if rows else annotations
 
 LOADER = Loader(FORMAT, load_visual_genome, detect, companions,
