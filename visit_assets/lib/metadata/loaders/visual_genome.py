@@ -51,14 +51,17 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
 import msgspec
+import numpy as np
 import polars as pl
 
-from ..records import BOX, IMAGE, INVALID, QA, SOURCE_RECORD_SCHEMA, to_source_records
+from ..records import BOX, IMAGE, INVALID, QA, SOURCE_RECORD_SCHEMA, empty_source_records, to_source_records
 from .common import MAX_PHRASE_WORDS, BadFile, file_reject, image_key_or_reject, phrase_label, read_json
 from .registry import NO, SIGNATURE, Loader
 
@@ -236,24 +239,15 @@ def _reject(row: dict, reason: str, detail: str) -> dict:
     return row
 
 
-class _Columns:
-    """Rows appended as dicts but kept as one list per column: millions of annotations stay compact."""
-
-    def __init__(self):
-        self.columns: dict[str, list] = {c: [] for c in SOURCE_RECORD_SCHEMA}
-        self._adders = [(name, values.append) for name, values in self.columns.items()]
-
-    def append(self, row: dict) -> None:
-        get = row.get
-        for name, add in self._adders:
-            add(get(name))
-
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.columns, schema=SOURCE_RECORD_SCHEMA, strict=False)
+# A url whose path is plain segments: urlparse's path is then everything after the host, so its
+# last two parts are the url's own (anything else goes through urlparse).
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9_.-]+){2,}")
 
 
 def image_key_from_url(url: str) -> str:
     """`https://.../VG_100K_2/1.jpg` -> `VG_100K_2/1.jpg` (the url's last two path parts)."""
+    if _PLAIN_URL.fullmatch(url):
+        return "/".join(url.rsplit("/", 2)[-2:])
     parts = [p for p in urlparse(url.strip()).path.split("/") if p]
     return "/".join(parts[-2:])
 
@@ -307,107 +301,262 @@ def _image_rows(data: list, source: str) -> _Images:
     return _Images(rows, lookup)
 
 
-def _bad_entry(source: str, index: int, detail: str) -> dict:
-    return {"source": source, "source_format": FORMAT, "record_id": f"{source}#entry/@{index}", "kind": INVALID,
-            "reject_reason": "invalid_record", "reject_detail": detail}
-
-
-def _box(row: dict, item: dict | _Item, keys: tuple[str, str, str, str]) -> None:
-    values = [_num(item.get(k)) for k in keys]
-    bad = [k for k, v in zip(keys, values, strict=True) if v is None]
-    if bad:
-        _reject(row, "invalid_record", f"{', '.join(bad)} missing or not numbers")
-        return
-    row.update(bbox_x=values[0], bbox_y=values[1], bbox_w=values[2], bbox_h=values[3], bbox_norm=False)
-    w, h = values[2], values[3]
-    assert w is not None and h is not None  # (bad is empty)
-    if w <= 0 or h <= 0:
-        _reject(row, "box_out_of_bounds", f"box size {w:g}x{h:g} is not positive")
-
-
-def _fill(row: dict, role: str, item: dict | _Item) -> None:
-    """Kind-specific fields and checks of one annotation item."""
-    if role == OBJECTS:
-        names = item.get("names")
-        if not isinstance(names, list) or not names or not isinstance(names[0], str) or not names[0].strip():
-            _reject(row, "invalid_record", "names is missing, empty or not a list of strings")
-        else:
-            row["label"] = " ".join(names[0].split())
-        _box(row, item, ("x", "y", "w", "h"))
-    elif role == REGIONS:
-        phrase = item.get("phrase")
-        if not isinstance(phrase, str) or not phrase.strip():
-            _reject(row, "invalid_record", "phrase is missing or not a non-empty string")
-        else:
-            row["label"] = phrase_label(phrase)
-            n_words = len(row["label"].split())
-            if n_words > MAX_PHRASE_WORDS:
-                _reject(row, "text_too_long", f"region phrase has {n_words} words (over {MAX_PHRASE_WORDS})")
-        _box(row, item, ("x", "y", "width", "height"))
-    else:
-        q, a = item.get("question"), item.get("answer")
-        if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not a.strip():
-            _reject(row, "invalid_record", "question or answer is missing or not a non-empty string")
-        else:
-            row["text"], row["answer"] = " ".join(q.split()), " ".join(a.split())
-
+# ------------------------------------------------------------------------------------------------
+# annotation rows, column by column: millions of regions are checked as polars expressions rather
+# than in a Python loop; the text rules run in Python once per distinct string (phrases repeat).
+# ------------------------------------------------------------------------------------------------
 
 _LIST_KEY = {OBJECTS: "objects", REGIONS: "regions", QAS: "qas"}
 _ITEM_ID = {OBJECTS: "object_id", REGIONS: "region_id", QAS: "qa_id"}
+_BOX_KEYS = {OBJECTS: ("x", "y", "w", "h"), REGIONS: ("x", "y", "width", "height")}
+_NOT_ENTRY = object()  # the one row of an entry that is not an object or lacks its list
+_JSON_INTS = {int, type(None)}
+_JSON_NUMBERS = {int, float, type(None)}
 
 
-def _annotation_rows(data: list, source: str, role: str, images: _Images | None, companion_problem: str) -> _Columns:
+def _entry_image(entry: dict | _Entry) -> int | None:
+    image = _int(entry.get("image_id"))
+    return image if image is not None else _int(entry.get("id"))
+
+
+class _Flat:
+    """An annotation file's items in file order, one per row, with each row's entry index and item
+    position; an entry that is not an object or has no list holds one placeholder row."""
+
+    def __init__(self, data: list, list_key: str):
+        self.problems: list[str | None] = []  # per entry: why it has no items
+        self.entry_images: list[int | None] = []
+        lists: list = []
+        for entry in data:
+            items = entry.get(list_key) if isinstance(entry, (dict, _Entry)) else None
+            problem = ("entry is not an object" if not isinstance(entry, (dict, _Entry)) else
+                       None if isinstance(items, list) else f"entry has no '{list_key}' list")
+            self.problems.append(problem)
+            self.entry_images.append(None if problem else _entry_image(entry))
+            lists.append((_NOT_ENTRY,) if problem else items)
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        self.entry = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
+        self.position = np.arange(len(self.entry), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.items = list(chain.from_iterable(lists))
+        self.structs = all(type(item) is _Item for item in self.items)  # the typed decode: no placeholders
+
+    def field(self, key: str) -> list:
+        """One field of every row's item (None where absent or the row has no item object)."""
+        if self.structs:
+            return list(map(attrgetter(key), self.items))
+        return [item.get(key) if isinstance(item, (dict, _Item)) else None for item in self.items]
+
+    def release(self) -> None:
+        """Drop the items once their fields are columns: the decoded file is then freed."""
+        self.items = []
+
+    def is_object(self) -> list[bool]:
+        return [isinstance(item, (dict, _Item)) for item in self.items]
+
+
+def _ints(values: list) -> list:
+    """_int of each value (the list itself when every value already is an int or None)."""
+    return values if set(map(type, values)) <= _JSON_INTS else [_int(v) for v in values]
+
+
+def _numbers(values: list) -> pl.Series:
+    """_num of each value as a Float64 column."""
+    if not set(map(type, values)) <= _JSON_NUMBERS:
+        values = [_num(v) for v in values]
+    return pl.Series(values, dtype=pl.Float64)
+
+
+def _id_columns(columns: dict[str, list]) -> dict[str, pl.Series]:
+    """Integer id lists as columns compared with each other: Int64, or (ids past int64) all as their
+    decimal strings, which compare and print the same."""
+    try:
+        return {name: pl.Series(name, values, dtype=pl.Int64) for name, values in columns.items()}
+    except (TypeError, OverflowError):
+        return {name: pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
+                for name, values in columns.items()}
+
+
+def _distinct(values: list) -> tuple[pl.Series, list[str]]:
+    """The string values as a column (other values null) and its distinct strings: the text rules
+    run once per distinct string (polars finds them), not once per row."""
+    try:  # strict: any other value raises, and only then is the list filtered
+        column = pl.Series("v", values, dtype=pl.String)
+    except TypeError:
+        column = pl.Series("v", [v if type(v) is str else None for v in values], dtype=pl.String)
+    return column, column.drop_nulls().unique().to_list()
+
+
+def _mapped(column: pl.Series, keys: list[str], results: dict[str, pl.Series]) -> dict[str, pl.Series]:
+    """Each row's results, looked up by its string (null for a null string)."""
+    table = pl.DataFrame({"v": pl.Series(keys, dtype=pl.String), **results})
+    joined = column.to_frame().join(table, on="v", how="left", maintain_order="left")
+    return {name: joined[name] for name in results}
+
+
+def _collapsed(text: str) -> str | None:
+    """A name, question or answer with its whitespace collapsed; None when blank."""
+    return " ".join(text.split()) if text.strip() else None
+
+
+def _region_label(phrase: str) -> str | None:
+    """A region's label; None when the phrase is blank."""
+    return phrase_label(phrase) if phrase.strip() else None
+
+
+def _n_words(label: str | None) -> int | None:
+    return None if label is None else len(label.split())
+
+
+def _first_name(names: object) -> object:
+    return names[0] if isinstance(names, list) and names else None
+
+
+def _size_detail(w: float, h: float) -> str:
+    return f"box size {w:g}x{h:g} is not positive"
+
+
+def _text_columns(flat: _Flat, role: str) -> dict[str, pl.Series]:
+    """label (+ its word count) or text/answer: null where the reject rule says invalid."""
+    if role == OBJECTS:
+        column, keys = _distinct(list(map(_first_name, flat.field("names"))))
+        return _mapped(column, keys, {"label": pl.Series(list(map(_collapsed, keys)), dtype=pl.String)})
+    if role == REGIONS:
+        column, keys = _distinct(flat.field("phrase"))
+        labels = list(map(_region_label, keys))
+        return _mapped(column, keys, {"label": pl.Series(labels, dtype=pl.String),
+                                      "n_words": pl.Series(list(map(_n_words, labels)), dtype=pl.Int64)})
+    texts = []
+    for name in ("question", "answer"):
+        column, keys = _distinct(flat.field(name))
+        texts.append(_mapped(column, keys, {"t": pl.Series(list(map(_collapsed, keys)), dtype=pl.String)})["t"])
+    both = texts[0].is_not_null() & texts[1].is_not_null()  # either one bad: neither is kept
+    none = pl.Series([None], dtype=pl.String)
+    return {"text": texts[0].zip_with(both, none), "answer": texts[1].zip_with(both, none)}
+
+
+def _box_columns(flat: _Flat, role: str) -> dict[str, pl.Series]:
+    """The four box numbers, and the size detail of the complete boxes that are not positive."""
+    x, y, w, h = (_numbers(flat.field(k)) for k in _BOX_KEYS[role])
+    bad = (x.is_not_null() & y.is_not_null() & w.is_not_null() & h.is_not_null() & ((w <= 0) | (h <= 0)))
+    where = bad.arg_true()
+    details = [_size_detail(a, b) for a, b in zip(w.gather(where).to_list(), h.gather(where).to_list(), strict=True)]
+    size = pl.Series([None] * len(x), dtype=pl.String).scatter(where, pl.Series(details, dtype=pl.String))
+    return {"x": x, "y": y, "w": w, "h": h, "size_detail": size}
+
+
+def _rows_frame(flat: _Flat, role: str, lookup: dict | None) -> pl.DataFrame:
+    """The raw columns of every row: entry/position, ids, texts, box numbers, entry problems."""
+    entry = pl.Series("e", flat.entry)
+    ids = _id_columns({"nid": _ints(flat.field(_ITEM_ID[role])), "item_image": _ints(flat.field("image_id")),
+                       "entry_image": flat.entry_images, "lookup_id": list(lookup or ())})
+    columns: dict[str, pl.Series] = {
+        "e": entry, "j": pl.Series(flat.position),
+        "is_object": pl.Series(flat.is_object(), dtype=pl.Boolean) if not flat.structs else pl.repeat(
+            True, len(entry), eager=True),
+        "problem": pl.Series(flat.problems, dtype=pl.String).gather(entry),
+        "nid": ids["nid"], "item_image": ids["item_image"], "entry_image": ids["entry_image"].gather(entry),
+        **_text_columns(flat, role), **(_box_columns(flat, role) if role in _BOX_KEYS else {}),
+    }
+    flat.release()
+    frame = pl.DataFrame(columns)
+    if lookup is None:
+        return frame
+    images = pl.DataFrame({"lookup_id": ids["lookup_id"],
+                           "img_key": [row.get("image_key") for row in lookup.values()],
+                           "img_reason": [row.get("reject_reason") or None for row in lookup.values()],
+                           "img_detail": [row.get("reject_detail") for row in lookup.values()]},
+                          schema_overrides={"img_key": pl.String, "img_reason": pl.String, "img_detail": pl.String})
+    frame = frame.with_columns(image_id=pl.coalesce("entry_image", "item_image"))
+    return frame.join(images.with_columns(found=pl.lit(True)), left_on="image_id", right_on="lookup_id",
+                      how="left", maintain_order="left")
+
+
+def _text(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.String)
+
+
+_Check = tuple[pl.Expr, str | pl.Expr, pl.Expr]  # (condition, reason, detail)
+
+
+def _checks(role: str, id_key: str, list_key: str, has_images: bool, problem: str) -> list[_Check]:
+    """The checks in the order the row-by-row loader applied them: the first that holds is the row's."""
+    c = pl.col
+    image_id = pl.coalesce("entry_image", "item_image")
+    checks: list[_Check] = [
+        (c("problem").is_not_null(), "invalid_record", c("problem")),
+        (~c("is_object"), "invalid_record",
+         pl.concat_str(pl.lit(f"{list_key}["), _text(c("j")), pl.lit("] is not an object"))),
+        (c("nid").is_null(), "invalid_record", pl.lit(f"{id_key} is missing or not an integer")),
+        (image_id.is_null(), "invalid_record", pl.lit("image_id is missing or not an integer")),
+        (c("item_image").is_not_null() & (c("item_image") != image_id), "invalid_record",
+         pl.concat_str(pl.lit("item image_id "), _text(c("item_image")), pl.lit(" differs from its entry's "),
+                       _text(image_id))),
+    ]
+    if role == OBJECTS:
+        checks.append((c("label").is_null(), "invalid_record", pl.lit("names is missing, empty or not a list of strings")))
+    elif role == REGIONS:
+        checks += [(c("label").is_null(), "invalid_record", pl.lit("phrase is missing or not a non-empty string")),
+                   (c("n_words") > MAX_PHRASE_WORDS, "text_too_long", pl.concat_str(
+                       pl.lit("region phrase has "), _text(c("n_words")), pl.lit(f" words (over {MAX_PHRASE_WORDS})")))]
+    else:
+        checks.append((c("text").is_null(), "invalid_record",
+                       pl.lit("question or answer is missing or not a non-empty string")))
+    if role in _BOX_KEYS:
+        keys = _BOX_KEYS[role]
+        missing = [pl.when(c(col).is_null()).then(pl.lit(k)) for col, k in zip("xywh", keys, strict=True)]
+        checks += [(pl.any_horizontal(*(c(col).is_null() for col in "xywh")), "invalid_record",
+                    pl.concat_str(*missing, separator=", ", ignore_nulls=True) + pl.lit(" missing or not numbers")),
+                   (c("size_detail").is_not_null(), "box_out_of_bounds", c("size_detail"))]
+    checks.append((c("nid").is_not_null() & ~c("nid").is_first_distinct(), "duplicate_record_id",
+                   pl.concat_str(pl.lit(f"{id_key} "), _text(c("nid")), pl.lit(" repeats an earlier one"))))
+    if not has_images:
+        checks.append((pl.lit(True), "missing_companion", pl.lit(problem)))
+    else:
+        checks += [(image_id.is_not_null() & c("found").is_null(), "unknown_image_id",
+                    pl.concat_str(pl.lit("image_id "), _text(image_id), pl.lit(f" is not in {IMAGE_DATA}"))),
+                   (c("img_reason").is_not_null(), c("img_reason"),
+                    pl.concat_str(pl.lit("image "), _text(image_id), pl.lit(" rejected: "),
+                                  c("img_detail").fill_null("None")))]
+    return checks
+
+
+def _short_expr(detail: pl.Expr) -> pl.Expr:
+    """_short as an expression."""
+    return pl.when(detail.str.len_chars() > _DETAIL).then(detail.str.slice(0, _DETAIL - 3) + pl.lit("...")).otherwise(detail)
+
+
+def _annotation_rows(flat: _Flat, source: str, role: str, images: _Images | None, companion_problem: str) -> pl.DataFrame:
     kind = QA if role == QAS else BOX
     list_key, id_key = _LIST_KEY[role], _ITEM_ID[role]
-    rows = _Columns()
-    seen: set[int] = set()
-    for index, entry in enumerate(data):
-        if not isinstance(entry, (dict, _Entry)):
-            rows.append(_bad_entry(source, index, "entry is not an object"))
-            continue
-        items = entry.get(list_key)
-        if not isinstance(items, list):
-            rows.append(_bad_entry(source, index, f"entry has no '{list_key}' list"))
-            continue
-        entry_image = _int(entry.get("image_id"))
-        entry_image = entry_image if entry_image is not None else _int(entry.get("id"))
-        for j, item in enumerate(items):
-            row: dict[str, Any] = {"source": source, "source_format": FORMAT, "kind": kind}
-            if not isinstance(item, (dict, _Item)):
-                row["record_id"] = f"{source}#{kind}/@{index}.{j}"
-                rows.append(_reject(row, "invalid_record", f"{list_key}[{j}] is not an object"))
-                continue
-            native_id = _int(item.get(id_key))
-            if native_id is None:
-                row["record_id"] = f"{source}#{kind}/@{index}.{j}"
-                _reject(row, "invalid_record", f"{id_key} is missing or not an integer")
-            elif native_id in seen:
-                row["record_id"] = f"{source}#{kind}/{native_id}@{index}.{j}"
-            else:
-                row["record_id"] = f"{source}#{kind}/{native_id}"
-            item_image = _int(item.get("image_id"))
-            image_id = entry_image if entry_image is not None else item_image
-            if image_id is None:
-                _reject(row, "invalid_record", "image_id is missing or not an integer")
-            elif item_image is not None and item_image != image_id:
-                _reject(row, "invalid_record", f"item image_id {item_image} differs from its entry's {image_id}")
-            _fill(row, role, item)
-            if native_id is not None and native_id in seen:
-                _reject(row, "duplicate_record_id", f"{id_key} {native_id} repeats an earlier one")
-            if native_id is not None:
-                seen.add(native_id)
-            if images is None:
-                _reject(row, "missing_companion", companion_problem)
-            elif image_id is not None:
-                image = images.lookup.get(image_id)
-                if image is None:
-                    _reject(row, "unknown_image_id", f"image_id {image_id} is not in {IMAGE_DATA}")
-                else:
-                    row["image_key"] = image.get("image_key")
-                    if image.get("reject_reason"):
-                        _reject(row, image["reject_reason"], f"image {image_id} rejected: {image.get('reject_detail')}")
-            rows.append(row)
-    return rows
+    frame = _rows_frame(flat, role, None if images is None else images.lookup)
+    if frame.height == 0:
+        return empty_source_records()
+    c = pl.col
+    checks = _checks(role, id_key, list_key, images is not None, companion_problem)
+    reason = pl.coalesce(*(pl.when(cond).then(r if isinstance(r, pl.Expr) else pl.lit(r)) for cond, r, _ in checks))
+    detail = pl.coalesce(*(pl.when(cond).then(d) for cond, _, d in checks))
+    at = pl.concat_str(pl.lit("@"), _text(c("e")), pl.lit("."), _text(c("j")))
+    dup = c("nid").is_not_null() & ~c("nid").is_first_distinct()
+    record_id = (pl.when(c("problem").is_not_null()).then(pl.concat_str(pl.lit(f"{source}#entry/@"), _text(c("e"))))
+                 .when(~c("is_object") | c("nid").is_null()).then(pl.lit(f"{source}#{kind}/") + at)
+                 .when(dup).then(pl.concat_str(pl.lit(f"{source}#{kind}/"), _text(c("nid")), at))
+                 .otherwise(pl.concat_str(pl.lit(f"{source}#{kind}/"), _text(c("nid")))))
+    values: dict[str, pl.Expr] = {
+        "source": pl.lit(source), "source_format": pl.lit(FORMAT), "record_id": record_id,
+        "kind": pl.when(c("problem").is_not_null()).then(pl.lit(INVALID)).otherwise(pl.lit(kind)),
+        "reject_reason": reason, "reject_detail": _short_expr(detail),
+    }
+    if images is not None:
+        values["image_key"] = pl.when(c("is_object")).then(c("img_key"))  # (placeholders have no image)
+    if role == QAS:
+        values.update(text=c("text"), answer=c("answer"))
+    else:
+        box = pl.all_horizontal(*(c(col).is_not_null() for col in "xywh"))  # a partial box sets no number
+        values["label"] = c("label")
+        values.update({f"bbox_{col}": pl.when(box).then(c(col)) for col in "xywh"})
+        values["bbox_norm"] = pl.when(box).then(pl.lit(False))
+    return frame.select(**{name: values.get(name, pl.lit(None)).cast(dtype)
+                           for name, dtype in SOURCE_RECORD_SCHEMA.items()})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -457,9 +606,9 @@ def load_visual_genome(path: Path, source: str) -> pl.DataFrame:
     if role == IMAGES:
         return to_source_records(_image_rows(data, source).rows)
     images, problem, rows = _companion_images(path, source, emits_images)
-    columns = _annotation_rows(data, source, role, images, problem)
-    del data
-    annotations = columns.frame()
+    flat = _Flat(data, _LIST_KEY[role])
+    del data  # (the items alone hold the decoded structs, until they are columns)
+    annotations = _annotation_rows(flat, source, role, images, problem)
     return pl.concat([to_source_records(rows), annotations], how="vertical") if rows else annotations
 
 LOADER = Loader(FORMAT, load_visual_genome, detect, companions,
