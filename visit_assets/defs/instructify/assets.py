@@ -32,15 +32,15 @@ class ImageFactsConfig(dg.Config):
     layout_max_tokens: int = layout_mod.LAYOUT_PARAMS.max_tokens
 
 
-def _layout_requests(record: dict, config: ImageFactsConfig) -> list[LLMRequest]:
+def _layout_requests(facts: list, config: ImageFactsConfig) -> list[LLMRequest]:
     if config.layout_text != "paragraphs":
         return []
     params = replace(layout_mod.LAYOUT_PARAMS, max_tokens=config.layout_max_tokens)
-    return layout_mod.layout_paragraph_requests(facts_mod.facts_for(record), params)
+    return layout_mod.layout_paragraph_requests(facts, params)
 
 
-def _facts(record: dict, results: list, config: ImageFactsConfig) -> list:
-    facts = facts_mod.facts_for(record)
+def _rewritten(facts: list, results: list, config: ImageFactsConfig) -> list:
+    """The record's facts with their LLM rewrites applied (QA, and layout when asked for)."""
     if not results:
         return facts
     facts = facts_mod.apply_declarative(facts, results)
@@ -63,14 +63,15 @@ def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, sto
     parquet = store.store()
     parent = parquet.pointer("grouped_metadata", dataset, shard)
     records = parquet.read("grouped_metadata", dataset, shard).to_dicts()
+    base = [facts_mod.facts_for(r) for r in records]  # built once: the layout requests and the rows use them
     qa = [facts_mod.qa_to_declarative_requests(r) for r in records]
-    per_record = [q + _layout_requests(r, config) for q, r in zip(qa, records, strict=True)]  # tagged by fact id
+    per_record = [q + _layout_requests(f, config) for q, f in zip(qa, base, strict=True)]  # tagged by fact id
     requests = [q for qs in per_record for q in qs]
     results, llm_meta = llm.run_batch(context, requests, label="fact rewrites") if requests else ([], {})
     rows, start = [], 0
-    for r, qs in zip(records, per_record, strict=True):
+    for r, facts, qs in zip(records, base, per_record, strict=True):
         mine, start = results[start:start + len(qs)], start + len(qs)  # one batch, sliced back per image
-        rows += [{**fact.as_dict(), "image_key": r["image_key"], "shard": shard} for fact in _facts(r, mine, config)]
+        rows += [{**fact.as_dict(), "image_key": r["image_key"], "shard": shard} for fact in _rewritten(facts, mine, config)]
     model = llm.get_client().identity
     version = content_hash(parent["data_version"], FACTS_VERSION, model.as_dict() if requests else None,
                            config.model_dump())
