@@ -9,21 +9,22 @@ import dagster as dg
 from . import defs as defs_package
 from .defs.llm.resources import LLMResource
 from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
-from .defs.resources import DatasetsResource, StoreResource
+from .defs.resources import DatasetsResource, ParquetIOManager, StoreResource
 
 
 @cache  # one walk of the folder for the many build_defs() calls; the modules are imported once anyway
 def _defs_folder() -> dg.Definitions:
-    # load_from_defs_folder minus its pyproject lookup: none in a wheel; its one name fits laptop or cluster, not both
+    """load_from_defs_folder minus its pyproject lookup: none in a wheel; its one name fits laptop or cluster, not both."""
     with warnings.catch_warnings(action="ignore", category=dg.PreviewWarning):  # its per-module scan is "preview"
         return dg.ComponentTree.from_module(defs_module=defs_package, project_root=Path(__file__).parents[1]).build_defs()
 
 
-def build_defs(**resources: dg.ConfigurableResource) -> dg.Definitions:
+def build_defs(**resources: dg.ConfigurableResource | dg.ConfigurableIOManager) -> dg.Definitions:
     """Every domain's definitions with the shared resources; keyword arguments replace resources (tests, profiles)."""
-    defaults = {"store": StoreResource(), "datasets": DatasetsResource(), "llm": LLMResource(),
-                "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource()}
-    return dg.Definitions.merge(_defs_folder(), dg.Definitions(resources={**defaults, **resources}))
+    chosen: dict[str, object] = {"store": StoreResource(), "datasets": DatasetsResource(), "llm": LLMResource(),
+              "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource(), **resources}
+    chosen.setdefault("io_manager", ParquetIOManager(store=chosen["store"]))  # the store chosen, test or cluster
+    return dg.Definitions.merge(_defs_folder(), dg.Definitions(resources=chosen))
 
 
 defs = build_defs()

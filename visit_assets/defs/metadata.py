@@ -11,7 +11,7 @@ import polars as pl
 from .. import settings
 from ..lib.columns import preview_rows, problem_text, schema_names, schema_problems
 from ..lib.contracts import REQUIRED_COLUMNS
-from ..lib.storage import storable
+from ..lib.storage import Versioned, storable
 
 REQUIRED_COLUMNS_CHECK = "required_columns"
 
@@ -46,6 +46,16 @@ def required_columns(asset: str, frame: pl.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(check_name=REQUIRED_COLUMNS_CHECK, asset_key=asset, passed=text is None,
                                severity=dg.AssetCheckSeverity.ERROR, description=text,
                                metadata={"required": len(REQUIRED_COLUMNS[asset]), **problems})
+
+
+def stored(frame: pl.DataFrame, data_version: str, *, metadata: dict | None = None,
+           check_results: list[dg.AssetCheckResult] | None = None, asset_key: str | None = None,
+           **pointer_fields) -> dg.MaterializeResult:
+    """An asset's result: the frame for the IO manager to store under its data version (the same
+    version Dagster records), the fields for its pointer (dataset_version, code_version, ...)."""
+    return dg.MaterializeResult(asset_key=asset_key, value=Versioned(frame, data_version, pointer_fields),
+                                data_version=dg.DataVersion(data_version), metadata=metadata,
+                                check_results=check_results)
 
 
 def viewer_link(path: str, **query: str) -> dg.MetadataValue:

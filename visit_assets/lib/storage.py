@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -134,3 +135,62 @@ class ParquetStore:
     def versions(self, asset: str, dataset: str) -> list[str]:
         base = self.root / safe_name(asset, "asset") / f"dataset={safe_name(dataset, 'dataset')}"
         return sorted(p.name for p in base.iterdir()) if base.exists() else []
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A partition's rows as an asset returns them: stored under `data_version`, with `pointer_fields`
+    (dataset_version, code_version, ...) on its current-version pointer."""
+
+    frame: pl.DataFrame
+    data_version: str
+    pointer_fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parent:
+    """What an asset reads of one parent: a partition, or several shards of one dataset.
+
+    Reads are lazy: an asset that only needs a parent's version, or reads it only when it exists
+    (optional inputs), never loads the rows."""
+
+    store: ParquetStore
+    asset: str
+    dataset: str
+    shards: tuple[int | None, ...] = (None,)
+
+    def _one(self) -> int | None:
+        if len(self.shards) != 1:
+            raise ValueError(f"{self.asset}[{self.dataset}] is read as {len(self.shards)} shards, not one partition")
+        return self.shards[0]
+
+    def current(self) -> dict | None:
+        """The pointer of the one partition, or None when it was never materialized."""
+        return self.store.current(self.asset, self.dataset, self._one())
+
+    @property
+    def exists(self) -> bool:
+        return all(self.store.current(self.asset, self.dataset, s) is not None for s in self.shards)
+
+    @property
+    def pointer(self) -> dict:
+        """The one partition's pointer; a clear error when it was never materialized."""
+        return self.store.pointer(self.asset, self.dataset, self._one())
+
+    def scan(self) -> pl.LazyFrame:
+        return self.store.scan(self.asset, self.dataset, self._one())
+
+    def read(self) -> pl.DataFrame:
+        """The current rows: of the partition, or of every shard as one frame."""
+        if self.shards == (None,):
+            return self.store.read(self.asset, self.dataset)
+        return self.store.read_shards(self.asset, self.dataset, self.shards)
+
+    def made(self) -> Parent:
+        """The shards that have a current version (a shard may hold no image yet)."""
+        return replace(self, shards=tuple(s for s in self.shards if self.store.current(self.asset, self.dataset, s)))
+
+    def data_versions(self) -> list:
+        """[asset, shard, data version or None] per shard: what an asset's own version hashes."""
+        return [(self.asset, s, (self.store.current(self.asset, self.dataset, s) or {}).get("data_version"))
+                for s in self.shards]

@@ -13,12 +13,12 @@ from ...lib.instructify import facts as facts_mod
 from ...lib.instructify import layout_paragraphs as layout_mod
 from ...lib.llm.types import LLMRequest
 from ...lib.metadata.pipeline import lineage_columns
+from ...lib.storage import Parent
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
 from ..partitions import dataset_and_shard, image_partitions
-from ..resources import StoreResource
 from ..waves import REGENERATED
 
 FACTS_VERSION = code_version(facts_mod, layout_mod, files=(
@@ -52,17 +52,16 @@ def _layout_outcomes(frame: pl.DataFrame) -> dict[str, int]:
     return counts_by(frame.filter((pl.col("kind") == "object") & pl.col("note").is_not_null()), "note")
 
 
-@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=FACTS_VERSION,
+@dg.asset(partitions_def=image_partitions, ins={"grouped_metadata": dg.AssetIn()}, code_version=FACTS_VERSION,
           group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR),
           retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("image_facts")])
 @retry_only_transient
-def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, store: StoreResource,
-                llm: LLMResource) -> dg.MaterializeResult:
+def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, llm: LLMResource,
+                grouped_metadata: Parent):
     """Each image's metadata as numbered facts: captions, a box layout, QA rewritten as statements by the LLM, OCR."""
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("grouped_metadata", dataset, shard)
-    records = parquet.read("grouped_metadata", dataset, shard).to_dicts()
+    parent = grouped_metadata.pointer
+    records = grouped_metadata.read().to_dicts()
     base = [facts_mod.facts_for(r) for r in records]  # built once: the layout requests and the rows use them
     qa = [facts_mod.qa_to_declarative_requests(r) for r in records]
     per_record = [q + _layout_requests(f, config) for q, f in zip(qa, base, strict=True)]  # tagged by fact id
@@ -80,10 +79,8 @@ def image_facts(context: dg.AssetExecutionContext, config: ImageFactsConfig, sto
                               pl.lit(facts_mod.DECLARATIVE_PROMPT_VERSION).alias("declarative_prompt_version"),
                               pl.lit(layout_mod.LAYOUT_PROMPT_VERSION if paragraphs else None, pl.Int64)
                               .alias("layout_prompt_version")])
-    parquet.write("image_facts", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
-                  code_version=FACTS_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
-        required_columns("image_facts", frame)], metadata={
+    return stored(frame, version, dataset_version=parent["dataset_version"], code_version=FACTS_VERSION,
+                  check_results=[required_columns("image_facts", frame)], metadata={
         **frame_metadata(frame), "facts_by_kind": counts_by(frame, "kind") if rows else {},
         "qa_rewrites": sum(map(len, qa)),
         "layout_paragraphs": _layout_outcomes(frame) if paragraphs and rows else {},
