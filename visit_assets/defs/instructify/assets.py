@@ -52,7 +52,7 @@ def _layout_outcomes(frame: pl.DataFrame) -> dict[str, int]:
     return counts_by(frame.filter((pl.col("kind") == "object") & pl.col("note").is_not_null()), "note")
 
 
-@dg.asset(partitions_def=image_partitions, ins={"grouped_metadata": dg.AssetIn()}, code_version=FACTS_VERSION,
+@dg.asset(partitions_def=image_partitions, code_version=FACTS_VERSION,
           group_name="instructify", tags=REGENERATED, kinds={"parquet"}, pool=llm_pool(GENERATOR),
           retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("image_facts")])
 @retry_only_transient
