@@ -23,6 +23,10 @@ class StoreResource(dg.ConfigurableResource):
     def store(self) -> ParquetStore:
         return ParquetStore(self.root or settings.store_root())
 
+    def parent(self, asset: str, dataset: str, shards=(None,)) -> Parent:
+        """A view of an asset that is not an input of the step (history, or a read its run config asks for)."""
+        return Parent(self.store(), asset, dataset, tuple(shards))
+
     def exports(self) -> Path:
         return Path(self.exports_root or settings.exports_root())
 

@@ -190,6 +190,10 @@ class Parent:
         """The shards that have a current version (a shard may hold no image yet)."""
         return replace(self, shards=tuple(s for s in self.shards if self.store.current(self.asset, self.dataset, s)))
 
+    def pointers(self) -> dict[int | None, dict | None]:
+        """Each shard's pointer, None for a shard never materialized."""
+        return {s: self.store.current(self.asset, self.dataset, s) for s in self.shards}
+
     def data_versions(self) -> list:
         """[asset, shard, data version or None] per shard: what an asset's own version hashes."""
         return [(self.asset, s, (self.store.current(self.asset, self.dataset, s) or {}).get("data_version"))

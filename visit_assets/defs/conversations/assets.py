@@ -27,12 +27,12 @@ from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import examples as examples_mod
 from ...lib.mminstruct import filters as filters_mod
 from ...lib.models import identity as identity_mod
-from ...lib.storage import safe_name
+from ...lib.storage import Parent, safe_name
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..llm.rounds import LLMRounds
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, viewer_link
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
 from ..waves import REGENERATED
@@ -73,8 +73,8 @@ def lanes_for(config: GenerationConfig, backend_kind: str) -> int:
     return config.lanes or (2 if backend_kind == "openai" else 1)
 
 
-def _instructify(parquet, dataset, shard, config, generate, verify, lanes):
-    facts = parquet.read("image_facts", dataset, shard)
+def _instructify(image_facts: Parent, config, generate, verify, lanes):
+    facts = image_facts.read()
     records = [{"image_id": iid, "image_key": group["image_key"][0], "facts": group.drop("image_key").to_dicts()}
                for (iid,), group in facts.group_by("image_id", maintain_order=True)] if facts.height else []
     registry = registry_mod.load_registry(weights=config.prompt_weights or None, profile=config.prompt_profile)
@@ -83,18 +83,18 @@ def _instructify(parquet, dataset, shard, config, generate, verify, lanes):
     return records, conversations, attempts
 
 
-def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[list[dict], list[dict]]:
+def _mminstruct(context, parents: dict[str, Parent], config, generate) -> tuple[list[dict], list[dict]]:
     """Answers to each image's sampled instruction; an LLM failure is an attempt row, never lost."""
-    if parquet.current("instruction_matches", dataset, shard) is None:
+    if not parents["instruction_matches"].exists:
         context.log.warning("instruction_matches is not materialized for this partition: MM-Instruct answers skipped")
         return [], []
-    matches = parquet.read("instruction_matches", dataset, shard)
+    matches = parents["instruction_matches"].read()
     if not matches.height:
         return [], []
-    described = parquet.read("image_descriptions", dataset, shard).select("image_id", "image_key", "description")
+    described = parents["image_descriptions"].read().select("image_id", "image_key", "description")
     items = matches.select("image_id", "instruction_id", "instruction").join(described, on="image_id")
     params = replace(answer_mod.ANSWER_PARAMS, max_tokens=config.answer_max_tokens)
-    bank = answer_mod.load_answer_examples() + _stage_one_examples(parquet, dataset)
+    bank = answer_mod.load_answer_examples() + _stage_one_examples(parents["instruction_examples"])
     jobs = answer_mod.answer_requests(items.to_dicts(), bank, config.seed, params=params)
     keys = dict(zip(items["image_id"], items["image_key"], strict=True))
     conversations, attempts = [], []
@@ -109,11 +109,11 @@ def _mminstruct(context, parquet, dataset, shard, config, generate) -> tuple[lis
     return conversations, attempts
 
 
-def _stage_one_examples(parquet, dataset: str) -> list[answer_mod.AnswerExample]:
+def _stage_one_examples(instruction_examples: Parent) -> list[answer_mod.AnswerExample]:
     """The teacher's kept answers (instruction_examples): each instruction's own in-context examples."""
-    if parquet.current("instruction_examples", dataset) is None:
+    if not instruction_examples.exists:
         return []
-    return examples_mod.bank_from_rows(parquet.read("instruction_examples", dataset).to_dicts())
+    return examples_mod.bank_from_rows(instruction_examples.read().to_dicts())
 
 
 GENERATION_DEPS: list[str | dg.AssetDep] = ["image_facts", "instruction_matches", "image_descriptions",
@@ -134,19 +134,21 @@ GENERATION_DEPS: list[str | dg.AssetDep] = ["image_facts", "instruction_matches"
     pool=llm_pool(GENERATOR, "checker"), retry_policy=LLM_RETRY_POLICY,
 )
 @retry_only_transient
-def generated_conversations(context: dg.AssetExecutionContext, config: GenerationConfig, store: StoreResource,
-                            llm: LLMResource):
+def generated_conversations(context: dg.AssetExecutionContext, config: GenerationConfig, llm: LLMResource,
+                            image_facts: Parent, instruction_matches: Parent, image_descriptions: Parent,
+                            instruction_examples: Parent):
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("image_facts", dataset, shard)
+    parent = image_facts.pointer
     generate = LLMRounds(context, llm, "conversations")
     checker = llm.role("checker")
     verify = LLMRounds(context, checker, "verification", shares=generate)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mminstruct-answers") as pool:
         # MM-Instruct's one batch runs beside Instructify's rounds: the server never waits for either
-        mm = pool.submit(_mminstruct, context, parquet, dataset, shard, config, generate)
+        mm = pool.submit(_mminstruct, context, {"instruction_matches": instruction_matches, "image_descriptions":
+                                                image_descriptions, "instruction_examples": instruction_examples},
+                         config, generate)
         lanes = lanes_for(config, llm.get_client().backend.kind)
-        records, conversations, attempts = _instructify(parquet, dataset, shard, config, generate, verify, lanes)
+        records, conversations, attempts = _instructify(image_facts, config, generate, verify, lanes)
         mm_conversations, mm_attempts = mm.result()
     summary = sampling_mod.summarize(conversations, attempts)  # Instructify's own accounting
     conversations, attempts = conversations + mm_conversations, attempts + mm_attempts
@@ -158,24 +160,21 @@ def generated_conversations(context: dg.AssetExecutionContext, config: Generatio
     attempt_frame = rows_frame(attempts, lineage)
     if "recipe" in attempt_frame.columns:
         attempt_frame = attempt_frame.with_columns(pl.col("recipe").fill_null(sampling_mod.RECIPE))
-    matches = parquet.current("instruction_matches", dataset, shard)
-    stage_one = parquet.current("instruction_examples", dataset)
+    matches, stage_one = instruction_matches.current(), instruction_examples.current()
     version = content_hash(parent["data_version"], matches and matches["data_version"],
                            *([stage_one["data_version"]] if stage_one else []), GENERATION_VERSION,
                            model.as_dict(), checker.get_client().identity.as_dict(), config.model_dump(exclude={"lanes"}))
-    for name, frame in (("generated_conversations", conv_frame), ("conversation_attempts", attempt_frame)):
-        parquet.write(name, dataset, version, frame, shard, dataset_version=parent["dataset_version"],
-                      code_version=GENERATION_VERSION)
+    lineage_fields = {"dataset_version": parent["dataset_version"], "code_version": GENERATION_VERSION}
     llm_meta = generate.metadata()
-    yield dg.MaterializeResult(asset_key="generated_conversations", data_version=dg.DataVersion(version),
-                               check_results=[required_columns("generated_conversations", conv_frame)], metadata={
+    yield stored(conv_frame, version, asset_key="generated_conversations", **lineage_fields,
+                 check_results=[required_columns("generated_conversations", conv_frame)], metadata={
         **frame_metadata(conv_frame), "by_recipe": counts_by(conv_frame, "recipe") if conversations else {},
         "conversations_per_image": round(len(conversations) / max(len(records), 1), 2),
         "instructify_lanes": lanes,
         "instructify_by_prompt": summary["conversations_by_prompt"],
         "preview": preview(conv_frame, ["image_key", "recipe", "prompt_id", "turns"]), **llm_meta,
     })
-    yield dg.MaterializeResult(asset_key="conversation_attempts", data_version=dg.DataVersion(version), metadata={
+    yield stored(attempt_frame, version, asset_key="conversation_attempts", **lineage_fields, metadata={
         **frame_metadata(attempt_frame), "instructify_iterations": summary["iterations"],
         "instructify_accepted": summary["accepted"], "rejected_by_reason": summary["rejected_by_reason"],
         "stopped_by_reason": summary["stopped_by_reason"], "mminstruct_answers": len(mm_conversations),
@@ -193,12 +192,16 @@ def _rule_reason(row: dict) -> str | None:
     return filters_mod.check_conversation(row["recipe"], turns, row.get("finish_reason"))
 
 
+# the fit check reads each image's description (before, read without saying so: a dependency lineage missed)
+FILTER_DEPS = ["generated_conversations", "image_descriptions"]
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("filtered_conversations", deps=["generated_conversations"], group_name="conversations",
+        dg.AssetSpec("filtered_conversations", deps=FILTER_DEPS, group_name="conversations",
                      description="Conversations that pass their recipe's rule filters and (MM-Instruct) the LLM fit check.",
                      tags=REGENERATED, kinds={"parquet"}),
-        dg.AssetSpec("conversation_rejects", deps=["generated_conversations"], group_name="conversations",
+        dg.AssetSpec("conversation_rejects", deps=FILTER_DEPS, group_name="conversations",
                      description="Every generated conversation the filters removed, with the reason.",
                      tags=REGENERATED, kinds={"parquet"}),
     ],
@@ -206,15 +209,14 @@ def _rule_reason(row: dict) -> str | None:
     retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("filtered_conversations")],
 )
 @retry_only_transient
-def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
-    dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("generated_conversations", dataset, shard)
-    frame = parquet.read("generated_conversations", dataset, shard)
+def filtered_conversations(context: dg.AssetExecutionContext, llm: LLMResource, generated_conversations: Parent,
+                           image_descriptions: Parent):
+    parent = generated_conversations.pointer
+    frame = generated_conversations.read()
     rows = frame.to_dicts() if "conversation_id" in frame.columns else []
     reasons = {r["conversation_id"]: _rule_reason(r) for r in rows}
     to_check = [r for r in rows if r["recipe"] == answer_mod.RECIPE and reasons[r["conversation_id"]] is None]
-    described = parquet.read("image_descriptions", dataset, shard)
+    described = image_descriptions.read()
     description = dict(zip(described["image_id"], described["description"], strict=True))
     items = [{"image_id": r["image_id"], "instruction_id": r["instruction_id"], "description": description[r["image_id"]],
               "instruction": r["turns"][0]["value"].replace("<image>", "").strip()} for r in to_check]
@@ -237,14 +239,12 @@ def filtered_conversations(context: dg.AssetExecutionContext, store: StoreResour
     version = content_hash(parent["data_version"], FILTER_VERSION, filters_mod.filter_settings(),
                            checker.get_client().identity.as_dict())
     kept, rejected = (f.with_columns(pl.lit(FILTER_VERSION).alias("filter_version")) for f in (kept, rejected))
-    for name, out in (("filtered_conversations", kept), ("conversation_rejects", rejected)):
-        parquet.write(name, dataset, version, out, shard, dataset_version=parent["dataset_version"],
-                      code_version=FILTER_VERSION)
-    yield dg.MaterializeResult(asset_key="filtered_conversations", data_version=dg.DataVersion(version),
-                               check_results=[required_columns("filtered_conversations", kept)], metadata={
+    lineage_fields = {"dataset_version": parent["dataset_version"], "code_version": FILTER_VERSION}
+    yield stored(kept, version, asset_key="filtered_conversations", **lineage_fields,
+                 check_results=[required_columns("filtered_conversations", kept)], metadata={
         **frame_metadata(kept), "generated": len(rows), "filter_settings": filters_mod.filter_settings(),
         "preview": preview(kept, ["image_key", "recipe", "turns"]), **llm_meta})
-    yield dg.MaterializeResult(asset_key="conversation_rejects", data_version=dg.DataVersion(version), metadata={
+    yield stored(rejected, version, asset_key="conversation_rejects", **lineage_fields, metadata={
         **frame_metadata(rejected),
         "rejects_by_reason": counts_by(rejected, "reason") if rejected.height else {}})
 
@@ -269,27 +269,29 @@ def _shards() -> list[int]:
     return [int(s) for s in shard_partitions.get_partition_keys()]
 
 
-def _selected(parquet, dataset: str) -> tuple[pl.DataFrame, dict]:
+def _selected(selected_subset: Parent, store: StoreResource) -> tuple[pl.DataFrame, dict]:
     """The selected subset and the manifest fields that name it."""
-    frame = parquet.read("selected_subset", dataset)
-    selection = parquet.current("selected_subset", dataset) or {}
+    frame = selected_subset.read()
+    selection = selected_subset.current() or {}
     return frame, {"dataset_version": selection.get("dataset_version"),
                    "selection_data_version": selection.get("data_version")}
 
 
-def _filtered(parquet, dataset: str) -> tuple[pl.DataFrame, dict]:
+def _filtered(selected_subset: Parent, store: StoreResource) -> tuple[pl.DataFrame, dict]:
     """Every filtered conversation of every shard (image order) and the manifest fields that name
-    them. A shard never filtered fails the run: an export that silently misses a shard would lie."""
-    shards = _shards()
-    pointers = {s: parquet.current("filtered_conversations", dataset, s) for s in shards}
+    them. A shard never filtered fails the run: an export that silently misses a shard would lie.
+    Not inputs of the asset (see its deps): read as the run config asks."""
+    dataset = selected_subset.dataset
+    filtered = store.parent("filtered_conversations", dataset, _shards())
+    pointers = filtered.pointers()
     missing = [s for s, p in pointers.items() if p is None]
     if missing:
         raise dg.Failure(f"filtered_conversations is not materialized for shard(s) {missing} of dataset {dataset!r}: "
                          "materialize it for every shard before exporting source 'filtered'")
-    frame = parquet.read_shards("filtered_conversations", dataset, shards)
+    frame = filtered.read()
     if "conversation_id" in frame.columns:
         frame = frame.sort("image_key", "conversation_id")
-    ingest = parquet.current("source_records", dataset) or {}
+    ingest = store.parent("source_records", dataset).current() or {}
     return frame, {"dataset_version": ingest.get("dataset_version"),
                    "filtered_data_versions": {str(s): p.get("data_version") for s, p in pointers.items()}}
 
@@ -298,14 +300,14 @@ def _filtered(parquet, dataset: str) -> tuple[pl.DataFrame, dict]:
           # filtered_conversations reaches it through selected_subset (quality_scores reads every shard), so
           # an edit regenerates it once; a direct shard dependency made the sensor export twice after an
           # edit touching every shard (tests/daemon). The manifest names the filtered versions it read.
-          deps=["selected_subset"], tags=REGENERATED)
-def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store: StoreResource) -> dg.MaterializeResult:
+          tags=REGENERATED)
+def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store: StoreResource,
+                 selected_subset: Parent):
     """LLaVA JSON of the selected subset (run config `source: selected`, the default) or of every
     filtered conversation of the dataset (`source: filtered`), in a new folder per content version:
     never overwritten. The manifest names the source, so the two never share a folder."""
     dataset = safe_name(context.partition_key, "dataset")  # it becomes a folder name below
-    parquet = store.store()
-    frame, source_fields = (_filtered if config.source == "filtered" else _selected)(parquet, dataset)
+    frame, source_fields = (_filtered if config.source == "filtered" else _selected)(selected_subset, store)
     conversations = frame.to_dicts() if "conversation_id" in frame.columns else []
     items = export_mod.to_llava(conversations)
     invalid = export_mod.invalid_items_report(items, conversations)
@@ -318,7 +320,7 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
             if "source_dataset_version" in frame.columns else []
     fields = {"dataset": dataset, "export_source": config.source, **source_fields,
               "source_dataset_versions": source_versions,
-              "changes_since_previous_dataset_version": _changes(parquet, dataset, source_fields["dataset_version"]),
+              "changes_since_previous_dataset_version": _changes(store.store(), dataset, source_fields["dataset_version"]),
               **export_mod.export_summary(conversations)}
     table = io.BytesIO()
     frame.write_parquet(table)  # the full rows (scores and lineage included) beside the LLaVA JSON
@@ -327,12 +329,11 @@ def visit_export(context: dg.AssetExecutionContext, config: ExportConfig, store:
     rows = pl.DataFrame({"conversation_id": [i["id"] for i in items], "image": [i["image"] for i in items]},
                         schema={"conversation_id": pl.String, "image": pl.String})
     rows = rows.with_columns(pl.lit(dataset).alias("dataset"), pl.lit(manifest["version"]).alias("export_version"))
-    parquet.write("visit_export", dataset, manifest["version"], rows, export_version=manifest["version"])
     folder = store.exports() / dataset / manifest["version"]
     if manifest["not_real_models"]:
         context.log.warning(f"export {manifest['version']} holds text or scores of models without real weights: "
                             f"{manifest['not_real_models']} (manifest field not_real_models)")
-    return dg.MaterializeResult(data_version=dg.DataVersion(manifest["version"]), metadata={
+    return stored(rows, manifest["version"], export_version=manifest["version"], metadata={
         **frame_metadata(rows), "export_source": config.source,
         "not_real_models": dg.MetadataValue.json(manifest["not_real_models"]),
         "export_folder": dg.MetadataValue.path(str(folder)),
