@@ -124,11 +124,11 @@ GENERATION_DEPS: list[str | dg.AssetDep] = ["image_facts", "instruction_matches"
     specs=[
         dg.AssetSpec("generated_conversations", deps=GENERATION_DEPS,
                      description="Conversations of both recipes in LLaVA turns, one row each: recipe, prompt, model, seed.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations").with_io_manager_key("io_manager"),
         dg.AssetSpec("conversation_attempts", deps=GENERATION_DEPS,
                      description="Every generation attempt per image (accepted / rejected and why), plus one "
                                  "'stopped' row per image naming Instructify's stop rule.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations").with_io_manager_key("io_manager"),
     ],
     partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
     pool=llm_pool(GENERATOR, "checker"), retry_policy=LLM_RETRY_POLICY,
@@ -200,10 +200,10 @@ FILTER_DEPS = ["generated_conversations", "image_descriptions"]
     specs=[
         dg.AssetSpec("filtered_conversations", deps=FILTER_DEPS, group_name="conversations",
                      description="Conversations that pass their recipe's rule filters and (MM-Instruct) the LLM fit check.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
         dg.AssetSpec("conversation_rejects", deps=FILTER_DEPS, group_name="conversations",
                      description="Every generated conversation the filters removed, with the reason.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
     ],
     partitions_def=image_partitions, code_version=FILTER_VERSION, pool=llm_pool("checker"),
     retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("filtered_conversations")],
@@ -293,7 +293,7 @@ def _filtered(selected_subset: Parent, store: StoreResource) -> tuple[pl.DataFra
         frame = frame.sort("image_key", "conversation_id")
     ingest = store.parent("source_records", dataset).current() or {}
     return frame, {"dataset_version": ingest.get("dataset_version"),
-                   "filtered_data_versions": {str(s): p.get("data_version") for s, p in pointers.items()}}
+                   "filtered_data_versions": {str(s): p.get("data_version") for s, p in pointers.items() if p}}
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXPORT_VERSION, group_name="conversations", kinds={"json"},
