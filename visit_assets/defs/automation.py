@@ -16,12 +16,18 @@ the materializations' data and code version tags, not through the internal
 
 A request that fails is not retried by the sensor until something it reads or made changes (its run
 key is made of those materializations); a run whose process died is retried by the daemon
-(`run_retries` in dagster.yaml).
+(`run_retries` in dagster.yaml). Dagster 1.13 can miss that retry: its retry daemon reads the
+RUN_FAILURE event, which is stored before the run's status and its `will_retry` tag, and a read in
+between finds the run "not failed" and moves past it for good (seen under load with SQLite storage).
+Such a run, still "waiting to retry" `RETRY_GRACE_S` after it ended, stops holding its dataset back
+and this sensor re-runs its assets and partition once (run key `retry-of:<run id>`): the response
+cache makes the re-run send the LLM nothing already answered.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 
 import dagster as dg
@@ -31,13 +37,41 @@ from .. import settings
 from .partitions import DATASET_PARTITIONS
 from .waves import REGENERATED_TAG, REGENERATED_VALUE, Records, WaveRequest, plan
 
+RETRY_GRACE_S = 120.0  # Dagster's retry daemon reads failures every few seconds: later than this, it missed one
+RETRY_OF_TAG = "visit/retry_of"
+SENSOR_NAME = "regenerate_downstream"
 
-def unfinished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+
+def _waiting_to_retry(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
+    failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=100)
+    return [r for r in failed if r.dagster_run.is_complete_and_waiting_to_retry]
+
+
+def _missed(record: dg.RunRecord, now: float) -> bool:
+    return record.end_time is not None and now - record.end_time > RETRY_GRACE_S
+
+
+def unfinished_runs(instance: dg.DagsterInstance, now: float | None = None) -> list[dg.DagsterRun]:
     """Queued, starting, running or being cancelled (Dagster's IN_PROGRESS_RUN_STATUSES leaves out
-    queued runs), and failed runs the daemon is about to retry."""
+    queued runs), and failed runs the daemon is about to retry (not those whose retry it missed)."""
+    now = time.time() if now is None else now
     runs = instance.get_runs(dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
-    failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=100)
-    return [*runs, *(r for r in failed if r.is_complete_and_waiting_to_retry)]
+    return [*runs, *(r.dagster_run for r in _waiting_to_retry(instance) if not _missed(r, now))]
+
+
+def missed_retry_requests(instance: dg.DagsterInstance, now: float | None = None) -> list[dg.RunRequest]:
+    """Once per failed run of this sensor whose automatic retry never came: the same assets and
+    partition again (not for a run that is itself such a re-run: one second chance, as max_retries)."""
+    now = time.time() if now is None else now
+    out = []
+    for record in _waiting_to_retry(instance):
+        run = record.dagster_run
+        if (_missed(record, now) and run.asset_selection and RETRY_OF_TAG not in run.tags
+                and run.tags.get("dagster/sensor_name") == SENSOR_NAME):
+            out.append(dg.RunRequest(run_key=f"retry-of:{run.run_id}", partition_key=run.tags.get("dagster/partition"),
+                                     asset_selection=sorted(run.asset_selection, key=lambda k: k.to_user_string()),
+                                     tags={RETRY_OF_TAG: run.run_id, "visit/why": "its automatic retry never came"}))
+    return out
 
 
 def busy_datasets(runs: Sequence[dg.DagsterRun], datasets: Sequence[str]) -> set[str]:
@@ -84,4 +118,5 @@ def regenerate_downstream(context: dg.SensorEvaluationContext) -> dg.SensorResul
     assert context.repository_def is not None  # a sensor runs inside its code location
     graph = context.repository_def.asset_graph
     datasets = context.instance.get_dynamic_partitions(DATASET_PARTITIONS)
-    return dg.SensorResult(run_requests=requests_for(context.instance, graph, datasets))
+    retries = missed_retry_requests(context.instance)
+    return dg.SensorResult(run_requests=retries + requests_for(context.instance, graph, datasets))
