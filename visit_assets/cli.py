@@ -72,7 +72,8 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
 
     from . import runner
     from .definitions import defs
-    from .lib.catalog import assets_with_data, build_catalog, view_names
+    from .defs.catalog.assets import CATALOG_ASSET
+    from .lib.catalog import CATALOG_FILE, assets_with_data, view_names
     from .progress import TerminalProgress, attached
     from .run_command import UsageError, check, check_dataset_folder, missing_inputs, place_dataset
 
@@ -99,12 +100,15 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
             try:
                 runner.run_dataset(defs, target.name, instance, run_config={**QUIET, **run_file.run_config()},
                                    op_config=run_file.ops, only=only, log=printer.line)
+                catalog_asset = CATALOG_ASSET.to_user_string()
+                if only is not None and catalog_asset not in only:  # the whole graph ends with it
+                    runner.run_dataset(defs, target.name, instance, only=[catalog_asset], log=printer.line)
             except RuntimeError as e:
                 print(f"visit-assets {command}: {e}", file=sys.stderr)
                 print(f"The failed run, with its logs, is in the Dagster UI:\n  {_ui_command(dagster_home)}",
                       file=sys.stderr)
                 return 1
-    catalog = build_catalog(settings.store_root())
+    catalog = settings.store_root().resolve() / CATALOG_FILE  # made by the duckdb_catalog asset
     views = set(view_names(catalog))
     print(_summary(catalog, [a for a in assets_with_data(settings.store_root()) if a in views], dagster_home,
                    target.name))

@@ -7,9 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from . import defs as defs_package
-from .defs.llm.resources import LLMResource
-from .defs.models.resources import ClipResource, EmbedderResource, RewardResource
-from .defs.resources import DatasetsResource, ParquetIOManager, StoreResource
+from .resource_defaults import shared_resources
 
 
 @cache  # one walk of the folder for the many build_defs() calls; the modules are imported once anyway
@@ -21,10 +19,7 @@ def _defs_folder() -> dg.Definitions:
 
 def build_defs(**resources: dg.ConfigurableResource | dg.ConfigurableIOManager) -> dg.Definitions:
     """Every domain's definitions with the shared resources; keyword arguments replace resources (tests, profiles)."""
-    chosen: dict[str, object] = {"store": StoreResource(), "datasets": DatasetsResource(), "llm": LLMResource(),
-              "clip": ClipResource(), "embedder": EmbedderResource(), "reward": RewardResource(), **resources}
-    chosen.setdefault("io_manager", ParquetIOManager(store=chosen["store"]))  # the store chosen, test or cluster
-    return dg.Definitions.merge(_defs_folder(), dg.Definitions(resources=chosen))
+    return dg.Definitions.merge(_defs_folder(), dg.Definitions(resources=shared_resources(**resources)))
 
 
 defs = build_defs()

@@ -34,7 +34,9 @@ import dagster as dg
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from .. import settings
+from .catalog.assets import CATALOG_ASSET, catalog_requests
 from .partitions import DATASET_PARTITIONS
+from .resources import StoreResource
 from .waves import REGENERATED_TAG, REGENERATED_VALUE, Records, WaveRequest, plan
 
 RETRY_GRACE_S = 120.0  # Dagster's retry daemon reads failures every few seconds: later than this, it missed one
@@ -112,11 +114,15 @@ def requests_for(instance: dg.DagsterInstance, graph, datasets: Sequence[str]) -
 
 
 @dg.sensor(minimum_interval_seconds=settings.sensor_interval_s(), default_status=dg.DefaultSensorStatus.RUNNING,
-           asset_selection=dg.AssetSelection.tag(REGENERATED_TAG, REGENERATED_VALUE))
-def regenerate_downstream(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Runs the next wave of missing or stale partitions of each dataset (see this module)."""
+           asset_selection=dg.AssetSelection.tag(REGENERATED_TAG, REGENERATED_VALUE)
+           | dg.AssetSelection.assets(CATALOG_ASSET))
+def regenerate_downstream(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
+    """Runs the next wave of missing or stale partitions of each dataset (see this module), and
+    rebuilds the DuckDB catalog when nothing else is left to run and its views would change."""
     assert context.repository_def is not None  # a sensor runs inside its code location
     graph = context.repository_def.asset_graph
     datasets = context.instance.get_dynamic_partitions(DATASET_PARTITIONS)
-    retries = missed_retry_requests(context.instance)
-    return dg.SensorResult(run_requests=retries + requests_for(context.instance, graph, datasets))
+    requests = missed_retry_requests(context.instance) + requests_for(context.instance, graph, datasets)
+    if not requests and not unfinished_runs(context.instance):  # a quiet store: once, not once per wave
+        requests = catalog_requests(context.instance, store)
+    return dg.SensorResult(run_requests=requests)

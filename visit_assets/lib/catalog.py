@@ -5,6 +5,7 @@ The catalog holds views only, so it is rebuilt in a second and never blocks a wr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -119,22 +120,44 @@ def _sql_file(con: duckdb.DuckDBPyConnection, store: Path, name: str, present: l
         _create(con, Template(stmt).substitute(_fill(store)), present)
 
 
-def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
-    """Create or refresh `<store>/catalog.duckdb`; returns its path. Raises `CatalogError` for a view that
+CATALOG_FILE = "catalog.duckdb"
+
+
+def _has_rows(store: Path, asset: str) -> bool:
+    return any(json.loads(p.read_text()).get("rows") for p in (store / "_current" / asset).glob("*/*.json"))
+
+
+def catalog_inputs(store: Path) -> list[tuple[str, bool]]:
+    """What decides the catalog's views: each asset with data files, and whether a current partition
+    of it has rows (views over an asset with none are left out). The views read the current files
+    when queried, so a new version of an asset already there changes nothing here."""
+    store = Path(store)
+    return [(a, _has_rows(store, a)) for a in assets_with_data(store)] if store.is_dir() else []
+
+
+def fill_catalog(con: duckdb.DuckDBPyConnection, store: Path, sql_dir: Path = SQL_DIR) -> None:
+    """Create or replace the catalog's views and macros in `con`. Raises `CatalogError` for a view that
     cannot be built, except one over an asset with no rows yet (left out, and logged at INFO)."""
     store = Path(store).resolve()
-    catalog_path = Path(catalog_path or store / "catalog.duckdb")
+    _fill(store)
+    if any((store / "_current").glob("*/*/*.json")):
+        present = [view_name(a) for a in assets_with_data(store)]  # each named in SQL below
+        _sql_file(con, store, "catalog.sql", present, sql_dir)
+        for asset in present:
+            _asset_views(con, store, asset, present, sql_dir)
+        _rejects_view(con, present)
+        for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
+            _sql_file(con, store, name, present, sql_dir)
+
+
+def build_catalog(store: Path, catalog_path: Path | None = None, sql_dir: Path = SQL_DIR) -> Path:
+    """Create or refresh `<store>/catalog.duckdb` (fill_catalog); returns its path."""
+    store = Path(store).resolve()
+    catalog_path = Path(catalog_path or store / CATALOG_FILE)
     _fill(store)
     con = duckdb.connect(str(catalog_path))
     try:
-        if any((store / "_current").glob("*/*/*.json")):
-            present = [view_name(a) for a in assets_with_data(store)]  # each named in SQL below
-            _sql_file(con, store, "catalog.sql", present, sql_dir)
-            for asset in present:
-                _asset_views(con, store, asset, present, sql_dir)
-            _rejects_view(con, present)
-            for name in ("lineage.sql", "version_diff.sql"):  # version_diff: macros, stubs stand in
-                _sql_file(con, store, name, present, sql_dir)
+        fill_catalog(con, store, sql_dir)
     finally:
         con.close()
     return catalog_path

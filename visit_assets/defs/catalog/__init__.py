@@ -1,0 +1,1 @@
+"""Catalog domain: the DuckDB views over the Parquet store, as an asset."""
