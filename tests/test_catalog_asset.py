@@ -55,3 +55,8 @@ def test_built_as_an_asset_and_asked_for_again_only_when_its_views_would_change(
         assert request.run_key and request.run_key.startswith("catalog:")
         assert build(instance, store).metadata["assets_without_rows"].value == []
         assert catalog_requests(instance, store) == []
+
+
+def test_an_empty_store_asks_for_no_catalog(tmp_path):
+    with dg.instance_for_test() as instance:
+        assert catalog_requests(instance, StoreResource(root=str(tmp_path / "store"))) == []

@@ -71,6 +71,7 @@ def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_de
     assert not daemon.materializations("pairwise_evaluation")
     exports = list((daemon.visit_home / "exports" / DATASET).glob("*/manifest.json"))
     assert len(exports) == 1, exports
+    assert daemon.materializations("duckdb_catalog") == Counter({None: 1})  # once the store was quiet
     requests_first = sum(daemon.llm.received.values())
     assert requests_first > 0 and max(daemon.llm.received.values()) == 1  # nothing asked twice
 
@@ -86,6 +87,7 @@ def test_dropped_dataset_reaches_its_export_and_an_edit_regenerates_only_what_de
     for asset, by_partition in ran.items():
         assert max(by_partition.values(), default=0) <= 1, (asset, by_partition)  # no partition twice
     assert ran["source_records"] == Counter({DATASET: 1})
+    assert daemon.materializations("duckdb_catalog") == Counter({None: 1})  # same assets: its views read the new files
     assert not daemon.materializations("pairwise_evaluation")
     # the LLM was asked again only for what the edit changed; nothing answered before was re-sent
     assert max(daemon.llm.received.values()) == 1

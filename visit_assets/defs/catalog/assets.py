@@ -69,7 +69,10 @@ def duckdb_catalog(store: StoreResource, catalog: CatalogResource):
 def catalog_requests(instance: dg.DagsterInstance, store: StoreResource) -> list[dg.RunRequest]:
     """A run of duckdb_catalog when what decides its views changed since its last build (a run key
     per version: a build that fails is not retried every tick)."""
-    version = catalog_version(catalog_mod.catalog_inputs(store.store().root))
+    inputs = catalog_mod.catalog_inputs(store.store().root)
+    if not inputs:  # an empty store: nothing to catalog yet
+        return []
+    version = catalog_version(inputs)
     event = instance.get_latest_materialization_event(CATALOG_ASSET)
     tags = (event.asset_materialization.tags if event and event.asset_materialization else None) or {}
     built = tags.get("dagster/data_version")
