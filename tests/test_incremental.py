@@ -28,6 +28,8 @@ PER_IMAGE_LLM = bench.PER_IMAGE_LLM_ASSETS
 # Per-image stages upstream of the dataset-level clustering: an edit elsewhere must not touch them.
 CONVERSATION_ROWS = ("conversation_attempts", "generated_conversations", "filtered_conversations",
                      "conversation_rejects")
+# one worker runs the module: its fixture (five whole-graph runs) is then built once, not once per worker
+pytestmark = pytest.mark.xdist_group("incremental")
 INGEST_SIDE = ("grouped_metadata", "metadata_rejects", "image_descriptions", "image_embeddings", "image_facts",
                "generated_instructions")
 

@@ -15,7 +15,7 @@ from visit_assets.lib.instructify.registry import load_registry
 from visit_assets.lib.standin import STAND_IN_MODEL, role_model
 from visit_assets.lib.standin.faults import FaultPlan
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rehearsal")]  # its module fixtures built once
 
 # Rates high enough that every fault kind is planted on the 16-image sample (seed chosen once:
 # test_every_fault_kind_is_planted says if a prompt edit makes it miss one).

@@ -16,6 +16,8 @@ from visit_assets.lib.instructify.export import DATA_FILE, read_export
 from visit_assets.lib.storage import ParquetStore
 from visit_assets.viewer.app import create_app
 
+pytestmark = pytest.mark.xdist_group("viewer_app")  # its module fixtures (a sample run) built once
+
 
 @pytest.fixture(scope="module")
 def astronaut(sample_store) -> str:
