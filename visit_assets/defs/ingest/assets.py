@@ -16,9 +16,10 @@ from ...lib.metadata.describe import describe, fact_count
 from ...lib.metadata.loaders import common as loader_common
 from ...lib.metadata.loaders import registry as loader_registry
 from ...lib.mminstruct import describe as vlm_mod
-from ..metadata import counts_by, frame_metadata, preview, required_columns, viewer_link
+from ...lib.storage import Parent
+from ..metadata import counts_by, frame_metadata, preview, required_columns, stored, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
-from ..resources import DatasetsResource, StoreResource
+from ..resources import DatasetsResource
 from ..waves import REGENERATED
 from . import checks
 
@@ -53,18 +54,16 @@ class GroupingConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_partitions, code_version=LOADING_VERSION, group_name="ingest",
           kinds={"parquet", "polars"}, check_specs=checks.source_check_specs)
-def source_records(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource):
+def source_records(context: dg.AssetExecutionContext, datasets: DatasetsResource):
     """Every input record of a dataset's metadata files in one table (rejected ones flagged, never dropped)."""
     dataset = context.partition_key
     layout = datasets.layout(dataset)
     seen = dataset_mod.fingerprint(layout.root)  # taken first: an edit during ingest triggers a re-run
     frame, version = pipeline.ingest_records(layout, settings.n_shards(), LOADING_VERSION)
     data_version = content_hash(version, LOADING_VERSION)
-    store.store().write("source_records", dataset, data_version, frame, dataset_version=version,
-                        code_version=LOADING_VERSION, fingerprint=seen)
     flagged = frame.filter(pl.col("reject_reason").is_not_null())
-    yield dg.MaterializeResult(
-        data_version=dg.DataVersion(data_version),
+    yield stored(
+        frame, data_version, dataset_version=version, code_version=LOADING_VERSION, fingerprint=seen,
         check_results=[required_columns("source_records", frame)],
         metadata={
             "dataset_version": version,
@@ -89,32 +88,32 @@ def _by_format_and_kind(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
+# outs, not specs: a spec's output is typed Nothing, so the IO manager would never store it
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec("grouped_metadata", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
-                     description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
-                     tags=REGENERATED, kinds={"parquet", "polars"}, group_name="ingest"),
-        dg.AssetSpec("metadata_rejects", deps=[dg.AssetDep("source_records", partition_mapping=from_dataset)],
-                     description="Every source record that did not reach grouped_metadata, with its reason.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name="ingest"),
-    ],
+    outs={
+        "grouped_metadata": dg.AssetOut(
+            description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
+            tags=REGENERATED, kinds={"parquet", "polars"}, group_name="ingest"),
+        "metadata_rejects": dg.AssetOut(
+            description="Every source record that did not reach grouped_metadata, with its reason.",
+            tags=REGENERATED, kinds={"parquet"}, group_name="ingest"),
+    },
+    ins={"source_records": dg.AssetIn(partition_mapping=from_dataset)},
     partitions_def=image_partitions, check_specs=checks.grouping_check_specs, code_version=GROUPING_VERSION,
 )
-def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, store: StoreResource,
-                     datasets: DatasetsResource):
+def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, datasets: DatasetsResource,
+                     source_records: Parent):
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("source_records", dataset)
-    records = parquet.scan("source_records", dataset).filter(pl.col("shard") == shard).collect()
+    parent = source_records.pointer
+    records = source_records.scan().filter(pl.col("shard") == shard).collect()
     images_dir = datasets.layout(dataset).images_dir if config.check_images else None
     version = parent["dataset_version"]
     grouped, rejects = pipeline.group_shard(records, images_dir, config.qc(), dataset, version, GROUPING_VERSION)
     # From this shard's own records, not the dataset version: an edit elsewhere reruns nothing here.
     data_version = content_hash(pipeline.records_fingerprint(records), GROUPING_VERSION, config.model_dump())
-    for name, frame in (("grouped_metadata", grouped), ("metadata_rejects", rejects)):
-        parquet.write(name, dataset, data_version, frame, shard, dataset_version=version, code_version=GROUPING_VERSION)
-    yield dg.MaterializeResult(asset_key="grouped_metadata", data_version=dg.DataVersion(data_version),
-                               check_results=[required_columns("grouped_metadata", grouped)], metadata={
+    pointer_fields = {"dataset_version": version, "code_version": GROUPING_VERSION}
+    yield stored(grouped, data_version, asset_key="grouped_metadata", **pointer_fields,
+                 check_results=[required_columns("grouped_metadata", grouped)], metadata={
         "dataset_version": version, **frame_metadata(grouped),
         "images_checked": config.check_images, "source_records": records.height,
         # images whose record merges several sources (e.g. COCO captions with VQAv2 questions)
@@ -124,7 +123,7 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
         "preview": preview(grouped, ["image_key", "width", "height", "captions", "boxes", "qa", "sources"]),
         "viewer": viewer_link("/", dataset=dataset),
     })
-    yield dg.MaterializeResult(asset_key="metadata_rejects", data_version=dg.DataVersion(data_version), metadata={
+    yield stored(rejects, data_version, asset_key="metadata_rejects", **pointer_fields, metadata={
         "dataset_version": version, **frame_metadata(rejects),
         "rejects_by_reason": counts_by(rejects, "reason"),
         "preview": preview(rejects, ["record_id", "kind", "image_key", "reason", "detail"]),
@@ -134,27 +133,26 @@ def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, 
     yield checks.reject_rate_bounded(records.height, rejects, config.max_reject_rate)
 
 
-def _vlm_descriptions(parquet, dataset: str, shard: int) -> tuple[dict[str, tuple[str, str]], str | None]:
-    """The kept VLM descriptions of a shard, {image id: (text, model)}, and their data version."""
-    at = parquet.current("vlm_descriptions", dataset, shard)
+def _vlm_descriptions(vlm_descriptions: Parent) -> tuple[dict[str, tuple[str, str]], str | None]:
+    """The kept VLM descriptions of a shard, {image id: (text, model)}, and their data version
+    (none yet: the describer is optional, its shard may never have been materialized)."""
+    at = vlm_descriptions.current()
     if at is None:
         return {}, None
-    kept = parquet.read("vlm_descriptions", dataset, shard)
+    kept = vlm_descriptions.read()
     kept = kept.filter(pl.col("kept")) if "kept" in kept.columns else kept.clear()
     return {r["image_id"]: (r["vlm_description"], r["model"]) for r in kept.iter_rows(named=True)}, at["data_version"]
 
 
-@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "vlm_descriptions"],
-          code_version=DESCRIBE_VERSION, group_name="ingest", tags=REGENERATED, kinds={"parquet"},
-          check_specs=checks.description_check_specs)
-def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
+@dg.asset(partitions_def=image_partitions, code_version=DESCRIBE_VERSION, group_name="ingest", tags=REGENERATED,
+          kinds={"parquet"}, check_specs=checks.description_check_specs)
+def image_descriptions(context: dg.AssetExecutionContext, grouped_metadata: Parent, vlm_descriptions: Parent):
     """Each grouped image rendered as plain text (captions, objects with coarse positions, QA facts,
     OCR), after a vision-language model's description where vlm_descriptions has one (`source`)."""
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("grouped_metadata", dataset, shard)
-    grouped = parquet.read("grouped_metadata", dataset, shard)
-    seen, vlm_version = _vlm_descriptions(parquet, dataset, shard)
+    parent = grouped_metadata.pointer
+    grouped = grouped_metadata.read()
+    seen, vlm_version = _vlm_descriptions(vlm_descriptions)
     rows = []
     for r in grouped.iter_rows(named=True):
         text, vlm = describe(r), seen.get(r["image_id"])
@@ -169,9 +167,8 @@ def image_descriptions(context: dg.AssetExecutionContext, store: StoreResource):
     )
     # unchanged when no VLM description is used, so turning the describer off keeps every version below
     data_version = content_hash(parent["data_version"], DESCRIBE_VERSION, *([vlm_version] if seen else []))
-    parquet.write("image_descriptions", dataset, data_version, described, shard,
-                  dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION)
-    yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
+    yield stored(described, data_version, dataset_version=parent["dataset_version"], code_version=DESCRIBE_VERSION,
+                 metadata={
         "dataset_version": parent["dataset_version"], **frame_metadata(described),
         "mean_facts_per_image": round(float(described["n_facts"].mean() or 0), 2),  # type: ignore[arg-type]  # polars: a float
         "by_source": counts_by(described, "source") if rows else {},

@@ -15,14 +15,15 @@ from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
+from ...lib.storage import Parent, ParquetStore
 from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
 from ..models.resources import ClipResource, EmbedderResource
-from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
-from ..resources import StoreResource
+from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
+from ..resources import STORE_DATASET, StoreResource
 from ..waves import REGENERATED
 
 SEEDS_DATASET = "shared"  # seed instructions belong to no dataset; stored under this name
@@ -31,8 +32,9 @@ CLUSTER_VERSION = code_version(cluster_mod, generate_mod, files=("prompts/mminst
 MATCH_VERSION = code_version(match_mod)
 
 
-@dg.asset(code_version=GENERATE_VERSION, group_name="mminstruct", kinds={"yaml", "parquet"})
-def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
+@dg.asset(code_version=GENERATE_VERSION, group_name="mminstruct", kinds={"yaml", "parquet"},
+          metadata={STORE_DATASET: SEEDS_DATASET})
+def seed_instructions():
     """The seed instructions: the shipped visit_assets/data/seed_instructions.yaml, or the user's own
     file named by VISIT_SEEDS_FILE.
 
@@ -42,29 +44,28 @@ def seed_instructions(store: StoreResource) -> dg.MaterializeResult:
     version = seeds_mod.seeds_version()
     frame = pl.DataFrame([{"seed_id": s.id, "category": s.category, "text": s.text} for s in seeds]).with_columns(
         pl.lit(version).alias("seeds_version"))
-    store.store().write("seed_instructions", SEEDS_DATASET, version, frame, dataset_version=version)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=version, metadata={
         **frame_metadata(frame), "seeds_version": version, "by_category": counts_by(frame, "category"),
         "path": dg.MetadataValue.path(str(seeds_mod.default_path()))})
 
 
-@dg.asset(partitions_def=image_partitions, deps=["image_descriptions", "seed_instructions"], pool=llm_pool(GENERATOR),
+@dg.asset(partitions_def=image_partitions, pool=llm_pool(GENERATOR),
           code_version=GENERATE_VERSION, group_name="mminstruct", tags=REGENERATED,
           kinds={"parquet"}, retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("generated_instructions")])
 @retry_only_transient
-def generated_instructions(context: dg.AssetExecutionContext, store: StoreResource, llm: LLMResource):
+def generated_instructions(context: dg.AssetExecutionContext, llm: LLMResource, image_descriptions: Parent,
+                           seed_instructions: Parent):
     """For each image description, one new instruction written by the LLM from 3 in-context seeds."""
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("image_descriptions", dataset, shard)
-    described = parquet.read("image_descriptions", dataset, shard)
+    parent = image_descriptions.pointer
+    described = image_descriptions.read()
     # The materialized seeds (what lineage names), not whatever the file says at this moment.
-    seeds_at = parquet.current("seed_instructions", SEEDS_DATASET)
+    seeds_at = seed_instructions.current()
     if seeds_at is None:
         raise FileNotFoundError("seed_instructions has not been materialized yet: materialize it first")
     seeds_version = seeds_at["data_version"]
     seeds = [seeds_mod.Seed(r["seed_id"], r["category"], r["text"])
-             for r in parquet.read("seed_instructions", SEEDS_DATASET).iter_rows(named=True)]
+             for r in seed_instructions.read().iter_rows(named=True)]
     jobs = generate_mod.instruction_requests(zip(described["image_id"], described["description"], strict=True), seeds,
                                              seed=0)
     results, llm_meta = llm.run_batch(context, [j.request for j in jobs], label="instructions") if jobs else ([], {})
@@ -74,10 +75,8 @@ def generated_instructions(context: dg.AssetExecutionContext, store: StoreResour
                                pl.lit(shard).alias("shard"), pl.lit(seeds_version).alias("seeds_version")])
     model = llm.get_client().identity
     version = content_hash(parent["data_version"], GENERATE_VERSION, seeds_version, model.as_dict())
-    parquet.write("generated_instructions", dataset, version, frame, shard,
-                  dataset_version=parent["dataset_version"], code_version=GENERATE_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
-        required_columns("generated_instructions", frame)], metadata={
+    return stored(frame, version, dataset_version=parent["dataset_version"], code_version=GENERATE_VERSION,
+                  check_results=[required_columns("generated_instructions", frame)], metadata={
         **frame_metadata(frame), "by_status": counts_by(frame, "status") if rows else {},
         "preview": preview(frame, ["image_id", "seed_ids", "instruction", "status"]), **llm_meta})
 
@@ -88,18 +87,16 @@ class InstructionClusterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name="mminstruct",
-          deps=[dg.AssetDep("generated_instructions", partition_mapping=from_dataset)],
+          ins={"generated_instructions": dg.AssetIn(partition_mapping=from_dataset)},
           pool="gpu", op_tags=GPU_OP_TAGS,  # the sentence embedder runs in the step (torch), whatever the LLM backend
           tags=REGENERATED, kinds={"parquet", "scikitlearn"}, retry_policy=LLM_RETRY_POLICY,
           check_specs=[required_columns_spec("clustered_instructions")])
 @retry_only_transient
 def clustered_instructions(context: dg.AssetExecutionContext, config: InstructionClusterConfig, store: StoreResource,
-                           llm: LLMResource, embedder: EmbedderResource):
+                           llm: LLMResource, embedder: EmbedderResource, generated_instructions: Parent):
     """Generated instructions embedded, clustered with k-means, and each cluster merged by the LLM into one."""
     dataset = context.partition_key
-    parquet = store.store()
-    shards = [int(s) for s in shard_partitions.get_partition_keys()]
-    generated = parquet.read_shards("generated_instructions", dataset, shards)
+    generated = generated_instructions.read()  # every shard of the dataset
     ok = generated.filter(pl.col("status") == "ok") if "status" in generated.columns else generated.clear()
     groups = generate_mod.dedupe_exact(ok["instruction"].to_list())
     texts = [g.text for g in groups]
@@ -117,21 +114,23 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: Instructio
     if rows:
         frame = frame.with_columns(pl.Series("embedding", merged_vecs.astype(np.float32)),
                                    pl.lit(model.identity.label()).alias("embedder"))
-    version = content_hash([parquet.pointer("generated_instructions", dataset, s)["data_version"] for s in shards],
+    # every shard was read above, so each has a version: the list of versions, by shard
+    version = content_hash([v for _, _, v in generated_instructions.data_versions()],
                            CLUSTER_VERSION, config.model_dump(), llm.get_client().identity.as_dict())
-    parquet.write("clustered_instructions", dataset, version, frame, dataset_version=versions[-1],
-                  code_version=CLUSTER_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
-        required_columns("clustered_instructions", frame)], metadata={
+    return stored(frame, version, dataset_version=versions[-1], code_version=CLUSTER_VERSION,
+                  check_results=[required_columns("clustered_instructions", frame)], metadata={
         **frame_metadata(frame), "generated_ok": ok.height, "distinct": len(groups),
         "merged_duplicates": sum(1 for r in rows if r["status"] == cluster_mod.DUPLICATE),
-        "clustering": dg.MetadataValue.json(info.as_dict()), **_instruction_statistics(parquet, ok, rows),
+        "clustering": dg.MetadataValue.json(info.as_dict()), **_instruction_statistics(store.store(), ok, rows),
         "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
 
 
-def _instruction_statistics(parquet, generated: pl.DataFrame, merged_rows: list[dict]) -> dict:
+def _instruction_statistics(parquet: ParquetStore, generated: pl.DataFrame, merged_rows: list[dict]) -> dict:
     """MM-Instruct's diversity and length figures (section 3, Figure 7) as metadata: root verbs and
-    ROUGE-L to the nearest seed of the generated instructions, word counts of generated and merged."""
+    ROUGE-L to the nearest seed of the generated instructions, word counts of generated and merged.
+
+    The seeds are read from the store by hand: seed_instructions is not a declared parent of
+    clustered_instructions, so no input brings them (optional: none before seeds exist)."""
     texts = generated["instruction"].to_list()
     merged = [r["instruction"] for r in merged_rows if r["status"] == "ok"]
     seeds = parquet.read("seed_instructions", SEEDS_DATASET)["text"].to_list() \
@@ -146,9 +145,9 @@ def _instruction_statistics(parquet, generated: pl.DataFrame, merged_rows: list[
     }
 
 
-def merged_instructions(parquet, dataset: str) -> pl.DataFrame:
-    """The usable merged instructions of `dataset` (status ok)."""
-    merged = parquet.read("clustered_instructions", dataset)
+def merged_instructions(clustered_instructions: Parent) -> pl.DataFrame:
+    """The usable merged instructions of a dataset (status ok)."""
+    merged = clustered_instructions.read()
     return merged.filter(pl.col("status") == "ok") if "status" in merged.columns else merged.clear()
 
 
@@ -170,20 +169,19 @@ class MatchConfig(dg.Config):
 
 
 @dg.asset(partitions_def=image_partitions, code_version=MATCH_VERSION, group_name="mminstruct",
-          deps=["image_embeddings", dg.AssetDep("clustered_instructions", partition_mapping=from_dataset)],
+          ins={"clustered_instructions": dg.AssetIn(partition_mapping=from_dataset)},
           pool="gpu", op_tags=GPU_OP_TAGS,  # the instructions are encoded in the step (CLIP text or the embedder)
           tags=REGENERATED, kinds={"parquet", "numpy"}, check_specs=[required_columns_spec("instruction_matches")])
-def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, store: StoreResource,
-                        clip: ClipResource, embedder: EmbedderResource):
+def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, clip: ClipResource,
+                        embedder: EmbedderResource, image_embeddings: Parent, clustered_instructions: Parent):
     """Similarity of each image to every merged instruction, and one instruction sampled per image.
 
     CLIP image vectors meet CLIP text vectors; without CLIP weights, description vectors meet
     instruction vectors from the same sentence embedder. The matcher is recorded on every row.
     """
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    images = parquet.read("image_embeddings", dataset, shard).filter(pl.col("error").is_null())
-    merged = merged_instructions(parquet, dataset)
+    images = image_embeddings.read().filter(pl.col("error").is_null())
+    merged = merged_instructions(clustered_instructions)
     space = images["embedding_space"][0] if images.height else match_mod.DESCRIPTION_TEXT
     texts = merged["instruction"].to_list() if merged.height else []
     rows: list[dict] = []
@@ -195,15 +193,13 @@ def instruction_matches(context: dg.AssetExecutionContext, config: MatchConfig, 
                                          temperature=config.temperature)
         text_of = dict(zip(ids, texts, strict=True))
         rows = [{**m.as_row(ids, keep_top=config.keep_top), "instruction": text_of[m.instruction_id]} for m in matches]
-    parent = parquet.pointer("image_embeddings", dataset, shard)
+    parent = image_embeddings.pointer
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], MATCH_VERSION),
                                pl.lit(shard).alias("shard")])
     # From the matches themselves: a new instruction pool that leaves this shard's matches as they
     # were (the same merged instructions won) changes nothing below.
     version = content_hash(frame_fingerprint(frame), MATCH_VERSION, config.model_dump())
-    parquet.write("instruction_matches", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
-                  code_version=MATCH_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), check_results=[
-        required_columns("instruction_matches", frame)], metadata={
+    return stored(frame, version, dataset_version=parent["dataset_version"], code_version=MATCH_VERSION,
+                  check_results=[required_columns("instruction_matches", frame)], metadata={
         **frame_metadata(frame), "matcher": space, "instructions": len(texts),
         "preview": preview(frame, ["image_id", "instruction", "similarity", "probability"])})

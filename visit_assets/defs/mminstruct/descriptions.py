@@ -15,12 +15,13 @@ from ...lib.metadata.image_store import read_bytes
 from ...lib.metadata.paths import UnsafePath
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import describe as describe_mod
+from ...lib.storage import Parent
 from ..llm.pools import LLM, llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview
+from ..metadata import counts_by, frame_metadata, preview, stored
 from ..partitions import dataset_and_shard, image_partitions
-from ..resources import DatasetsResource, StoreResource
+from ..resources import DatasetsResource
 from ..waves import REGENERATED
 
 VLM_VERSION = code_version(describe_mod, files=("prompts/mminstruct/image_description.yaml",))
@@ -40,24 +41,23 @@ class VlmDescriptionConfig(dg.Config):
     max_tokens: int = describe_mod.DESCRIPTION_PARAMS.max_tokens
 
 
-@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"], code_version=VLM_VERSION,
+@dg.asset(partitions_def=image_partitions, code_version=VLM_VERSION,
           group_name="mminstruct", pool=_pool(), tags=REGENERATED, kinds={"parquet"},
           retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
-def vlm_descriptions(context: dg.AssetExecutionContext, config: VlmDescriptionConfig, store: StoreResource,
-                     datasets: DatasetsResource, llm: LLMResource):
+def vlm_descriptions(context: dg.AssetExecutionContext, config: VlmDescriptionConfig, datasets: DatasetsResource,
+                     llm: LLMResource, grouped_metadata: Parent):
     """Images described by a vision-language model (the `describer` LLM role, an OpenAI-compatible
     endpoint that takes images) where the rule asks for it; image_descriptions puts the kept ones
     before the metadata's text. With no describer configured, no image is sent and none is listed."""
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("grouped_metadata", dataset, shard)
+    parent = grouped_metadata.pointer
     configured = bool(llm.role_overrides(DESCRIBER))  # a text model cannot see: never the generator by default
     rows: list[dict] = []
     identity = None
     llm_meta: dict = {}
     if configured and config.rule != "never":
-        grouped = parquet.read("grouped_metadata", dataset, shard)
+        grouped = grouped_metadata.read()  # read only when the describer runs
         wanted = [r for r in grouped.select("image_id", "image_key", "captions", "boxes", "qa", "ocr").iter_rows(named=True)
                   if describe_mod.wants_vlm(config.rule, fact_count(r), config.thin_max_facts)]
         images, rows = _read_images(datasets.layout(dataset).images_dir, wanted)
@@ -71,9 +71,7 @@ def vlm_descriptions(context: dg.AssetExecutionContext, config: VlmDescriptionCo
     frame = rows_frame(rows, [*lineage_columns(dataset, parent["dataset_version"], VLM_VERSION),
                               pl.lit(shard).alias("shard")])
     version = content_hash(parent["data_version"], VLM_VERSION, config.model_dump(), identity)
-    parquet.write("vlm_descriptions", dataset, version, frame, shard, dataset_version=parent["dataset_version"],
-                  code_version=VLM_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=parent["dataset_version"], code_version=VLM_VERSION, metadata={
         **frame_metadata(frame), "describer": "configured" if configured else
         "not configured (VISIT_DESCRIBER_LLM_*): metadata descriptions only", "rule": config.rule,
         "kept": int(frame["kept"].sum()) if rows else 0,

@@ -13,13 +13,13 @@ from ...lib.ids import content_hash
 from ...lib.metadata.pipeline import lineage_columns
 from ...lib.mminstruct import examples as examples_mod
 from ...lib.mminstruct import match as match_mod
+from ...lib.storage import Parent
 from ..k8s import GPU_OP_TAGS
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview
+from ..metadata import counts_by, frame_metadata, preview, stored
 from ..models.resources import ClipResource, EmbedderResource
-from ..partitions import dataset_partitions, from_dataset, shard_partitions
-from ..resources import StoreResource
+from ..partitions import dataset_partitions, from_dataset
 from ..waves import REGENERATED
 from .assets import instruction_vectors, merged_instructions
 
@@ -34,43 +34,45 @@ class InstructionExamplesConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EXAMPLES_VERSION, group_name="mminstruct",
-          deps=[dg.AssetDep("image_embeddings", partition_mapping=from_dataset),
-                dg.AssetDep("image_descriptions", partition_mapping=from_dataset), "clustered_instructions"],
+          ins={"image_embeddings": dg.AssetIn(partition_mapping=from_dataset),
+               "image_descriptions": dg.AssetIn(partition_mapping=from_dataset)},
           pool="gpu", op_tags=GPU_OP_TAGS,  # the instructions are encoded in the step (CLIP text or the embedder)
           tags=REGENERATED, kinds={"parquet"}, retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
-def instruction_examples(context: dg.AssetExecutionContext, config: InstructionExamplesConfig, store: StoreResource,
-                         llm: LLMResource, clip: ClipResource, embedder: EmbedderResource):
+def instruction_examples(context: dg.AssetExecutionContext, config: InstructionExamplesConfig, llm: LLMResource,
+                         clip: ClipResource, embedder: EmbedderResource, image_embeddings: Parent,
+                         image_descriptions: Parent, clustered_instructions: Parent):
     """Stage 1 of MM-Instruct's answers: the teacher model (the `teacher` LLM role, by default the
     judge's stronger model) answers each merged instruction for the images most similar to it; the
     answers that pass the answer filters are that instruction's in-context examples in stage 2."""
     dataset = context.partition_key
-    parquet = store.store()
-    shards = [int(s) for s in shard_partitions.get_partition_keys()]
-    merged = merged_instructions(parquet, dataset)
-    pairs = _best_pairs(parquet, dataset, shards, merged, config.per_instruction, clip, embedder)
+    merged = merged_instructions(clustered_instructions)
+    pairs = _best_pairs(image_embeddings, image_descriptions, merged, config.per_instruction, clip, embedder)
     teacher = llm.role(TEACHER)
     params = replace(examples_mod.ANSWER_PARAMS, max_tokens=config.max_tokens)
     jobs = examples_mod.example_requests(pairs, config.seed, params=params)
     results, llm_meta = teacher.run_batch(context, [j.request for j in jobs], label="examples") if jobs else ([], {})
     rows = [examples_mod.example_row(j, r) for j, r in zip(jobs, results, strict=True)]
-    dataset_version = parquet.pointer("clustered_instructions", dataset)["dataset_version"]
+    dataset_version = clustered_instructions.pointer["dataset_version"]
     frame = rows_frame(rows, lineage_columns(dataset, dataset_version, EXAMPLES_VERSION))
     # From the examples themselves: an edit that leaves every example as it was (most edits of one
     # image) changes nothing below, so the conversations of other shards stay as they are.
     version = content_hash(frame_fingerprint(frame), EXAMPLES_VERSION, config.model_dump(),
                            teacher.get_client().identity.as_dict())
-    parquet.write("instruction_examples", dataset, version, frame, dataset_version=dataset_version,
-                  code_version=EXAMPLES_VERSION)
     kept = frame.filter(pl.col("kept")) if rows else frame
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=dataset_version, code_version=EXAMPLES_VERSION, metadata={
         **frame_metadata(frame), "kept": kept.height, "instructions": merged.height,
         "instructions_with_two_or_more": int((kept.group_by("instruction_id").len()["len"] >= 2).sum()) if rows else 0,
         "by_filter_reason": counts_by(frame.filter(~pl.col("kept")), "filter_reason") if rows else {},
         "preview": preview(frame, ["instruction", "image_id", "answer", "kept"]), **llm_meta})
 
 
-def _best_pairs(parquet, dataset: str, shards: list[int], merged: pl.DataFrame, per_instruction: int,
+def _shards(parent: Parent) -> list[Parent]:
+    """Each shard of a dataset-wide parent on its own: read one at a time, never all at once."""
+    return [replace(parent, shards=(s,)) for s in parent.shards]
+
+
+def _best_pairs(embeddings: Parent, descriptions: Parent, merged: pl.DataFrame, per_instruction: int,
                 clip: ClipResource, embedder: EmbedderResource) -> list[dict]:
     """(instruction, image) pairs to answer: the `per_instruction` images most similar to each
     instruction, read shard by shard, with the images' descriptions."""
@@ -78,20 +80,20 @@ def _best_pairs(parquet, dataset: str, shards: list[int], merged: pl.DataFrame, 
         return []
     best = examples_mod.BestImages(merged.height, per_instruction)
     vectors: dict[str, np.ndarray] = {}  # per embedding space (CLIP or the text fallback)
-    for shard in shards:
-        images = parquet.read("image_embeddings", dataset, shard).filter(pl.col("error").is_null())
+    for shard in _shards(embeddings):
+        images = shard.read().filter(pl.col("error").is_null())
         if not images.height:
             continue
         space = images["embedding_space"][0]
         if space not in vectors:
             vectors[space] = instruction_vectors(space, merged, clip, embedder)
         best.add(images["image_id"].to_list(),
-                 match_mod.similarity(np.stack(images["embedding"].to_numpy()), vectors[space]))
+                 match_mod.similarity(np.stack(list(images["embedding"].to_numpy())), vectors[space]))
     chosen = {i: best.best(i) for i in range(merged.height)}
     wanted = {image_id for picks in chosen.values() for image_id, _ in picks}
     described: dict = {}
-    for shard in shards:
-        d = parquet.read("image_descriptions", dataset, shard).select("image_id", "description")
+    for shard in _shards(descriptions):
+        d = shard.read().select("image_id", "description")
         described.update(zip(*d.filter(pl.col("image_id").is_in(list(wanted))).get_columns(), strict=True))
     ids, texts = merged["instruction_id"].to_list(), merged["instruction"].to_list()
     return [{"instruction_id": ids[i], "instruction": texts[i], "image_id": image_id,

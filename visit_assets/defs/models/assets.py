@@ -12,10 +12,11 @@ from ...lib.mminstruct.match import CLIP_IMAGE, DESCRIPTION_TEXT  # the embeddin
 from ...lib.models import clip as clip_mod
 from ...lib.models import clip_cache, decode_pool, image_prep, threads
 from ...lib.models import embedder as embedder_mod
+from ...lib.storage import Parent
 from ..k8s import GPU_OP_TAGS
-from ..metadata import frame_metadata
+from ..metadata import frame_metadata, stored
 from ..partitions import dataset_and_shard, image_partitions
-from ..resources import DatasetsResource, StoreResource
+from ..resources import DatasetsResource
 from ..waves import REGENERATED
 from . import checks
 from .resources import ClipResource, EmbedderResource
@@ -30,11 +31,11 @@ def _image_paths(images_dir, keys: list[str]) -> list[ImageRef]:
     return [ImageRef(images_dir, key) for key in keys]
 
 
-@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata", "image_descriptions"],
+@dg.asset(partitions_def=image_partitions, deps=["grouped_metadata"],
           code_version=EMBEDDING_VERSION, group_name="models", tags=REGENERATED,
           kinds={"pytorch", "parquet"}, pool="gpu", op_tags=GPU_OP_TAGS, check_specs=checks.embedding_check_specs)
-def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource,
-                     clip: ClipResource, embedder: EmbedderResource):
+def image_embeddings(context: dg.AssetExecutionContext, datasets: DatasetsResource, clip: ClipResource,
+                     embedder: EmbedderResource, image_descriptions: Parent):
     """One vector per grouped image, with the model that made it.
 
     With CLIP weights configured these are CLIP image embeddings (`embedding_space` = clip-image).
@@ -42,9 +43,8 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
     (`description-text`): honest, useful for clustering, and never mistaken for CLIP.
     """
     dataset, shard = dataset_and_shard(context)
-    parquet = store.store()
-    parent = parquet.pointer("image_descriptions", dataset, shard)
-    described = parquet.read("image_descriptions", dataset, shard).sort("image_id")
+    parent = image_descriptions.pointer
+    described = image_descriptions.read().sort("image_id")
     encoder = clip.get()
     if encoder.available:
         space, model, lineage = CLIP_IMAGE, encoder.identity, clip.lineage()
@@ -64,12 +64,9 @@ def image_embeddings(context: dg.AssetExecutionContext, store: StoreResource, da
         *lineage_columns(dataset, parent["dataset_version"], EMBEDDING_VERSION),
     )
     data_version = content_hash(parent["data_version"], EMBEDDING_VERSION, model.as_dict())
-    parquet.write("image_embeddings", dataset, data_version, frame, shard,
-                  dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION)
     dtype = frame["embedding"].dtype  # an Array: the vectors are one 2-D array
-    yield dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata={
-        **frame_metadata(frame), "embedding_space": space, "dim": int(dtype.size)
-        if frame.height and isinstance(dtype, pl.Array) else 0, "failed_images": int(frame["error"].is_not_null().sum()),
-        **lineage,
-    })
+    yield stored(frame, data_version, dataset_version=parent["dataset_version"], code_version=EMBEDDING_VERSION,
+                 metadata={**frame_metadata(frame), "embedding_space": space,
+                           "dim": int(dtype.size) if frame.height and isinstance(dtype, pl.Array) else 0,
+                           "failed_images": int(frame["error"].is_not_null().sum()), **lineage})
     yield checks.one_vector_per_image(described, frame)
