@@ -27,11 +27,12 @@ from ...lib.selection import quality as quality_mod
 from ...lib.selection import ranking as ranking_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
+from ...lib.storage import Parent
 from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
 from ..partitions import dataset_partitions, from_dataset, shard_partitions
 from ..resources import DatasetsResource, StoreResource
@@ -61,47 +62,48 @@ def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
     return [(a, s, (parquet.current(a, dataset, s) or {}).get("data_version")) for a in assets for s in shards]
 
 
+# A multi_asset's inputs: the parameters named after its specs' deps (the deps keep their partition
+# mappings; Dagster refuses an AssetIn that repeats one).
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                      _dataset_dep("metadata_rejects")],
                      description="Already-made VisIT conversations from the dataset's conversations/ folder, "
                                  "to be scored and re-selected without regenerating (imported scores kept).",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
         dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                _dataset_dep("metadata_rejects")],
                      description="Every imported item that could not be used, with the reason.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
     ],
     partitions_def=dataset_partitions, code_version=IMPORT_VERSION,
 )
-def imported_conversations(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource):
+def imported_conversations(context: dg.AssetExecutionContext, datasets: DatasetsResource, source_records: Parent,
+                           grouped_metadata: Parent, metadata_rejects: Parent):
     dataset = context.partition_key
-    parquet = store.store()
     layout = datasets.layout(dataset)
-    parent = parquet.pointer("source_records", dataset)
-    known = set(parquet.read_shards("grouped_metadata", dataset, _shards())["image_id"])
+    parent = source_records.pointer
+    known = set(grouped_metadata.read()["image_id"])
     files = [(p, layout.source_name(p)) for p in layout.imported]
-    rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(parquet, dataset))
+    rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(metadata_rejects))
     lineage = lineage_columns(dataset, parent["dataset_version"], IMPORT_VERSION)
     frame = pl.DataFrame(rows, schema=imported_mod.rows_schema()).with_columns(*lineage)
     rejected = pl.DataFrame(rejects, schema=imported_mod.REJECTS_SCHEMA).with_columns(*lineage)
-    version = content_hash(parent["data_version"], _versions(parquet, dataset, ["grouped_metadata"], True),
-                           IMPORT_VERSION)
-    for name, out in (("imported_conversations", frame), ("imported_rejects", rejected)):
-        parquet.write(name, dataset, version, out, dataset_version=parent["dataset_version"],
-                      code_version=IMPORT_VERSION)
-    yield dg.MaterializeResult(asset_key="imported_conversations", data_version=dg.DataVersion(version), metadata={
+    version = content_hash(parent["data_version"], grouped_metadata.data_versions(), IMPORT_VERSION)
+    yield stored(frame, version, asset_key="imported_conversations", dataset_version=parent["dataset_version"],
+                 code_version=IMPORT_VERSION, metadata={
         **frame_metadata(frame), "files": [name for _, name in files],
         "imported_scores": {n: int(frame[f"imported_{n}"].is_not_null().sum()) for n in imported_mod.SCORES},
         "preview": preview(frame, ["image_key", "source_id", "turns"])})
-    yield dg.MaterializeResult(asset_key="imported_rejects", data_version=dg.DataVersion(version), metadata={
+    yield stored(rejected, version, asset_key="imported_rejects", dataset_version=parent["dataset_version"],
+                 code_version=IMPORT_VERSION, metadata={
         **frame_metadata(rejected), "rejects_by_reason": counts_by(rejected, "reason")})
 
 
-def _qc_reasons(parquet, dataset: str) -> dict[str, str]:
+def _qc_reasons(metadata_rejects: Parent) -> dict[str, str]:
     """Image id -> the reasons metadata QC gave for its records (metadata_rejects)."""
-    rejects = parquet.read_shards("metadata_rejects", dataset, _shards())
+    dataset = metadata_rejects.dataset
+    rejects = metadata_rejects.read()
     if not rejects.height:
         return {}
     by_image = (rejects.filter(pl.col("image_key").is_not_null())
