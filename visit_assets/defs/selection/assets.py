@@ -62,6 +62,11 @@ def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
     return [(a, s, (parquet.current(a, dataset, s) or {}).get("data_version")) for a in assets for s in shards]
 
 
+def _dataset_in() -> dg.AssetIn:
+    """Every shard of a per-shard parent, read by a dataset-level asset."""
+    return dg.AssetIn(partition_mapping=from_dataset)
+
+
 # A multi_asset's inputs: the parameters named after its specs' deps (the deps keep their partition
 # mappings; Dagster refuses an AssetIn that repeats one).
 @dg.multi_asset(
@@ -168,30 +173,28 @@ class ImageClusterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
-          tags=REGENERATED, deps=[_dataset_dep("image_embeddings")])
-def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig, store: StoreResource):
+          tags=REGENERATED, ins={"image_embeddings": _dataset_in()})
+def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig, store: StoreResource,
+                   image_embeddings: Parent):
     """A spectral cluster per image (nearest-neighbour affinity); the method used is on every row."""
     dataset = context.partition_key
-    parquet = store.store()
-    emb = parquet.read_shards("image_embeddings", dataset, _shards()).sort("image_id")
+    emb = image_embeddings.read().sort("image_id")
     usable = emb.filter(pl.col("error").is_null()) if emb.height else emb
     X = embedding_matrix(usable["embedding"]) if usable.height else np.zeros((0, 1), np.float32)
     labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
                                                     method=config.method)
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    dataset_version = scoring.current_dataset_version(store.store(), dataset)
     frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
         pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
         pl.lit(info["agreement_with_exact"]).alias("method_agreement"),
         *lineage_columns(dataset, dataset_version, CLUSTER_VERSION))
-    version = content_hash(_versions(parquet, dataset, ["image_embeddings"], True), CLUSTER_VERSION,
-                           config.model_dump())
-    parquet.write("image_clusters", dataset, version, frame, dataset_version=dataset_version,
-                  code_version=CLUSTER_VERSION, method=info.get("method"))
+    version = content_hash(image_embeddings.data_versions(), CLUSTER_VERSION, config.model_dump())
     if emb.height > usable.height:
         context.log.warning(f"{emb.height - usable.height} images have no embedding (see image_embeddings.error)")
     for warning in info.get("warnings", []):  # e.g. a neighbour graph in pieces: clusters follow the pieces
         context.log.warning(f"image clustering: {warning}")
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=dataset_version, code_version=CLUSTER_VERSION,
+                  method=info.get("method"), metadata={
         **frame_metadata(frame), "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
         "embedding_space": sorted(set(frame["embedding_space"])) if frame.height else [],
         "images_without_embedding": emb.height - usable.height,
@@ -222,18 +225,16 @@ class SelectionConfig(dg.Config):
     specs=[
         dg.AssetSpec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="The selected conversations: top F within each image cluster.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
         dg.AssetSpec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
     ],
     partitions_def=dataset_partitions, code_version=SELECT_VERSION, check_specs=[required_columns_spec("selected_subset")],
 )
-def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
-    dataset = context.partition_key
-    parquet = store.store()
-    scored = parquet.read("quality_scores", dataset)
-    all_clusters = parquet.read("image_clusters", dataset)
+def selected_subset(config: SelectionConfig, quality_scores: Parent, image_clusters: Parent):
+    scored = quality_scores.read()
+    all_clusters = image_clusters.read()
     clusters = all_clusters.select("image_id", "cluster")
     frame = scored.join(clusters, on="image_id", how="left")
     pool = ranking_mod.pool_rows(frame, config.pool)
@@ -248,18 +249,16 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     ranking = ranking_mod.ranking(frame, chosen.rows, used, method)
     subset = frame.join(ranking.filter(pl.col("selected")).select("conversation_id", "F", "rank"),
                         on="conversation_id").sort("cluster", "rank")
-    version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
+    version = content_hash(quality_scores.data_versions() + image_clusters.data_versions(), SELECT_VERSION,
                            config.model_dump())
     # The rows come from quality_scores' rows; the code that made them is the selection's.
     subset, ranking = (f.with_columns(pl.lit(SELECT_VERSION).alias("code_version")) for f in (subset, ranking))
-    for name, out in (("selected_subset", subset), ("selection_ranking", ranking)):
-        parquet.write(name, dataset, version, out, dataset_version=scored["dataset_version"][0] if scored.height
-                      else None, code_version=SELECT_VERSION)
+    dataset_version = scored["dataset_version"][0] if scored.height else None
     table = chosen.table
     plot = plots_mod.selection_plot(F, chosen.rows["selected"].to_numpy(), table["cluster"].to_list(),
                                     table["size"].to_list(), table["selected"].to_list())
-    yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version),
-                               check_results=[required_columns("selected_subset", subset)], metadata={
+    yield stored(subset, version, asset_key="selected_subset", dataset_version=dataset_version,
+                 code_version=SELECT_VERSION, check_results=[required_columns("selected_subset", subset)], metadata={
         **frame_metadata(subset), "scored": frame.height, "pool": pool.height,
         "weights_given": config.weights, "weights_used": used, "scaling": dg.MetadataValue.json(scaling),
         "selection": dg.MetadataValue.json({**chosen.info, "scaling": config.scaling, "pool": config.pool}),
@@ -268,7 +267,8 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
         "F": ranking_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
         "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
-    yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={
+    yield stored(ranking, version, asset_key="selection_ranking", dataset_version=dataset_version,
+                 code_version=SELECT_VERSION, metadata={
         **frame_metadata(ranking), "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
 
 
