@@ -34,7 +34,7 @@ from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
-from ..partitions import dataset_partitions, from_dataset, shard_partitions
+from ..partitions import dataset_partitions, from_dataset
 from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
 from . import scoring
@@ -48,18 +48,8 @@ EVAL_VERSION = code_version(evaluation_mod, pairwise_mod,
 GROUP = "selection"
 
 
-def _shards() -> list[int]:
-    return [int(s) for s in shard_partitions.get_partition_keys()]
-
-
 def _dataset_dep(name: str) -> dg.AssetDep:
     return dg.AssetDep(name, partition_mapping=from_dataset)
-
-
-def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
-    """Data versions of the inputs, for this asset's own content-hash version."""
-    shards = _shards() if sharded else [None]
-    return [(a, s, (parquet.current(a, dataset, s) or {}).get("data_version")) for a in assets for s in shards]
 
 
 def _dataset_in() -> dg.AssetIn:
@@ -127,33 +117,31 @@ class QualityConfig(dg.Config):
 @dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
           kinds={"pytorch", "parquet"},
           tags=REGENERATED,
-          deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")],
+          ins={"filtered_conversations": _dataset_in(), "image_embeddings": _dataset_in()},
           retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
-                   llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
+                   llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource,
+                   filtered_conversations: Parent, imported_conversations: Parent, image_embeddings: Parent):
     """One row per conversation (filtered + imported): CLIP score, length, reward and judge scores,
     raw and scaled to 0-100 over the dataset version, each with the model that made it."""
     dataset = context.partition_key
-    parquet = store.store()
-    conversations = scoring.conversations(parquet, dataset, _shards())
+    conversations = scoring.conversations(filtered_conversations, imported_conversations)
     judge = llm.role("judge")
-    scores = scoring.score_all(context, config, parquet, dataset, _shards(), conversations,
+    scores = scoring.score_all(context, config, image_embeddings, conversations,
                                scoring.Scorers(judge, clip, embedder, reward))
     raw, info = scores.raw, scores.info
     columns, scaling = quality_mod.scaled_columns(raw)
     frame = conversations.with_columns(
         *columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in scores.models.items()],
         *scores.judge_columns, pl.lit(stable_json(scaling)).alias("scaling"))
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    dataset_version = scoring.current_dataset_version(store, dataset)
     frame = frame.with_columns(*lineage_columns(dataset, dataset_version, QUALITY_VERSION))
-    version = content_hash(_versions(parquet, dataset, ["filtered_conversations", "image_embeddings"], True),
-                           _versions(parquet, dataset, ["imported_conversations"], False),
+    version = content_hash(filtered_conversations.data_versions() + image_embeddings.data_versions(),
+                           imported_conversations.data_versions(),
                            QUALITY_VERSION, config.model_dump(), info["models"],
                            judge.get_client().identity.as_dict() if config.judge else None)  # labels cut weights
-    parquet.write("quality_scores", dataset, version, frame, dataset_version=dataset_version,
-                  code_version=QUALITY_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=dataset_version, code_version=QUALITY_VERSION, metadata={
         **frame_metadata(frame), "by_recipe": counts_by(frame, "recipe") if frame.height else {},
         "score_models": dg.MetadataValue.json(info["models"]), "scaling": dg.MetadataValue.json(scaling),
         "missing_scores": {n: int(frame[f"{n}_raw"].is_null().sum()) for n in raw},
@@ -183,7 +171,7 @@ def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig
     X = embedding_matrix(usable["embedding"]) if usable.height else np.zeros((0, 1), np.float32)
     labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
                                                     method=config.method)
-    dataset_version = scoring.current_dataset_version(store.store(), dataset)
+    dataset_version = scoring.current_dataset_version(store, dataset)
     frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
         pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
         pl.lit(info["agreement_with_exact"]).alias("method_agreement"),
@@ -290,24 +278,21 @@ class EvaluationConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool=llm_pool("pairwise"),
-          kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")],
-          retry_policy=LLM_RETRY_POLICY)
+          kinds={"parquet"}, ins={"image_descriptions": _dataset_in()}, retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
 def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, store: StoreResource,
-                        llm: LLMResource) -> dg.MaterializeResult:
+                        llm: LLMResource, selected_subset: Parent, quality_scores: Parent, image_descriptions: Parent):
     """Win / Tie / Lose of the selected conversations against a baseline, judged in both orders.
     Offline evaluation: materialize it on demand (no automation)."""
     dataset = context.partition_key
-    parquet = store.store()
     judge = llm.role("pairwise")
-    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), judge)
-    version = content_hash(_versions(parquet, dataset, ["selected_subset", "quality_scores"], False), EVAL_VERSION,
+    dataset_version = scoring.current_dataset_version(store, dataset)
+    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, quality_scores, selected_subset,
+                                                        image_descriptions, judge, dataset_version)
+    version = content_hash(selected_subset.data_versions() + quality_scores.data_versions(), EVAL_VERSION,
                            config.model_dump(), judge.get_client().identity.as_dict())
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
     rows = rows.with_columns(*lineage_columns(dataset, dataset_version, EVAL_VERSION))
-    parquet.write("pairwise_evaluation", dataset, version, rows, dataset_version=dataset_version,
-                  code_version=EVAL_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(rows, version, dataset_version=dataset_version, code_version=EVAL_VERSION, metadata={
         **frame_metadata(rows), "win_tie_lose": dg.MetadataValue.json(counts),
         "unpaired_selected": unpaired, "baseline": config.baseline, "rule": config.rule,
         "preview": preview(rows, ["image_key", "prompt_id", "verdict_ab", "verdict_ba", "outcome"]), **llm_meta})
