@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from visit_assets.defs.selection import scoring
-from visit_assets.lib.storage import ParquetStore
+from visit_assets.lib.storage import Parent, ParquetStore
 
 DIM = 6
 
@@ -30,24 +30,24 @@ class WordVectors:  # a deterministic text encoder: the test is about rows, slic
         return np.stack([_vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
 
 
-def _store(tmp_path) -> ParquetStore:
+def _embeddings(tmp_path) -> Parent:
     store = ParquetStore(tmp_path)
     images = ["a", "b", "c", "b"]  # "b" twice: the last one counts; "z" (below) has no embedding
     vectors = [_vector(f"image {i}{n}").tolist() for n, i in enumerate(images)]
     store.write("image_embeddings", "d", "v1", pl.DataFrame({
         "image_id": images, "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, DIM)),
         "embedding_space": ["text-description"] * 4}), 0)
-    return store
+    return Parent(store, "image_embeddings", "d", (0,))
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8192])
 def test_clip_scores_by_slices_equal_each_row_on_its_own(tmp_path, monkeypatch, chunk):
     monkeypatch.setattr(scoring, "CLIP_CHUNK", chunk)
-    store, encoder = _store(tmp_path), WordVectors()
+    embeddings, encoder = _embeddings(tmp_path), WordVectors()
     frame = pl.DataFrame({"image_id": ["c", "z", "b", "a", "b", "a", "c"],
                           "answer": [f"answer {n}" for n in range(7)]})
     embedder = SimpleNamespace(get=lambda: encoder)
-    scores, space, model = scoring._clip(None, frame, store, "d", [0], None, embedder, max_sentences=10)
+    scores, space, model = scoring._clip(None, frame, embeddings, None, embedder, max_sentences=10)
     image = {"a": _vector("image a0"), "b": _vector("image b3"), "c": _vector("image c2")}
     expected = [100 * float(np.dot(image[i], _vector(a))) if i in image else np.nan
                 for i, a in frame.select("image_id", "answer").iter_rows()]

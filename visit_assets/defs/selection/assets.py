@@ -27,13 +27,14 @@ from ...lib.selection import quality as quality_mod
 from ...lib.selection import ranking as ranking_mod
 from ...lib.selection import scores as scores_mod
 from ...lib.selection import select as select_mod
+from ...lib.storage import Parent
 from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
-from ..partitions import dataset_partitions, from_dataset, shard_partitions
+from ..partitions import dataset_partitions, from_dataset
 from ..resources import DatasetsResource, StoreResource
 from ..waves import REGENERATED
 from . import scoring
@@ -47,61 +48,57 @@ EVAL_VERSION = code_version(evaluation_mod, pairwise_mod,
 GROUP = "selection"
 
 
-def _shards() -> list[int]:
-    return [int(s) for s in shard_partitions.get_partition_keys()]
-
-
 def _dataset_dep(name: str) -> dg.AssetDep:
     return dg.AssetDep(name, partition_mapping=from_dataset)
 
 
-def _versions(parquet, dataset: str, assets: list[str], sharded: bool) -> list:
-    """Data versions of the inputs, for this asset's own content-hash version."""
-    shards = _shards() if sharded else [None]
-    return [(a, s, (parquet.current(a, dataset, s) or {}).get("data_version")) for a in assets for s in shards]
+def _dataset_in() -> dg.AssetIn:
+    """Every shard of a per-shard parent, read by a dataset-level asset."""
+    return dg.AssetIn(partition_mapping=from_dataset)
 
 
+# A multi_asset's inputs: the parameters named after its specs' deps (the deps keep their partition
+# mappings; Dagster refuses an AssetIn that repeats one).
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                      _dataset_dep("metadata_rejects")],
                      description="Already-made VisIT conversations from the dataset's conversations/ folder, "
                                  "to be scored and re-selected without regenerating (imported scores kept).",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
         dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                _dataset_dep("metadata_rejects")],
                      description="Every imported item that could not be used, with the reason.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
     ],
     partitions_def=dataset_partitions, code_version=IMPORT_VERSION,
 )
-def imported_conversations(context: dg.AssetExecutionContext, store: StoreResource, datasets: DatasetsResource):
+def imported_conversations(context: dg.AssetExecutionContext, datasets: DatasetsResource, source_records: Parent,
+                           grouped_metadata: Parent, metadata_rejects: Parent):
     dataset = context.partition_key
-    parquet = store.store()
     layout = datasets.layout(dataset)
-    parent = parquet.pointer("source_records", dataset)
-    known = set(parquet.read_shards("grouped_metadata", dataset, _shards())["image_id"])
+    parent = source_records.pointer
+    known = set(grouped_metadata.read()["image_id"])
     files = [(p, layout.source_name(p)) for p in layout.imported]
-    rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(parquet, dataset))
+    rows, rejects = imported_mod.load_imported(files, dataset, known, _qc_reasons(metadata_rejects))
     lineage = lineage_columns(dataset, parent["dataset_version"], IMPORT_VERSION)
     frame = pl.DataFrame(rows, schema=imported_mod.rows_schema()).with_columns(*lineage)
     rejected = pl.DataFrame(rejects, schema=imported_mod.REJECTS_SCHEMA).with_columns(*lineage)
-    version = content_hash(parent["data_version"], _versions(parquet, dataset, ["grouped_metadata"], True),
-                           IMPORT_VERSION)
-    for name, out in (("imported_conversations", frame), ("imported_rejects", rejected)):
-        parquet.write(name, dataset, version, out, dataset_version=parent["dataset_version"],
-                      code_version=IMPORT_VERSION)
-    yield dg.MaterializeResult(asset_key="imported_conversations", data_version=dg.DataVersion(version), metadata={
+    version = content_hash(parent["data_version"], grouped_metadata.data_versions(), IMPORT_VERSION)
+    yield stored(frame, version, asset_key="imported_conversations", dataset_version=parent["dataset_version"],
+                 code_version=IMPORT_VERSION, metadata={
         **frame_metadata(frame), "files": [name for _, name in files],
         "imported_scores": {n: int(frame[f"imported_{n}"].is_not_null().sum()) for n in imported_mod.SCORES},
         "preview": preview(frame, ["image_key", "source_id", "turns"])})
-    yield dg.MaterializeResult(asset_key="imported_rejects", data_version=dg.DataVersion(version), metadata={
+    yield stored(rejected, version, asset_key="imported_rejects", dataset_version=parent["dataset_version"],
+                 code_version=IMPORT_VERSION, metadata={
         **frame_metadata(rejected), "rejects_by_reason": counts_by(rejected, "reason")})
 
 
-def _qc_reasons(parquet, dataset: str) -> dict[str, str]:
+def _qc_reasons(metadata_rejects: Parent) -> dict[str, str]:
     """Image id -> the reasons metadata QC gave for its records (metadata_rejects)."""
-    rejects = parquet.read_shards("metadata_rejects", dataset, _shards())
+    dataset = metadata_rejects.dataset
+    rejects = metadata_rejects.read()
     if not rejects.height:
         return {}
     by_image = (rejects.filter(pl.col("image_key").is_not_null())
@@ -120,33 +117,31 @@ class QualityConfig(dg.Config):
 @dg.asset(partitions_def=dataset_partitions, code_version=QUALITY_VERSION, group_name=GROUP, pool="gpu", op_tags=GPU_OP_TAGS,
           kinds={"pytorch", "parquet"},
           tags=REGENERATED,
-          deps=[_dataset_dep("filtered_conversations"), "imported_conversations", _dataset_dep("image_embeddings")],
+          ins={"filtered_conversations": _dataset_in(), "image_embeddings": _dataset_in()},
           retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
 def quality_scores(context: dg.AssetExecutionContext, config: QualityConfig, store: StoreResource,
-                   llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource):
+                   llm: LLMResource, clip: ClipResource, embedder: EmbedderResource, reward: RewardResource,
+                   filtered_conversations: Parent, imported_conversations: Parent, image_embeddings: Parent):
     """One row per conversation (filtered + imported): CLIP score, length, reward and judge scores,
     raw and scaled to 0-100 over the dataset version, each with the model that made it."""
     dataset = context.partition_key
-    parquet = store.store()
-    conversations = scoring.conversations(parquet, dataset, _shards())
+    conversations = scoring.conversations(filtered_conversations, imported_conversations)
     judge = llm.role("judge")
-    scores = scoring.score_all(context, config, parquet, dataset, _shards(), conversations,
+    scores = scoring.score_all(context, config, image_embeddings, conversations,
                                scoring.Scorers(judge, clip, embedder, reward))
     raw, info = scores.raw, scores.info
     columns, scaling = quality_mod.scaled_columns(raw)
     frame = conversations.with_columns(
         *columns, *[pl.Series(f"{n}_model", m, dtype=pl.String) for n, m in scores.models.items()],
         *scores.judge_columns, pl.lit(stable_json(scaling)).alias("scaling"))
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    dataset_version = scoring.current_dataset_version(store, dataset)
     frame = frame.with_columns(*lineage_columns(dataset, dataset_version, QUALITY_VERSION))
-    version = content_hash(_versions(parquet, dataset, ["filtered_conversations", "image_embeddings"], True),
-                           _versions(parquet, dataset, ["imported_conversations"], False),
+    version = content_hash(filtered_conversations.data_versions() + image_embeddings.data_versions(),
+                           imported_conversations.data_versions(),
                            QUALITY_VERSION, config.model_dump(), info["models"],
                            judge.get_client().identity.as_dict() if config.judge else None)  # labels cut weights
-    parquet.write("quality_scores", dataset, version, frame, dataset_version=dataset_version,
-                  code_version=QUALITY_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=dataset_version, code_version=QUALITY_VERSION, metadata={
         **frame_metadata(frame), "by_recipe": counts_by(frame, "recipe") if frame.height else {},
         "score_models": dg.MetadataValue.json(info["models"]), "scaling": dg.MetadataValue.json(scaling),
         "missing_scores": {n: int(frame[f"{n}_raw"].is_null().sum()) for n in raw},
@@ -166,30 +161,28 @@ class ImageClusterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=CLUSTER_VERSION, group_name=GROUP, kinds={"parquet"},
-          tags=REGENERATED, deps=[_dataset_dep("image_embeddings")])
-def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig, store: StoreResource):
+          tags=REGENERATED, ins={"image_embeddings": _dataset_in()})
+def image_clusters(context: dg.AssetExecutionContext, config: ImageClusterConfig, store: StoreResource,
+                   image_embeddings: Parent):
     """A spectral cluster per image (nearest-neighbour affinity); the method used is on every row."""
     dataset = context.partition_key
-    parquet = store.store()
-    emb = parquet.read_shards("image_embeddings", dataset, _shards()).sort("image_id")
+    emb = image_embeddings.read().sort("image_id")
     usable = emb.filter(pl.col("error").is_null()) if emb.height else emb
     X = embedding_matrix(usable["embedding"]) if usable.height else np.zeros((0, 1), np.float32)
     labels, info = clustering_mod.spectral_clusters(X, k=config.k, seed=config.seed, exact_max=config.exact_max,
                                                     method=config.method)
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
+    dataset_version = scoring.current_dataset_version(store, dataset)
     frame = usable.select("image_id", "image_key", "embedding_space", "model", "model_weights").with_columns(
         pl.Series("cluster", labels, dtype=pl.Int64).replace(-1, None), pl.lit(info.get("method")).alias("method"),
         pl.lit(info["agreement_with_exact"]).alias("method_agreement"),
         *lineage_columns(dataset, dataset_version, CLUSTER_VERSION))
-    version = content_hash(_versions(parquet, dataset, ["image_embeddings"], True), CLUSTER_VERSION,
-                           config.model_dump())
-    parquet.write("image_clusters", dataset, version, frame, dataset_version=dataset_version,
-                  code_version=CLUSTER_VERSION, method=info.get("method"))
+    version = content_hash(image_embeddings.data_versions(), CLUSTER_VERSION, config.model_dump())
     if emb.height > usable.height:
         context.log.warning(f"{emb.height - usable.height} images have no embedding (see image_embeddings.error)")
     for warning in info.get("warnings", []):  # e.g. a neighbour graph in pieces: clusters follow the pieces
         context.log.warning(f"image clustering: {warning}")
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(frame, version, dataset_version=dataset_version, code_version=CLUSTER_VERSION,
+                  method=info.get("method"), metadata={
         **frame_metadata(frame), "method": str(info.get("method")), "cluster_sizes": info["cluster_sizes"],
         "embedding_space": sorted(set(frame["embedding_space"])) if frame.height else [],
         "images_without_embedding": emb.height - usable.height,
@@ -220,18 +213,16 @@ class SelectionConfig(dg.Config):
     specs=[
         dg.AssetSpec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="The selected conversations: top F within each image cluster.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
         dg.AssetSpec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
-                     tags=REGENERATED, kinds={"parquet"}),
+                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
     ],
     partitions_def=dataset_partitions, code_version=SELECT_VERSION, check_specs=[required_columns_spec("selected_subset")],
 )
-def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, store: StoreResource):
-    dataset = context.partition_key
-    parquet = store.store()
-    scored = parquet.read("quality_scores", dataset)
-    all_clusters = parquet.read("image_clusters", dataset)
+def selected_subset(config: SelectionConfig, quality_scores: Parent, image_clusters: Parent):
+    scored = quality_scores.read()
+    all_clusters = image_clusters.read()
     clusters = all_clusters.select("image_id", "cluster")
     frame = scored.join(clusters, on="image_id", how="left")
     pool = ranking_mod.pool_rows(frame, config.pool)
@@ -246,18 +237,16 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
     ranking = ranking_mod.ranking(frame, chosen.rows, used, method)
     subset = frame.join(ranking.filter(pl.col("selected")).select("conversation_id", "F", "rank"),
                         on="conversation_id").sort("cluster", "rank")
-    version = content_hash(_versions(parquet, dataset, ["quality_scores", "image_clusters"], False), SELECT_VERSION,
+    version = content_hash(quality_scores.data_versions() + image_clusters.data_versions(), SELECT_VERSION,
                            config.model_dump())
     # The rows come from quality_scores' rows; the code that made them is the selection's.
     subset, ranking = (f.with_columns(pl.lit(SELECT_VERSION).alias("code_version")) for f in (subset, ranking))
-    for name, out in (("selected_subset", subset), ("selection_ranking", ranking)):
-        parquet.write(name, dataset, version, out, dataset_version=scored["dataset_version"][0] if scored.height
-                      else None, code_version=SELECT_VERSION)
+    dataset_version = scored["dataset_version"][0] if scored.height else None
     table = chosen.table
     plot = plots_mod.selection_plot(F, chosen.rows["selected"].to_numpy(), table["cluster"].to_list(),
                                     table["size"].to_list(), table["selected"].to_list())
-    yield dg.MaterializeResult(asset_key="selected_subset", data_version=dg.DataVersion(version),
-                               check_results=[required_columns("selected_subset", subset)], metadata={
+    yield stored(subset, version, asset_key="selected_subset", dataset_version=dataset_version,
+                 code_version=SELECT_VERSION, check_results=[required_columns("selected_subset", subset)], metadata={
         **frame_metadata(subset), "scored": frame.height, "pool": pool.height,
         "weights_given": config.weights, "weights_used": used, "scaling": dg.MetadataValue.json(scaling),
         "selection": dg.MetadataValue.json({**chosen.info, "scaling": config.scaling, "pool": config.pool}),
@@ -266,7 +255,8 @@ def selected_subset(context: dg.AssetExecutionContext, config: SelectionConfig, 
         "F": ranking_mod.distribution(F), "score_plot": dg.MetadataValue.md(
             f"![score distributions](data:image/png;base64,{base64.b64encode(plot).decode()})"),
         "preview": preview(subset, ["image_key", "recipe", "cluster", "F", "turns"])})
-    yield dg.MaterializeResult(asset_key="selection_ranking", data_version=dg.DataVersion(version), metadata={
+    yield stored(ranking, version, asset_key="selection_ranking", dataset_version=dataset_version,
+                 code_version=SELECT_VERSION, metadata={
         **frame_metadata(ranking), "by_outcome": counts_by(ranking, "outcome") if ranking.height else {}})
 
 
@@ -288,24 +278,21 @@ class EvaluationConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, code_version=EVAL_VERSION, group_name=GROUP, pool=llm_pool("pairwise"),
-          kinds={"parquet"}, deps=["selected_subset", "quality_scores", _dataset_dep("image_descriptions")],
-          retry_policy=LLM_RETRY_POLICY)
+          kinds={"parquet"}, ins={"image_descriptions": _dataset_in()}, retry_policy=LLM_RETRY_POLICY)
 @retry_only_transient
 def pairwise_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, store: StoreResource,
-                        llm: LLMResource) -> dg.MaterializeResult:
+                        llm: LLMResource, selected_subset: Parent, quality_scores: Parent, image_descriptions: Parent):
     """Win / Tie / Lose of the selected conversations against a baseline, judged in both orders.
     Offline evaluation: materialize it on demand (no automation)."""
     dataset = context.partition_key
-    parquet = store.store()
     judge = llm.role("pairwise")
-    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, parquet, dataset, _shards(), judge)
-    version = content_hash(_versions(parquet, dataset, ["selected_subset", "quality_scores"], False), EVAL_VERSION,
+    dataset_version = scoring.current_dataset_version(store, dataset)
+    rows, counts, unpaired, llm_meta = scoring.evaluate(context, config, quality_scores, selected_subset,
+                                                        image_descriptions, judge, dataset_version)
+    version = content_hash(selected_subset.data_versions() + quality_scores.data_versions(), EVAL_VERSION,
                            config.model_dump(), judge.get_client().identity.as_dict())
-    dataset_version = scoring.current_dataset_version(parquet, dataset)
     rows = rows.with_columns(*lineage_columns(dataset, dataset_version, EVAL_VERSION))
-    parquet.write("pairwise_evaluation", dataset, version, rows, dataset_version=dataset_version,
-                  code_version=EVAL_VERSION)
-    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+    return stored(rows, version, dataset_version=dataset_version, code_version=EVAL_VERSION, metadata={
         **frame_metadata(rows), "win_tie_lose": dg.MetadataValue.json(counts),
         "unpaired_selected": unpaired, "baseline": config.baseline, "rule": config.rule,
         "preview": preview(rows, ["image_key", "prompt_id", "verdict_ab", "verdict_ba", "outcome"]), **llm_meta})

@@ -18,11 +18,12 @@ from ...lib.selection import evaluation as evaluation_mod
 from ...lib.selection import pairwise as pairwise_mod
 from ...lib.selection import quality as quality_mod
 from ...lib.selection import scores as scores_mod
-from ...lib.storage import ParquetStore
+from ...lib.storage import Parent
 from ..llm.resources import RoleLLM
 from ..llm.rounds import LLMRounds
 from ..models.assets import CLIP_IMAGE
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
+from ..resources import StoreResource
 
 if TYPE_CHECKING:  # assets.py imports this module
     from .assets import QualityConfig
@@ -30,21 +31,24 @@ if TYPE_CHECKING:  # assets.py imports this module
 CONVERSATION_COLUMNS = ["conversation_id", "image_id", "image_key", "recipe", "turns"]
 
 
-def current_dataset_version(parquet, dataset: str) -> str | None:
-    pointer = parquet.current("source_records", dataset)
-    return pointer and pointer.get("dataset_version")
+def current_dataset_version(store: StoreResource, dataset: str) -> str | None:
+    """The dataset version source_records holds now. Read outside the graph's edges: source_records is
+    not an input of the assets asking (it would be a new edge), and a parent's own dataset_version
+    may be an older one."""
+    pointer = store.parent("source_records", dataset).current()
+    return pointer.get("dataset_version") if pointer else None
 
 
-def conversations(parquet, dataset: str, shards: list[int]) -> pl.DataFrame:
+def conversations(filtered_conversations: Parent, imported_conversations: Parent) -> pl.DataFrame:
     """Filtered conversations of every shard plus the imported ones, with their texts."""
     frames = []
-    made = [s for s in shards if parquet.current("filtered_conversations", dataset, s)]  # none: imported only
-    generated = parquet.read_shards("filtered_conversations", dataset, made) if made else pl.DataFrame()
+    made = filtered_conversations.made()  # no shard: imported only
+    generated = made.read() if made.shards else pl.DataFrame()
     if "conversation_id" in generated.columns:
         frames.append(generated.drop("dataset", "code_version", "filter_version", strict=False)
                       .rename({"dataset_version": "source_dataset_version"}))
-    if parquet.current("imported_conversations", dataset) is not None:
-        imported = parquet.read("imported_conversations", dataset)
+    if imported_conversations.current() is not None:
+        imported = imported_conversations.read()
         frames.append(imported.drop("dataset", "code_version").rename({"dataset_version": "source_dataset_version"}))
     frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(
         schema={c: pl.String for c in CONVERSATION_COLUMNS[:-1]} | {"turns": pl.List(pl.Struct(
@@ -55,14 +59,16 @@ def conversations(parquet, dataset: str, shards: list[int]) -> pl.DataFrame:
 CLIP_CHUNK = 8192  # answers encoded and scored at a time: the vectors never exist for every conversation at once
 
 
-def _clip(context, frame, parquet, dataset, shards, clip, embedder, max_sentences) -> tuple[np.ndarray | None, str, str]:
+def _clip(context, frame, image_embeddings: Parent, clip, embedder,
+          max_sentences) -> tuple[np.ndarray | None, str, str]:
     """100 x cosine(image vector, answer vector) in the image embeddings' own space, or None."""
-    emb = parquet.read_shards("image_embeddings", dataset, shards)
+    emb = image_embeddings.read()
     if not frame.height or not emb.height:
         return None, "none", "no image embeddings"
     spaces = set(emb["embedding_space"])
     if len(spaces) != 1:
-        raise ValueError(f"image_embeddings of {dataset} mix embedding spaces {sorted(spaces)}: re-materialize them")
+        raise ValueError(f"image_embeddings of {image_embeddings.dataset} mix embedding spaces {sorted(spaces)}: "
+                         "re-materialize them")
     space = spaces.pop()
     if space == CLIP_IMAGE:
         encoder = clip.get()
@@ -157,14 +163,14 @@ class Scores:
     info: dict[str, Any]  # run metadata: models, clip_source, judge_status, llm
 
 
-def score_all(context: dg.AssetExecutionContext, config: QualityConfig, parquet: ParquetStore, dataset: str,
-              shards: list[int], frame: pl.DataFrame, scorers: Scorers) -> Scores:
+def score_all(context: dg.AssetExecutionContext, config: QualityConfig, image_embeddings: Parent,
+              frame: pl.DataFrame, scorers: Scorers) -> Scores:
     """Every score of every conversation in `frame` (rows in frame's order), for `quality_scores`."""
     llm = scorers.judge
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge") as pool:
         judged = pool.submit(_judge, context, frame, config, llm)  # the LLM judges while the models below compute
-        clip_values, space, clip_model = _clip(context, frame, parquet, dataset, shards, scorers.clip,
-                                               scorers.embedder, config.clip_max_sentences)
+        clip_values, space, clip_model = _clip(context, frame, image_embeddings, scorers.clip, scorers.embedder,
+                                               config.clip_max_sentences)
         rm = scorers.reward.get()
         reward_values = rm.score(frame["instruction"].to_list(), frame["answer"].to_list()) if frame.height else None
         judge_values, judge_columns, llm_meta, judge_status = judged.result()
@@ -184,10 +190,11 @@ def score_all(context: dg.AssetExecutionContext, config: QualityConfig, parquet:
     return Scores(raw, models, judge_columns, info)
 
 
-def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> tuple[pl.DataFrame, dict, int, dict]:
+def evaluate(context, config, quality_scores: Parent, selected_subset: Parent, image_descriptions: Parent, llm,
+             dataset_version: str | None) -> tuple[pl.DataFrame, dict, int, dict]:
     """Pairs, both orders judged, Win / Tie / Lose per pair."""
-    scored = parquet.read("quality_scores", dataset)
-    selected = set(parquet.read("selected_subset", dataset)["conversation_id"])
+    scored = quality_scores.read()
+    selected = set(selected_subset.read()["conversation_id"])
     scored = scored.select("conversation_id", "image_id", "image_key", "recipe", "instruction", "answer")
     chosen = pl.col("conversation_id").is_in(list(selected))
     candidates = scored.filter(chosen).to_dicts()
@@ -195,7 +202,7 @@ def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> 
     pool = scored.filter(~chosen & pl.col("image_id").is_in([r["image_id"] for r in candidates])
                          & ((pl.lit(config.baseline == "random")) | (pl.col("recipe") == "imported"))).to_dicts()
     pairs, unpaired = evaluation_mod.pair_up(candidates, pool, config.seed)
-    described = parquet.read_shards("image_descriptions", dataset, shards)
+    described = image_descriptions.read()
     context_of = dict(zip(described["image_id"], described["description"], strict=True)) if described.height else {}
     params = SamplingParams(temperature=0.0, max_tokens=config.max_tokens)
     requests = [LLMRequest(tuple(p.messages(first, context_of.get(p.candidate["image_id"]))), params)
@@ -218,5 +225,5 @@ def evaluate(context, config, parquet, dataset: str, shards: list[int], llm) -> 
     shown = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in counts.items()}
     return frame.with_columns(pl.lit(config.rule).alias("rule"), pl.lit(config.baseline).alias("baseline"),
                               pl.lit(llm.get_client().identity.label()).alias("judge_model"),
-                              pl.lit(current_dataset_version(parquet, dataset)).alias("dataset_version")), \
+                              pl.lit(dataset_version).alias("dataset_version")), \
         shown, len(unpaired), meta
