@@ -15,7 +15,7 @@ from ...lib.mminstruct import diversity as diversity_mod
 from ...lib.mminstruct import generate as generate_mod
 from ...lib.mminstruct import match as match_mod
 from ...lib.mminstruct import seeds as seeds_mod
-from ...lib.storage import Parent, ParquetStore
+from ...lib.storage import Parent
 from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
@@ -121,20 +121,20 @@ def clustered_instructions(context: dg.AssetExecutionContext, config: Instructio
                   check_results=[required_columns("clustered_instructions", frame)], metadata={
         **frame_metadata(frame), "generated_ok": ok.height, "distinct": len(groups),
         "merged_duplicates": sum(1 for r in rows if r["status"] == cluster_mod.DUPLICATE),
-        "clustering": dg.MetadataValue.json(info.as_dict()), **_instruction_statistics(store.store(), ok, rows),
+        "clustering": dg.MetadataValue.json(info.as_dict()),
+        **_instruction_statistics(store.parent("seed_instructions", SEEDS_DATASET), ok, rows),
         "preview": preview(frame, ["instruction", "status", "member_ids"]), **llm_meta, **embedder.lineage()})
 
 
-def _instruction_statistics(parquet: ParquetStore, generated: pl.DataFrame, merged_rows: list[dict]) -> dict:
+def _instruction_statistics(seed_instructions: Parent, generated: pl.DataFrame, merged_rows: list[dict]) -> dict:
     """MM-Instruct's diversity and length figures (section 3, Figure 7) as metadata: root verbs and
     ROUGE-L to the nearest seed of the generated instructions, word counts of generated and merged.
 
-    The seeds are read from the store by hand: seed_instructions is not a declared parent of
-    clustered_instructions, so no input brings them (optional: none before seeds exist)."""
+    The seeds are not a declared parent of clustered_instructions (they only colour its metadata),
+    so no input brings them: the asset asks the store for them (optional: none before seeds exist)."""
     texts = generated["instruction"].to_list()
     merged = [r["instruction"] for r in merged_rows if r["status"] == "ok"]
-    seeds = parquet.read("seed_instructions", SEEDS_DATASET)["text"].to_list() \
-        if parquet.current("seed_instructions", SEEDS_DATASET) else []
+    seeds = seed_instructions.read()["text"].to_list() if seed_instructions.exists else []
     plot = diversity_mod.length_plot({"generated": texts, "merged": merged})
     return {
         "diversity": dg.MetadataValue.json(diversity_mod.diversity_report(texts, seeds, sample=diversity_mod.ROUGE_SAMPLE)),
