@@ -58,6 +58,12 @@ def stored(frame: pl.DataFrame, data_version: str, *, metadata: dict | None = No
                                 check_results=check_results)
 
 
+def stored_spec(key: str, **spec) -> dg.AssetSpec:
+    """A multi-asset's spec whose output reaches the IO manager (a plain spec's output is typed
+    Nothing, so Dagster would store nothing)."""
+    return dg.AssetSpec(key, **spec).with_io_manager_key("io_manager")
+
+
 def viewer_link(path: str, **query: str) -> dg.MetadataValue:
     """A page of the data viewer (`visit-assets viewer`, at VISIT_VIEWER_URL): a link, valid while it runs."""
     return dg.MetadataValue.url(f"{settings.viewer_url()}{path}" + (f"?{urlencode(query)}" if query else ""))

@@ -32,7 +32,16 @@ from ..llm.pools import llm_pool
 from ..llm.resources import GENERATOR, LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
 from ..llm.rounds import LLMRounds
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored, viewer_link
+from ..metadata import (
+    counts_by,
+    frame_metadata,
+    preview,
+    required_columns,
+    required_columns_spec,
+    stored,
+    stored_spec,
+    viewer_link,
+)
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions, shard_partitions
 from ..resources import StoreResource
 from ..waves import REGENERATED
@@ -122,13 +131,13 @@ GENERATION_DEPS: list[str | dg.AssetDep] = ["image_facts", "instruction_matches"
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("generated_conversations", deps=GENERATION_DEPS,
+        stored_spec("generated_conversations", deps=GENERATION_DEPS,
                      description="Conversations of both recipes in LLaVA turns, one row each: recipe, prompt, model, seed.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations").with_io_manager_key("io_manager"),
-        dg.AssetSpec("conversation_attempts", deps=GENERATION_DEPS,
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
+        stored_spec("conversation_attempts", deps=GENERATION_DEPS,
                      description="Every generation attempt per image (accepted / rejected and why), plus one "
                                  "'stopped' row per image naming Instructify's stop rule.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations").with_io_manager_key("io_manager"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name="conversations"),
     ],
     partitions_def=image_partitions, check_specs=checks.conversation_check_specs, code_version=GENERATION_VERSION,
     pool=llm_pool(GENERATOR, "checker"), retry_policy=LLM_RETRY_POLICY,
@@ -198,12 +207,12 @@ FILTER_DEPS = ["generated_conversations", "image_descriptions"]
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("filtered_conversations", deps=FILTER_DEPS, group_name="conversations",
+        stored_spec("filtered_conversations", deps=FILTER_DEPS, group_name="conversations",
                      description="Conversations that pass their recipe's rule filters and (MM-Instruct) the LLM fit check.",
-                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
-        dg.AssetSpec("conversation_rejects", deps=FILTER_DEPS, group_name="conversations",
+                     tags=REGENERATED, kinds={"parquet"}),
+        stored_spec("conversation_rejects", deps=FILTER_DEPS, group_name="conversations",
                      description="Every generated conversation the filters removed, with the reason.",
-                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
+                     tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=image_partitions, code_version=FILTER_VERSION, pool=llm_pool("checker"),
     retry_policy=LLM_RETRY_POLICY, check_specs=[required_columns_spec("filtered_conversations")],

@@ -17,7 +17,7 @@ from ...lib.metadata.loaders import common as loader_common
 from ...lib.metadata.loaders import registry as loader_registry
 from ...lib.mminstruct import describe as vlm_mod
 from ...lib.storage import Parent
-from ..metadata import counts_by, frame_metadata, preview, required_columns, stored, viewer_link
+from ..metadata import counts_by, frame_metadata, preview, required_columns, stored, stored_spec, viewer_link
 from ..partitions import dataset_and_shard, dataset_partitions, from_dataset, image_partitions
 from ..resources import DatasetsResource
 from ..waves import REGENERATED
@@ -88,17 +88,18 @@ def _by_format_and_kind(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-# outs, not specs: a spec's output is typed Nothing, so the IO manager would never store it
+GROUPING_DEPS = [dg.AssetDep("source_records", partition_mapping=from_dataset)]
+
+
 @dg.multi_asset(
-    outs={
-        "grouped_metadata": dg.AssetOut(
-            description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
-            tags=REGENERATED, kinds={"parquet", "polars"}, group_name="ingest"),
-        "metadata_rejects": dg.AssetOut(
-            description="Every source record that did not reach grouped_metadata, with its reason.",
-            tags=REGENERATED, kinds={"parquet"}, group_name="ingest"),
-    },
-    ins={"source_records": dg.AssetIn(partition_mapping=from_dataset)},
+    specs=[
+        stored_spec("grouped_metadata", deps=GROUPING_DEPS,
+                     description="One record per image: captions, boxes (0-1), QA, OCR, size, sources.",
+                     tags=REGENERATED, kinds={"parquet", "polars"}, group_name="ingest"),
+        stored_spec("metadata_rejects", deps=GROUPING_DEPS,
+                     description="Every source record that did not reach grouped_metadata, with its reason.",
+                     tags=REGENERATED, kinds={"parquet"}, group_name="ingest"),
+    ],
     partitions_def=image_partitions, check_specs=checks.grouping_check_specs, code_version=GROUPING_VERSION,
 )
 def grouped_metadata(context: dg.AssetExecutionContext, config: GroupingConfig, datasets: DatasetsResource,

@@ -32,7 +32,7 @@ from ..k8s import GPU_OP_TAGS
 from ..llm.pools import llm_pool
 from ..llm.resources import LLMResource
 from ..llm.retries import LLM_RETRY_POLICY, retry_only_transient
-from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored
+from ..metadata import counts_by, frame_metadata, preview, required_columns, required_columns_spec, stored, stored_spec
 from ..models.resources import ClipResource, EmbedderResource, RewardResource
 from ..partitions import dataset_partitions, from_dataset
 from ..resources import DatasetsResource, StoreResource
@@ -61,15 +61,15 @@ def _dataset_in() -> dg.AssetIn:
 # mappings; Dagster refuses an AssetIn that repeats one).
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata"),
+        stored_spec("imported_conversations", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                      _dataset_dep("metadata_rejects")],
                      description="Already-made VisIT conversations from the dataset's conversations/ folder, "
                                  "to be scored and re-selected without regenerating (imported scores kept).",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
-        dg.AssetSpec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
+        stored_spec("imported_rejects", deps=["source_records", _dataset_dep("grouped_metadata"),
                                                _dataset_dep("metadata_rejects")],
                      description="Every imported item that could not be used, with the reason.",
-                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP).with_io_manager_key("io_manager"),
+                     tags=REGENERATED, kinds={"parquet"}, group_name=GROUP),
     ],
     partitions_def=dataset_partitions, code_version=IMPORT_VERSION,
 )
@@ -211,12 +211,12 @@ class SelectionConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
+        stored_spec("selected_subset", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="The selected conversations: top F within each image cluster.",
-                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
-        dg.AssetSpec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
+                     tags=REGENERATED, kinds={"parquet"}),
+        stored_spec("selection_ranking", deps=["quality_scores", "image_clusters"], group_name=GROUP,
                      description="Every scored conversation with its F, cluster, rank and why it was or was not selected.",
-                     tags=REGENERATED, kinds={"parquet"}).with_io_manager_key("io_manager"),
+                     tags=REGENERATED, kinds={"parquet"}),
     ],
     partitions_def=dataset_partitions, code_version=SELECT_VERSION, check_specs=[required_columns_spec("selected_subset")],
 )
