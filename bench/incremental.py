@@ -283,6 +283,7 @@ def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config
     """One whole-graph run and what it did; `calls()` counts the requests a model answered so far."""
     import dagster as dg
 
+    from visit_assets.defs.catalog.assets import CATALOG_ASSET
     from visit_assets.runner import run_dataset
 
     before, keys_before = pointers(store), cache_keys(store)
@@ -295,7 +296,7 @@ def run_step(name: str, defs, instance, store: Path, op_config: dict, run_config
     llm: dict[str, dict[str, int]] = {}
     by_partition: dict[tuple[str, str], int] = {}
     executed = 0
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
+    for key in defs.resolve_asset_graph().get_all_asset_keys() - {CATALOG_ASSET}:  # the store's partitions only
         events = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, after_timestamp=t_start), limit=10_000).records
         for record in events:

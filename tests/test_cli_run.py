@@ -67,10 +67,12 @@ def test_run_named_assets_of_a_dataset_folder_with_progress(env, capsys):
     assert not (env.home / "store" / "image_embeddings").exists()  # not named, not run
 
     # One line per run start and end (wave, partition, duration), and the LLM batches' progress.
-    assert "[run 1/6] wave 0 · unpartitioned · seed_instructions started" in out
-    assert re.search(r"\[run 3/6\] wave 2 · my_photos\|0 · grouped_metadata, metadata_rejects, vlm_descriptions, "
+    assert "[run 1/7] wave 0 · unpartitioned · seed_instructions started" in out
+    assert re.search(r"\[run 3/7\] wave 2 · my_photos\|0 · grouped_metadata, metadata_rejects, vlm_descriptions, "
                      r"image_descriptions, generated_instructions started", out)
-    assert len(re.findall(r"^\[run \d/6\] .* done in \d+\.\d s$", out, re.M)) == 6
+    assert len(re.findall(r"^\[run \d/7\] .* done in \d+\.\d s$", out, re.M)) == 7
+    # the catalog, an asset, is the last run of any `visit-assets run`, named assets or not
+    assert re.search(r"^\[run 7/7\] wave \d+ · unpartitioned · duckdb_catalog started$", out, re.M)
     assert re.search(r"^  generated_instructions · instructions: 0/\d \(0%\) · 0 cached$", out, re.M)
     assert re.search(r"^  generated_instructions · instructions: \d requests · 0 cached · \d sent · \d+ tokens out · "
                      r"[\d.]+ tok/s", out, re.M)
@@ -79,7 +81,7 @@ def test_run_named_assets_of_a_dataset_folder_with_progress(env, capsys):
     # The same runs the UI makes, in the instance under DAGSTER_HOME, with the file's resource config.
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 7 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(r.run_config["resources"] == {"llm": {"config": {"backend": "echo"}}} for r in runs)
         grouped = [r for r in runs if "grouped_metadata" in {k.to_user_string() for k in r.asset_selection or ()}]
         assert grouped and all(r.run_config["ops"] == {"grouped_metadata": {"config": {"min_caption_words": 3}}}
@@ -92,7 +94,7 @@ def test_run_named_assets_of_a_dataset_folder_with_progress(env, capsys):
     # Again, one asset: its inputs exist now, and every answer comes from the LLM cache.
     assert cli.main(["run", str(env.folder), "--config", config, "--assets", "generated_instructions"]) == 0
     out = capsys.readouterr().out
-    assert "already linked" in out and "[run 4/4]" in out
+    assert "already linked" in out and "[run 5/5]" in out
     assert re.search(r"^  generated_instructions · instructions: (\d) requests · \1 cached · 0 sent( · failed: .*)?$",
                      out, re.M)
 

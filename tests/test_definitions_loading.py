@@ -49,7 +49,7 @@ def test_the_location_is_exactly_what_the_defs_modules_define():
     assert {s.name for s in found.sensors} == {s.name for s in defs.sensors} == {
         "dataset_folder_sensor", "seed_file_sensor", "regenerate_downstream"}
     assert {s.name for s in found.schedules} == {s.name for s in defs.schedules} == {"nightly_reingest"}
-    assert set(defs.resources) == {"store", "datasets", "llm", "clip", "embedder", "reward"}
+    assert set(defs.resources) == {"store", "datasets", "llm", "clip", "embedder", "reward", "catalog", "io_manager"}
 
 
 def test_workspace_yaml_loads_the_location_as_dagster_dev_does(tmp_path):

@@ -98,18 +98,17 @@ def _run_folder(folder: Path, run_file, only: list[str] | None, copy: bool = Fal
             printer.line(f"assets: {', '.join(only)}")
         with attached(instance, printer):
             try:
+                catalog_asset = CATALOG_ASSET.to_user_string()  # the whole graph ends with it; a part too
+                runs = only if only is None or catalog_asset in only else [*only, catalog_asset]
                 runner.run_dataset(defs, target.name, instance, run_config={**QUIET, **run_file.run_config()},
-                                   op_config=run_file.ops, only=only, log=printer.line)
-                catalog_asset = CATALOG_ASSET.to_user_string()
-                if only is not None and catalog_asset not in only:  # the whole graph ends with it
-                    runner.run_dataset(defs, target.name, instance, only=[catalog_asset], log=printer.line)
+                                   op_config=run_file.ops, only=runs, log=printer.line)
             except RuntimeError as e:
                 print(f"visit-assets {command}: {e}", file=sys.stderr)
                 print(f"The failed run, with its logs, is in the Dagster UI:\n  {_ui_command(dagster_home)}",
                       file=sys.stderr)
                 return 1
     catalog = settings.store_root().resolve() / CATALOG_FILE  # made by the duckdb_catalog asset
-    views = set(view_names(catalog))
+    views = set(view_names(catalog)) if catalog.exists() else set()  # none: the runs stopped before it
     print(_summary(catalog, [a for a in assets_with_data(settings.store_root()) if a in views], dagster_home,
                    target.name))
     return 0
@@ -125,9 +124,11 @@ def _summary(catalog: Path, assets: list[str], dagster_home: Path, dataset: str 
     as image_lineage is a join over every source record, seconds and most of a GB at COCO size)."""
     import duckdb
 
-    con = duckdb.connect(str(catalog), read_only=True)
-    counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchall()[0][0] for v in assets}
-    con.close()
+    counts = {}
+    if assets:
+        con = duckdb.connect(str(catalog), read_only=True)
+        counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchall()[0][0] for v in assets}
+        con.close()
     exports = sorted(settings.exports_root().glob(f"{dataset}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     lines = ["", "Done. Outputs (Parquet, one file per partition and version):", f"  {settings.store_root()}",
              "LLaVA export (JSON + Parquet + manifest; a new folder per content version):",
